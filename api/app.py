@@ -1,0 +1,59 @@
+"""The FastAPI application: lifespan wiring of pool, checkpointer, graph and executor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+from api import problems
+from api.deps import Services
+from api.executor import RunExecutor
+from api.middleware import BodyLimitMiddleware, TraceMiddleware
+from api.routes import meta, threads
+from api.streaming import Broker, EventLog
+from core.db import migrate, open_pool
+from core.errors import Unavailable
+from core.settings import Settings
+from graphs.graph import build_graph
+
+
+def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
+    """Build the app for ``settings``; ``chat_model`` overrides the configured LLM (tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.database.url:
+            raise Unavailable("database.url is not set (keel serve starts an embedded Postgres)")
+        pool = await open_pool(
+            settings.database.url, settings.database.pool_min, settings.database.pool_max
+        )
+        try:
+            async with pool.connection() as conn:
+                await migrate(conn)
+            checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+            await checkpointer.setup()
+            graph = build_graph(checkpointer)
+            event_log, broker = EventLog(pool), Broker()
+            executor = RunExecutor(settings, graph, pool, event_log, broker, chat_model)
+            app.state.services = Services(settings, pool, graph, event_log, broker, executor)
+            yield
+            await executor.shutdown()
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="Keel",
+        version="0.1.0",
+        summary="A LangGraph research agent streaming typed events.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(meta.router)
+    app.include_router(threads.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
+    app.add_middleware(TraceMiddleware)
+    return app

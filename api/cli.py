@@ -1,0 +1,120 @@
+"""The ``keel`` command: ``serve`` (the whole stack), ``token`` (dev tokens), ``studio``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from typing import Any
+
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("keel")
+
+
+def _with(settings: Settings, section: str, **values: Any) -> Settings:
+    part = getattr(settings, section).model_copy(update=values)
+    return settings.model_copy(update={section: part})
+
+
+def start_dependencies(settings: Settings, stack: ExitStack) -> Settings:
+    """Start embedded Postgres and the local model when the config asks for them."""
+    from core.db import EmbeddedPostgres
+    from graphs.llm import LocalModelServer
+
+    if not settings.database.url:
+        pg = EmbeddedPostgres(settings.data_dir / "pg", settings.database.embedded_port)
+        pg.start()
+        stack.callback(pg.stop)
+        settings = _with(settings, "database", url=pg.url)
+        print(f"keel: embedded Postgres on {pg.url}", flush=True)
+    if settings.llm.provider == "local" and not settings.llm.base_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        server = LocalModelServer(settings.llm.local, settings.data_dir / "llm.log")
+        print(f"keel: starting the local model ({settings.llm.local.file})...", flush=True)
+        base_url = server.start()
+        stack.callback(server.stop)
+        settings = _with(settings, "llm", base_url=base_url)
+        print(f"keel: local model on {base_url}", flush=True)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from core.tracing import configure_logging
+
+    settings = get_settings()
+    if args.port is not None:
+        settings = _with(settings, "server", port=args.port)
+    configure_logging(settings.log.level, settings.log.json_logs)
+    with ExitStack() as stack:
+        settings = start_dependencies(settings, stack)
+        app = create_app(settings)
+        host, port = settings.server.host, settings.server.port
+        print(f"keel: serving on http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; make that unwind the stack
+        # (stopping Postgres and the model server) instead of killing the process.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from core.identity import issue_token
+
+    settings = get_settings()
+    if settings.env == "prod" and not settings.auth.dev_tokens:
+        print("keel token: dev tokens are disabled in prod", file=sys.stderr)
+        return 2
+    scopes = [s for s in args.scopes.split(",") if s]
+    print(issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=scopes,
+                      tier=args.tier, ttl_s=args.ttl))
+    return 0
+
+
+def _studio(args: argparse.Namespace) -> int:
+    """Run ``langgraph dev`` on langgraph.json, with the local model started for it."""
+    settings = get_settings()
+    with ExitStack() as stack:
+        settings = start_dependencies(_with(settings, "database", url="unused"), stack)
+        env = {
+            **os.environ,
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGGRAPH_NO_VERSION_CHECK": "1",
+            "KEEL_LLM__BASE_URL": settings.llm.base_url or "",
+        }
+        cmd = [os.path.join(os.path.dirname(sys.executable), "langgraph"), "dev",
+               "--port", str(args.port), "--no-browser", "--no-reload"]
+        return subprocess.call(cmd, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``keel`` console script."""
+    parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="start Postgres, the local model and the API")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(fn=_serve)
+    p = sub.add_parser("token", help="print a dev JWT")
+    p.add_argument("--user", required=True)
+    p.add_argument("--tenant", default="default")
+    p.add_argument("--scopes", default="")
+    p.add_argument("--tier", choices=["free", "pro", "enterprise"], default="free")
+    p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    p.set_defaults(fn=_token)
+    p = sub.add_parser("studio", help="serve the graph with `langgraph dev`")
+    p.add_argument("--port", type=int, default=2025)
+    p.set_defaults(fn=_studio)
+    args = parser.parse_args(argv)
+    code: int = args.fn(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Errors as RFC 9457 problem+json, always with the trace_id, never with a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import KeelError
+from core.tracing import trace_id_var
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response carrying the current trace_id."""
+    trace_id = trace_id_var.get()
+    body = {
+        "type": f"https://keel.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": trace_id,
+        **extra,
+    }
+    hdrs = dict(headers or {})
+    if trace_id:
+        hdrs["X-Trace-Id"] = trace_id
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=hdrs)
+
+
+def _keel_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KeelError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 503:
+        headers = {"Retry-After": "5"}
+    return problem(exc.status, exc.title, exc.detail, exc.code, headers=headers)
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+         "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    return problem(422, "Invalid request", "The request did not match the schema.",
+                   "validation_error", errors=errors)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), code,
+                   headers=dict(exc.headers or {}))
+
+
+def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return problem(500, "Internal error", "An unexpected error occurred; quote the trace_id.",
+                   "internal_error")
+
+
+def install(app: FastAPI) -> None:
+    """Register the problem+json handlers on ``app``."""
+    app.add_exception_handler(KeelError, _keel_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

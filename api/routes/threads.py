@@ -1,0 +1,176 @@
+"""Threads, runs and their streams: ``/v1/threads`` and ``/v1/replay``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sse_starlette import EventSourceResponse
+
+from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
+from api.streaming import sse_item, tail
+from core.errors import NotFound
+
+router = APIRouter(prefix="/v1", tags=["threads"])
+
+_SSE = {200: {"content": {"text/event-stream": {}}, "description": "SSE stream of envelopes"}}
+Message = Annotated[str, StringConstraints(min_length=1, max_length=16_000)]
+
+
+class ThreadOut(BaseModel):
+    """A thread of the caller's."""
+
+    thread_id: str
+    title: str | None = None
+    created_at: datetime
+
+
+class RunInput(BaseModel):
+    """What the user asks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: Message
+
+
+class RunRequest(BaseModel):
+    """Body of ``POST /v1/threads/{thread_id}/runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: RunInput
+    agent: Annotated[str, StringConstraints(pattern=r"^research$")] = "research"
+    checkpoint_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class CheckpointOut(BaseModel):
+    """One checkpoint of a thread, for time travel."""
+
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    step: int
+    node: str | None = Field(description="The node whose writes produced this checkpoint")
+    next: list[str]
+    ts: str | None
+
+
+def _sse(events: AsyncIterator[dict[str, Any]], trace_id: str) -> EventSourceResponse:
+    async def frames() -> AsyncIterator[dict[str, str]]:
+        async for body in events:
+            yield sse_item(body)
+
+    return EventSourceResponse(frames(), ping=15, headers={"X-Trace-Id": trace_id})
+
+
+@router.post("/threads", status_code=201, response_model=ThreadOut)
+async def create_thread(svc: Svc, identity: CurrentIdentity) -> ThreadOut:
+    """Create a thread owned by the caller."""
+    thread_id = str(uuid.uuid4())
+    async with svc.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO threads (thread_id, tenant, user_id) VALUES (%s, %s, %s)"
+            " RETURNING thread_id, title, created_at",
+            (thread_id, identity.tenant, identity.user_id),
+        )
+        row = await cur.fetchone()
+    return ThreadOut.model_validate(row)
+
+
+@router.get("/threads", response_model=list[ThreadOut])
+async def list_threads(
+    svc: Svc, identity: CurrentIdentity, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[ThreadOut]:
+    """The caller's own threads, newest first."""
+    async with svc.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT thread_id, title, created_at FROM threads WHERE tenant = %s AND user_id = %s"
+            " ORDER BY created_at DESC LIMIT %s",
+            (identity.tenant, identity.user_id, limit),
+        )
+        rows = await cur.fetchall()
+    return [ThreadOut.model_validate(r) for r in rows]
+
+
+@router.post("/threads/{thread_id}/runs", responses=_SSE)
+async def create_run(
+    thread_id: str, body: RunRequest, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> EventSourceResponse:
+    """Start a run and stream its events; the run goes on if the client disconnects."""
+    await owned_thread(svc, identity, thread_id)
+    if body.checkpoint_id is not None:
+        config: Any = {"configurable": {"thread_id": thread_id,
+                                        "checkpoint_id": body.checkpoint_id}}
+        if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
+            raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
+    run_id = str(uuid.uuid4())
+    after = await svc.event_log.last_seq(thread_id)
+    await svc.executor.start(
+        identity=identity, thread_id=thread_id, run_id=run_id, trace_id=trace_id,
+        message=body.input.message, agent=body.agent, checkpoint_id=body.checkpoint_id,
+    )
+    # Events are durable before they are published, so a stream that subscribes after the
+    # start still reads the first ones from the log; seqs dedupe the hand-over.
+    return _sse(
+        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
+        trace_id,
+    )
+
+
+@router.get("/threads/{thread_id}/stream", responses=_SSE)
+async def stream_thread(
+    thread_id: str,
+    svc: Svc,
+    identity: CurrentIdentity,
+    trace_id: TraceId,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> EventSourceResponse:
+    """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
+    await owned_thread(svc, identity, thread_id)
+    start = last_event_id if last_event_id is not None else (after or 0)
+    active = svc.executor.active_run(thread_id)
+    return _sse(tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id)
+
+
+@router.get("/replay/{thread_id}", responses=_SSE)
+async def replay_thread(
+    thread_id: str,
+    svc: Svc,
+    identity: CurrentIdentity,
+    trace_id: TraceId,
+    run_id: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> EventSourceResponse:
+    """Re-stream the recorded events of a thread from the event log."""
+    await owned_thread(svc, identity, thread_id)
+    return _sse(tail(svc.event_log, svc.broker, thread_id, after, run_id=run_id), trace_id)
+
+
+@router.get("/threads/{thread_id}/history", response_model=list[CheckpointOut])
+async def thread_history(
+    thread_id: str, svc: Svc, identity: CurrentIdentity,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[CheckpointOut]:
+    """The thread's checkpoints, newest first, for time travel."""
+    await owned_thread(svc, identity, thread_id)
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    snaps = [s async for s in svc.graph.aget_state_history(config, limit=limit + 1)]
+    out: list[CheckpointOut] = []
+    for i, snap in enumerate(snaps[:limit]):
+        parent = snaps[i + 1] if i + 1 < len(snaps) else None
+        meta = snap.metadata or {}
+        parent_cfg = snap.parent_config or {}
+        out.append(CheckpointOut(
+            checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+            parent_checkpoint_id=parent_cfg.get("configurable", {}).get("checkpoint_id"),
+            step=int(meta.get("step", -1)),
+            node=(parent.next[0] if parent and parent.next else
+                  ("input" if meta.get("source") == "input" else None)),
+            next=list(snap.next),
+            ts=snap.created_at,
+        ))
+    return out

@@ -1,0 +1,1 @@
+"""Cross-cutting parts of Keel: settings, events, errors, identity, tracing, database."""

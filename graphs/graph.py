@@ -1,0 +1,33 @@
+"""The research agent's wiring: planner → researcher (one step per visit) → summarizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.context import RunContext
+from graphs.nodes.planner import planner
+from graphs.nodes.researcher import after_researcher, researcher
+from graphs.nodes.summarizer import summarizer
+from graphs.state import InputState, State
+
+
+def build_graph(
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> CompiledStateGraph[State, RunContext, InputState, State]:
+    """Compile the research graph, optionally with a checkpointer."""
+    builder = StateGraph(State, context_schema=RunContext, input_schema=InputState)
+    builder.add_node("planner", planner)
+    builder.add_node("researcher", researcher)
+    builder.add_node("summarizer", summarizer)
+    builder.add_edge(START, "planner")
+    builder.add_edge("planner", "researcher")
+    builder.add_conditional_edges("researcher", after_researcher)
+    builder.add_edge("summarizer", END)
+    return builder.compile(checkpointer=checkpointer, name="research")
+
+
+graph = build_graph()

@@ -1,0 +1,163 @@
+"""The LLM factory: always ``ChatOpenAI`` on a configurable base URL.
+
+The embedded default is a real local model: a llama.cpp server (``xllamacpp``) on a packaged
+GGUF, started by ``keel serve`` as a child process (``python -m graphs.llm``) and stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from core.db import free_port
+from core.errors import Unavailable
+from core.settings import LLMSettings, LocalModelSettings
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=16)
+def chat_model(llm: LLMSettings) -> BaseChatModel:
+    """The chat model for ``llm`` (cached: one HTTP client per distinct setting)."""
+    if not llm.base_url:
+        raise Unavailable("llm.base_url is not set: start the local model or set OPENAI_BASE_URL")
+    return ChatOpenAI(
+        base_url=llm.base_url,
+        model=llm.model,
+        api_key=SecretStr(llm.api_key),
+        temperature=llm.temperature,
+        max_completion_tokens=llm.max_tokens,
+        timeout=llm.timeout_s,
+        max_retries=1,
+        stream_usage=True,
+    )
+
+
+def gguf_path(local: LocalModelSettings) -> Path:
+    """Where the packaged GGUF lies (inside its installed Python package)."""
+    spec = importlib.util.find_spec(local.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable(
+            f"model package {local.package!r} is not installed; run `make models` (see README)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / local.file
+    if not path.is_file():
+        raise Unavailable(f"model file {path} is missing")
+    return path
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Refuse a GGUF whose sha256 differs from the pinned one (checked once, then cached)."""
+    if not expected:
+        return
+    stamp = path.with_name(path.name + ".sha256-ok")
+    if stamp.exists() and stamp.read_text().strip() == expected:
+        return
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise Unavailable(f"{path.name}: sha256 {h.hexdigest()} does not match the pin {expected}")
+    try:
+        stamp.write_text(expected)
+    except OSError:
+        pass
+
+
+class LocalModelServer:
+    """A llama.cpp OpenAI-compatible server on a packaged GGUF, in a child process."""
+
+    def __init__(self, local: LocalModelSettings, log_file: Path | None = None) -> None:
+        """Prepare a server for ``local`` (nothing starts yet); its output goes to ``log_file``."""
+        self.local = local
+        self.log_file = log_file
+        self.port = local.port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> str:
+        """Start the server and wait until ``/health`` answers; returns the base URL."""
+        path = gguf_path(self.local)
+        verify_sha256(path, self.local.sha256)
+        cmd = [
+            sys.executable, "-m", "graphs.llm", "--model", str(path), "--port", str(self.port),
+            "--n-ctx", str(self.local.n_ctx), "--parallel", str(self.local.n_parallel),
+            "--threads", str(self.local.threads),
+        ]
+        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.local.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Unavailable(f"local model server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return self.base_url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise Unavailable("local model server did not become healthy in time")
+
+    def stop(self) -> None:
+        """Stop the server process."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+def _serve(argv: list[str] | None = None) -> None:
+    import xllamacpp
+
+    p = argparse.ArgumentParser(description="Serve a GGUF over the OpenAI API with llama.cpp")
+    p.add_argument("--model", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--n-ctx", type=int, default=4096)
+    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    params = xllamacpp.CommonParams()
+    params.model.path = a.model
+    params.hostnames = ["127.0.0.1"]
+    params.port = a.port
+    params.n_ctx = a.n_ctx
+    params.n_parallel = a.parallel
+    params.cpuparams.n_threads = a.threads
+    params.cpuparams_batch.n_threads = a.threads
+    params.use_jinja = True
+    params.warmup = False
+    server = xllamacpp.Server(params)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    del server
+
+
+if __name__ == "__main__":
+    _serve()

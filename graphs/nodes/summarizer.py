@@ -1,0 +1,38 @@
+"""The summarizer: streams the final answer token by token as ``text_delta`` events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from graphs import prompts
+from graphs.context import RunContext
+from graphs.emit import emit, status, usage_of
+from graphs.nodes import last_question, model_for
+from graphs.state import State
+
+NODE = "summarizer"
+
+
+async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Write the answer from the findings, streaming each piece as it arrives."""
+    writer = runtime.stream_writer
+    status(writer, NODE, "summarizing")
+    notes = "\n".join(
+        f"{i + 1}. {s['description']}: {f['text']}"
+        for i, (s, f) in enumerate(zip(state["plan"], state.get("findings", []), strict=False))
+    )
+    model = model_for(runtime.context, runtime.context.llm.max_tokens)
+    prompt = [
+        SystemMessage(prompts.SUMMARIZER),
+        HumanMessage(f"Question: {last_question(state['messages'])}\nNotes:\n{notes}"),
+    ]
+    full: AIMessageChunk | None = None
+    async for chunk in model.astream(prompt):
+        if chunk.text:
+            emit(writer, "text_delta", NODE, text=chunk.text)
+        full = chunk if full is None else full + chunk
+    answer = full.text if full is not None else ""
+    return {"messages": [AIMessage(answer)], "usage": usage_of(full)}

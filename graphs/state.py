@@ -1,0 +1,40 @@
+"""The graph's state: messages with ``add_messages``, the plan and the researcher's findings."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+ToolName = Literal["none", "github_trending", "documents", "python_exec", "calendar"]
+
+
+class PlanStep(BaseModel):
+    """One step of the plan: what to find out, and with which tool ("none": the model alone)."""
+
+    description: str = Field(max_length=200)
+    tool: ToolName
+
+
+class Plan(BaseModel):
+    """The planner's structured output."""
+
+    steps: list[PlanStep] = Field(min_length=1, max_length=3)
+
+
+class InputState(TypedDict):
+    """What a caller passes in."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class State(InputState, total=False):
+    """Everything the nodes share; plan and findings are plain JSON so checkpoints stay portable."""
+
+    plan: list[dict[str, Any]]
+    findings: Annotated[list[dict[str, Any]], operator.add]
+    usage: Annotated[dict[str, int], lambda a, b: {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}]
