@@ -51,13 +51,19 @@ class RunHandle:
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
     """A stable code and a message safe to show, never a stack trace."""
+    chain: list[BaseException] = []
     cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, KeelError):
-            return cause.code, cause.detail
-        if isinstance(cause, openai.APIError):
-            return "model_error", f"The language model failed ({type(cause).__name__})."
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
         cause = cause.__cause__
+    for err in chain:
+        if isinstance(err, KeelError):
+            return err.code, err.detail
+    api_errors = [e for e in chain if isinstance(e, openai.APIError)]
+    if api_errors:
+        status = getattr(api_errors[-1], "status_code", None)
+        what = f"HTTP {status}" if status else type(api_errors[-1]).__name__
+        return "model_error", f"The language model failed ({what})."
     return "run_failed", "The run failed; quote the trace_id to find out why."
 
 

@@ -259,6 +259,7 @@ def main(argv=None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     base_url = f"http://127.0.0.1:{args.port}/v1"
 
+    load_before = os.getloadavg()
     print(f"[{args.model}] {gguf} ({gguf.stat().st_size / 1e6:.1f} MB)", flush=True)
     proc, start_s, load_s = start_server(gguf, args.port, args.ctx, log_path)
     try:
@@ -303,6 +304,8 @@ def main(argv=None) -> int:
         "prompt_tok_s_server": round(stream_server["prompt_per_second"], 1)
         if stream_server else None,
         "ctx": args.ctx, "max_tokens": args.max_tokens,
+        # other work on this 2-core box skews timings: keep the 1-min load average
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     out.write_text(json.dumps({"summary": summary, "rows": rows, "stream": stream_client,
                                "stream_server_timings": stream_server}, indent=2))

@@ -118,7 +118,7 @@ def test_model_outage_ends_with_error_and_run_finished(live: LiveServer,
     tail = [(f.data["type"], f.data["data"].get("status")) for f in frames[-3:]]
     assert tail == [("agent_status", "error"), ("error", None), ("run_finished", "error")]
     assert frames[-2].data["data"] == {
-        "code": "model_error", "message": "The language model failed (InternalServerError)."}
+        "code": "model_error", "message": "The language model failed (HTTP 500)."}
     assert "Traceback" not in frames[-2].data["data"]["message"]
     assert live.sql("SELECT status FROM runs WHERE thread_id = %s", thread_id) == [
         {"status": "error"}]

@@ -1,0 +1,50 @@
+"""Settings: one shape for every environment, placeholder secrets refused in prod."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from core.settings import CONFIG_DIR, Settings
+
+
+def _shape(d: Any) -> Any:
+    return {k: _shape(v) for k, v in d.items()} if isinstance(d, dict) else None
+
+
+def test_every_config_file_has_the_same_keys() -> None:
+    shapes = {p.name: _shape(yaml.safe_load(p.read_text())) for p in CONFIG_DIR.glob("*.yaml")}
+    assert set(shapes) == {"dev.yaml", "test.yaml", "prod.yaml"}
+    assert shapes["dev.yaml"] == shapes["test.yaml"] == shapes["prod.yaml"]
+
+
+@pytest.mark.parametrize("env", ["dev", "test"])
+def test_dev_and_test_configs_validate(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_ENV", env)
+    assert Settings().env == env
+
+
+def test_prod_refuses_the_placeholder_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_ENV", "prod")
+    with pytest.raises(ValidationError, match="jwt_secret"):
+        Settings()
+
+
+def test_prod_accepts_a_real_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_ENV", "prod")
+    monkeypatch.setenv("KEEL_AUTH__JWT_SECRET", "k" * 48)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/keel")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://vllm:8000/v1")
+    s = Settings()
+    assert (s.database.url, s.llm.provider, s.llm.base_url) == (
+        "postgresql://db/keel", "openai", "http://vllm:8000/v1")
+    assert s.llm.max_tokens == 384  # the rest still comes from prod.yaml
+
+
+def test_unknown_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        Settings(surprise=1)  # type: ignore[call-arg]
