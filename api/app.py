@@ -34,7 +34,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         try:
             async with pool.connection() as conn:
                 await migrate(conn)
-            checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+            checkpointer = AsyncPostgresSaver(pool)
             await checkpointer.setup()
             graph = build_graph(checkpointer)
             event_log, broker = EventLog(pool), Broker()

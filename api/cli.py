@@ -73,8 +73,16 @@ def _token(args: argparse.Namespace) -> int:
         print("keel token: dev tokens are disabled in prod", file=sys.stderr)
         return 2
     scopes = [s for s in args.scopes.split(",") if s]
-    print(issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=scopes,
-                      tier=args.tier, ttl_s=args.ttl))
+    print(
+        issue_token(
+            settings.auth,
+            user=args.user,
+            tenant=args.tenant,
+            scopes=scopes,
+            tier=args.tier,
+            ttl_s=args.ttl,
+        )
+    )
     return 0
 
 
@@ -89,8 +97,14 @@ def _studio(args: argparse.Namespace) -> int:
             "LANGGRAPH_NO_VERSION_CHECK": "1",
             "KEEL_LLM__BASE_URL": settings.llm.base_url or "",
         }
-        cmd = [os.path.join(os.path.dirname(sys.executable), "langgraph"), "dev",
-               "--port", str(args.port), "--no-browser", "--no-reload"]
+        cmd = [
+            os.path.join(os.path.dirname(sys.executable), "langgraph"),
+            "dev",
+            "--port",
+            str(args.port),
+            "--no-browser",
+            "--no-reload",
+        ]
         return subprocess.call(cmd, env=env)
 
 

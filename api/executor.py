@@ -150,8 +150,12 @@ class RunExecutor:
         handle.seq += 1
         handle.queue.put_nowait(
             envelope(
-                ev, seq=handle.seq, thread_id=handle.thread_id, run_id=handle.run_id,
-                trace_id=handle.trace_id, ts=now(),
+                ev,
+                seq=handle.seq,
+                thread_id=handle.thread_id,
+                run_id=handle.run_id,
+                trace_id=handle.trace_id,
+                ts=now(),
             )
         )
 
@@ -189,24 +193,43 @@ class RunExecutor:
         writer = asyncio.create_task(self._writer(handle), name=f"writer-{handle.run_id}")
         status = "success"
         ident = handle.identity
-        self._emit(handle, NodeEvent(type="run_started", data={
-            "agent": agent, "message": message, "parent_checkpoint_id": checkpoint_id,
-        }))
+        self._emit(
+            handle,
+            NodeEvent(
+                type="run_started",
+                data={
+                    "agent": agent,
+                    "message": message,
+                    "parent_checkpoint_id": checkpoint_id,
+                },
+            ),
+        )
         log.info("run started")
         try:
             configurable: dict[str, Any] = {"thread_id": handle.thread_id}
             if checkpoint_id:
                 configurable["checkpoint_id"] = checkpoint_id
             context = RunContext(
-                user_id=ident.user_id, tenant=ident.tenant, scopes=ident.scopes, tier=ident.tier,
-                trace_id=handle.trace_id, run_id=handle.run_id, thread_id=handle.thread_id,
-                llm=self.settings.llm, chat_model=self.chat_model,
+                user_id=ident.user_id,
+                tenant=ident.tenant,
+                scopes=ident.scopes,
+                tier=ident.tier,
+                trace_id=handle.trace_id,
+                run_id=handle.run_id,
+                thread_id=handle.thread_id,
+                llm=self.settings.llm,
+                chat_model=self.chat_model,
             )
             config: Any = {
                 "configurable": configurable,
                 "recursion_limit": self.settings.runs.recursion_limit,
-                "metadata": {"trace_id": handle.trace_id, "keel_run_id": handle.run_id,
-                             "user_id": ident.user_id, "tenant": ident.tenant, "agent": agent},
+                "metadata": {
+                    "trace_id": handle.trace_id,
+                    "keel_run_id": handle.run_id,
+                    "user_id": ident.user_id,
+                    "tenant": ident.tenant,
+                    "agent": agent,
+                },
             }
             async for mode, chunk in self.graph.astream(
                 {"messages": [HumanMessage(message)]},
@@ -232,9 +255,17 @@ class RunExecutor:
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
             self._emit(handle, NodeEvent(type="error", data={"code": code, "message": message_}))
         duration_ms = round((time.monotonic() - handle.started) * 1000, 1)
-        self._emit(handle, NodeEvent(type="run_finished", data={
-            "status": status, "usage": handle.usage, "duration_ms": duration_ms,
-        }))
+        self._emit(
+            handle,
+            NodeEvent(
+                type="run_finished",
+                data={
+                    "status": status,
+                    "usage": handle.usage,
+                    "duration_ms": duration_ms,
+                },
+            ),
+        )
         handle.queue.put_nowait(None)
         try:
             await asyncio.shield(writer)

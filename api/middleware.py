@@ -76,15 +76,26 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         trace_id = scope.get("state", {}).get("trace_id") or trace_id_var.get() or ""
-        body = json.dumps({
-            "type": "https://keel.dev/problems/payload_too_large", "title": "Payload too large",
-            "status": 413, "detail": f"request bodies are limited to {self.max_bytes} bytes",
-            "code": "payload_too_large", "trace_id": trace_id,
-        }).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-        ]})
+        body = json.dumps(
+            {
+                "type": "https://keel.dev/problems/payload_too_large",
+                "title": "Payload too large",
+                "status": 413,
+                "detail": f"request bodies are limited to {self.max_bytes} bytes",
+                "code": "payload_too_large",
+                "trace_id": trace_id,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

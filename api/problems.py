@@ -54,25 +54,35 @@ def _keel_error(_: Request, exc: Exception) -> JSONResponse:
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-         "type": str(e.get("type", ""))}
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in exc.errors()
     ]
-    return problem(422, "Invalid request", "The request did not match the schema.",
-                   "validation_error", errors=errors)
+    return problem(
+        422,
+        "Invalid request",
+        "The request did not match the schema.",
+        "validation_error",
+        errors=errors,
+    )
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(exc.status_code, str(exc.detail), str(exc.detail), code,
-                   headers=dict(exc.headers or {}))
+    return problem(
+        exc.status_code, str(exc.detail), str(exc.detail), code, headers=dict(exc.headers or {})
+    )
 
 
 def _unhandled(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return problem(500, "Internal error", "An unexpected error occurred; quote the trace_id.",
-                   "internal_error")
+    return problem(
+        500, "Internal error", "An unexpected error occurred; quote the trace_id.", "internal_error"
+    )
 
 
 def install(app: FastAPI) -> None:

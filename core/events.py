@@ -316,7 +316,8 @@ Event = Annotated[
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES: frozenset[str] = frozenset(
-    m.model_fields["type"].default for m in Event.__origin__.__args__  # type: ignore[attr-defined]
+    m.model_fields["type"].default
+    for m in Event.__origin__.__args__  # type: ignore[attr-defined]
 )
 
 

@@ -135,7 +135,10 @@ class Settings(BaseSettings):
         if not self.data_dir.is_absolute():
             self.data_dir = ROOT / self.data_dir
         if self.env == "prod":
-            if self.auth.jwt_secret.startswith(PLACEHOLDER_PREFIX) or len(self.auth.jwt_secret) < 32:
+            if (
+                self.auth.jwt_secret.startswith(PLACEHOLDER_PREFIX)
+                or len(self.auth.jwt_secret) < 32
+            ):
                 raise ValueError(
                     "auth.jwt_secret is a placeholder or shorter than 32 bytes; "
                     "set KEEL_AUTH__JWT_SECRET outside dev"

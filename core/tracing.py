@@ -20,7 +20,9 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
 run_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
-thread_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("thread_id", default=None)
+thread_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "thread_id", default=None
+)
 
 
 def new_trace_id() -> str:

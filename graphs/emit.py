@@ -16,7 +16,11 @@ def emit(writer: StreamWriter, type_: str, node: str | None, **data: Any) -> Non
 
 
 def status(
-    writer: StreamWriter, node: str, status_: AgentStatus, *, tool_name: str | None = None,
+    writer: StreamWriter,
+    node: str,
+    status_: AgentStatus,
+    *,
+    tool_name: str | None = None,
     detail: str | None = None,
 ) -> None:
     """Send an ``agent_status`` event (the UI's state machine moves only on these)."""

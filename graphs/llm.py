@@ -99,9 +99,19 @@ class LocalModelServer:
         path = gguf_path(self.local)
         verify_sha256(path, self.local.sha256)
         cmd = [
-            sys.executable, "-m", "graphs.llm", "--model", str(path), "--port", str(self.port),
-            "--n-ctx", str(self.local.n_ctx), "--parallel", str(self.local.n_parallel),
-            "--threads", str(self.local.threads),
+            sys.executable,
+            "-m",
+            "graphs.llm",
+            "--model",
+            str(path),
+            "--port",
+            str(self.port),
+            "--n-ctx",
+            str(self.local.n_ctx),
+            "--parallel",
+            str(self.local.n_parallel),
+            "--threads",
+            str(self.local.threads),
         ]
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         try:

@@ -91,8 +91,13 @@ class LiveServer:
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                log_level="warning", loop="asyncio")
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            loop="asyncio",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -111,13 +116,17 @@ class LiveServer:
 
     def token(self, user: str = "alice", tenant: str = "acme", **kw: Any) -> str:
         """A signed token for ``user`` of ``tenant``."""
-        return issue_token(self.settings.auth, user=user, tenant=tenant,
-                           scopes=kw.pop("scopes", []), **kw)
+        return issue_token(
+            self.settings.auth, user=user, tenant=tenant, scopes=kw.pop("scopes", []), **kw
+        )
 
     def client(self, user: str = "alice", tenant: str = "acme") -> httpx.Client:
         """An HTTP client authenticated as ``user``."""
-        return httpx.Client(base_url=self.url, timeout=60,
-                            headers={"Authorization": f"Bearer {self.token(user, tenant)}"})
+        return httpx.Client(
+            base_url=self.url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.token(user, tenant)}"},
+        )
 
     def sql(self, query: str, *args: Any) -> list[dict[str, Any]]:
         """Run ``query`` on the test database."""
@@ -126,19 +135,23 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def live(db_url: str, fake_llm: FakeOpenAI,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """The API on a real socket, over a fresh database and the scripted model server."""
-    with LiveServer(make_settings(db_url, fake_llm.base_url,
-                                  tmp_path_factory.mktemp("keel"))) as server:
+    with LiveServer(
+        make_settings(db_url, fake_llm.base_url, tmp_path_factory.mktemp("keel"))
+    ) as server:
         yield server
 
 
-def stream_run(client: httpx.Client, thread_id: str, message: str,
-               **body: Any) -> tuple[httpx.Response, list[Frame]]:
+def stream_run(
+    client: httpx.Client, thread_id: str, message: str, **body: Any
+) -> tuple[httpx.Response, list[Frame]]:
     """POST a run and read its whole SSE stream."""
-    with client.stream("POST", f"/v1/threads/{thread_id}/runs",
-                       json={"input": {"message": message}, **body}) as resp:
+    with client.stream(
+        "POST", f"/v1/threads/{thread_id}/runs", json={"input": {"message": message}, **body}
+    ) as resp:
         if resp.status_code != 200:
             resp.read()
             return resp, []

@@ -25,11 +25,13 @@ def parse(lines: Iterable[str]) -> list[Frame]:
         line = raw.rstrip("\r")
         if line == "":
             if "data" in fields:
-                frames.append(Frame(
-                    id=fields.get("id", [None])[-1],  # type: ignore[list-item]
-                    event=fields.get("event", [None])[-1],  # type: ignore[list-item]
-                    data=json.loads("\n".join(fields["data"])),
-                ))
+                frames.append(
+                    Frame(
+                        id=fields.get("id", [None])[-1],  # type: ignore[list-item]
+                        event=fields.get("event", [None])[-1],  # type: ignore[list-item]
+                        data=json.loads("\n".join(fields["data"])),
+                    )
+                )
             fields = {}
             continue
         if line.startswith(":"):

@@ -40,8 +40,11 @@ async def readyz(svc: Svc) -> JSONResponse:
             checks["llm"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     headers = {} if ok else {"Retry-After": "5"}
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                        status_code=200 if ok else 503, headers=headers)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+        headers=headers,
+    )
 
 
 @router.get("/v1/schema/events")

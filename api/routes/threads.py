@@ -17,7 +17,9 @@ from core.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 
-_SSE = {200: {"content": {"text/event-stream": {}}, "description": "SSE stream of envelopes"}}
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "SSE stream of envelopes"}
+}
 Message = Annotated[str, StringConstraints(min_length=1, max_length=16_000)]
 
 
@@ -102,15 +104,21 @@ async def create_run(
     """Start a run and stream its events; the run goes on if the client disconnects."""
     await owned_thread(svc, identity, thread_id)
     if body.checkpoint_id is not None:
-        config: Any = {"configurable": {"thread_id": thread_id,
-                                        "checkpoint_id": body.checkpoint_id}}
+        config: Any = {
+            "configurable": {"thread_id": thread_id, "checkpoint_id": body.checkpoint_id}
+        }
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
     await svc.executor.start(
-        identity=identity, thread_id=thread_id, run_id=run_id, trace_id=trace_id,
-        message=body.input.message, agent=body.agent, checkpoint_id=body.checkpoint_id,
+        identity=identity,
+        thread_id=thread_id,
+        run_id=run_id,
+        trace_id=trace_id,
+        message=body.input.message,
+        agent=body.agent,
+        checkpoint_id=body.checkpoint_id,
     )
     # Events are durable before they are published, so a stream that subscribes after the
     # start still reads the first ones from the log; seqs dedupe the hand-over.
@@ -152,7 +160,9 @@ async def replay_thread(
 
 @router.get("/threads/{thread_id}/history", response_model=list[CheckpointOut])
 async def thread_history(
-    thread_id: str, svc: Svc, identity: CurrentIdentity,
+    thread_id: str,
+    svc: Svc,
+    identity: CurrentIdentity,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CheckpointOut]:
     """The thread's checkpoints, newest first, for time travel."""
@@ -164,13 +174,18 @@ async def thread_history(
         parent = snaps[i + 1] if i + 1 < len(snaps) else None
         meta = snap.metadata or {}
         parent_cfg = snap.parent_config or {}
-        out.append(CheckpointOut(
-            checkpoint_id=snap.config["configurable"]["checkpoint_id"],
-            parent_checkpoint_id=parent_cfg.get("configurable", {}).get("checkpoint_id"),
-            step=int(meta.get("step", -1)),
-            node=(parent.next[0] if parent and parent.next else
-                  ("input" if meta.get("source") == "input" else None)),
-            next=list(snap.next),
-            ts=snap.created_at,
-        ))
+        out.append(
+            CheckpointOut(
+                checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+                parent_checkpoint_id=parent_cfg.get("configurable", {}).get("checkpoint_id"),
+                step=int(meta.get("step", -1)),
+                node=(
+                    parent.next[0]
+                    if parent and parent.next
+                    else ("input" if meta.get("source") == "input" else None)
+                ),
+                next=list(snap.next),
+                ts=snap.created_at,
+            )
+        )
     return out

@@ -33,8 +33,13 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         out = {}
     plan: Plan | None = out.get("parsed")
     if plan is None:
-        emit(writer, "warning", NODE, code="plan_invalid",
-             message="The planner's output was not a valid plan; answering in one step.")
+        emit(
+            writer,
+            "warning",
+            NODE,
+            code="plan_invalid",
+            message="The planner's output was not a valid plan; answering in one step.",
+        )
         plan = Plan(steps=[PlanStep(description=question[:200] or "answer", tool="none")])
     steps = [s.model_dump() for s in plan.steps]
     emit(writer, "plan", NODE, steps=steps)

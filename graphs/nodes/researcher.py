@@ -23,8 +23,13 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     step = state["plan"][index]
     if step["tool"] != "none":
         # Tools are reached through the tool gateway once it exists; until then, say so.
-        emit(writer, "warning", NODE, code="tool_unavailable",
-             message=f"Tool {step['tool']!r} is not available; answering from the model alone.")
+        emit(
+            writer,
+            "warning",
+            NODE,
+            code="tool_unavailable",
+            message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
+        )
     status(writer, NODE, "thinking", detail=step["description"])
     model = model_for(runtime.context, runtime.context.llm.step_max_tokens)
     reply = await model.ainvoke(

@@ -1,8 +1,9 @@
 """A scripted OpenAI-compatible HTTP server, so tests exercise langchain-openai's real wire path.
 
-Each request takes the next scripted reply (``"!status 500"`` answers with that error); with none left, a default by request kind:
-a valid one-step plan for ``response_format`` requests, a short text otherwise. Streaming
-requests get SSE chunks (one per word) and a usage chunk; requests are recorded for asserts.
+Each request takes the next scripted reply (``"!status 500"`` answers with that error); with
+none left, a default by request kind: a valid one-step plan for ``response_format`` requests,
+a short text otherwise. Streaming requests get SSE chunks (one per word) and a usage chunk;
+requests are recorded for asserts.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.delay_s = 0.0
         self.port = free_port()
-        self.app = Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/health", self._health),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/health", self._health),
+            ]
+        )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -51,8 +54,14 @@ class FakeOpenAI:
 
     def start(self) -> None:
         """Serve in a background thread until ``stop``."""
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", loop="asyncio")
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            loop="asyncio",
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -90,29 +99,50 @@ class FakeOpenAI:
         text = self._reply_for(body)
         if text.startswith("!status "):
             status = int(text.split()[1])
-            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error",
-                                           "code": status}}, status_code=status)
+            return JSONResponse(
+                {"error": {"message": "scripted failure", "type": "server_error", "code": status}},
+                status_code=status,
+            )
         model = body.get("model", "fake")
-        usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                 "total_tokens": 10 + len(text.split())}
+        usage = {
+            "prompt_tokens": 10,
+            "completion_tokens": len(text.split()),
+            "total_tokens": 10 + len(text.split()),
+        }
         cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         if not body.get("stream"):
-            return JSONResponse({
-                "id": cid, "object": "chat.completion", "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": usage,
-            })
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
 
         async def chunks() -> AsyncIterator[str]:
             import asyncio
 
-            def frame(delta: dict[str, Any], finish: str | None = None,
-                      extra: dict[str, Any] | None = None) -> str:
-                payload = {"id": cid, "object": "chat.completion.chunk",
-                           "created": int(time.time()), "model": model,
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            def frame(
+                delta: dict[str, Any],
+                finish: str | None = None,
+                extra: dict[str, Any] | None = None,
+            ) -> str:
+                payload = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
                 payload.update(extra or {})
                 return f"data: {json.dumps(payload)}\n\n"
 
@@ -124,9 +154,20 @@ class FakeOpenAI:
                 yield frame({"content": word if i == 0 else " " + word})
             yield frame({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
-                yield "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk",
-                                             "created": int(time.time()), "model": model,
-                                             "choices": [], "usage": usage}) + "\n\n"
+                yield (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": int(time.time()),
+                            "model": model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + "\n\n"
+                )
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(chunks(), media_type="text/event-stream")

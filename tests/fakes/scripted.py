@@ -15,7 +15,11 @@ class ScriptedChatModel(GenericFakeChatModel):
     """Replies with the scripted messages in order; structured output parses the next one."""
 
     def with_structured_output(  # type: ignore[override]
-        self, schema: type[BaseModel], *, method: str = "json_schema", include_raw: bool = False,
+        self,
+        schema: type[BaseModel],
+        *,
+        method: str = "json_schema",
+        include_raw: bool = False,
         **_: Any,
     ) -> Runnable[Any, Any]:
         """Parse the next scripted reply into ``schema`` like ChatOpenAI's json_schema mode."""

@@ -20,8 +20,10 @@ def thread_id(live: LiveServer) -> str:
 
 
 def _counts(live: LiveServer) -> tuple[int, int, int]:
-    row = live.sql("SELECT (SELECT count(*) FROM threads) t, (SELECT count(*) FROM runs) r,"
-                   " (SELECT count(*) FROM events) e")[0]
+    row = live.sql(
+        "SELECT (SELECT count(*) FROM threads) t, (SELECT count(*) FROM runs) r,"
+        " (SELECT count(*) FROM events) e"
+    )[0]
     return row["t"], row["r"], row["e"]
 
 
@@ -37,36 +39,67 @@ def _assert_problem(r: httpx.Response, status: int, code: str) -> None:
 
 
 def _token(live: LiveServer, **claims: object) -> str:
-    base: dict[str, object] = {"sub": "alice", "tenant": "acme", "scopes": [], "tier": "free",
-                               "iss": "keel", "exp": int(time.time()) + 600}
+    base: dict[str, object] = {
+        "sub": "alice",
+        "tenant": "acme",
+        "scopes": [],
+        "tier": "free",
+        "iss": "keel",
+        "exp": int(time.time()) + 600,
+    }
     base.update(claims)
-    return jwt.encode({k: v for k, v in base.items() if v is not None},
-                      live.settings.auth.jwt_secret, algorithm="HS256")
+    return jwt.encode(
+        {k: v for k, v in base.items() if v is not None},
+        live.settings.auth.jwt_secret,
+        algorithm="HS256",
+    )
 
 
 def _unsigned(live: LiveServer) -> str:
     header = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode()
     payload = jwt.utils.base64url_encode(
-        b'{"sub":"alice","tenant":"acme","iss":"keel","exp":9999999999}').decode()
+        b'{"sub":"alice","tenant":"acme","iss":"keel","exp":9999999999}'
+    ).decode()
     return f"{header}.{payload}."
 
 
 RUNS = "/v1/threads/{tid}/runs"
 BAD_BODIES: dict[str, tuple[Callable[[str], dict[str, object]], int, str]] = {
-    "malformed json": (lambda t: {"content": b'{"input": {"message": "hi"', "headers": {
-        "content-type": "application/json"}}, 422, "validation_error"),
+    "malformed json": (
+        lambda t: {
+            "content": b'{"input": {"message": "hi"',
+            "headers": {"content-type": "application/json"},
+        },
+        422,
+        "validation_error",
+    ),
     "missing message": (lambda t: {"json": {"input": {}}}, 422, "validation_error"),
     "empty message": (lambda t: {"json": {"input": {"message": ""}}}, 422, "validation_error"),
-    "message not a string": (lambda t: {"json": {"input": {"message": {"a": 1}}}}, 422,
-                             "validation_error"),
-    "unknown field": (lambda t: {"json": {"input": {"message": "hi"}, "x": 1}}, 422,
-                      "validation_error"),
-    "unknown agent": (lambda t: {"json": {"input": {"message": "hi"}, "agent": "rm -rf"}}, 422,
-                      "validation_error"),
-    "1 MB message": (lambda t: {"json": {"input": {"message": "a" * 1_000_000}}}, 413,
-                     "payload_too_large"),
-    "message over the limit": (lambda t: {"json": {"input": {"message": "a" * 16_001}}}, 422,
-                               "validation_error"),
+    "message not a string": (
+        lambda t: {"json": {"input": {"message": {"a": 1}}}},
+        422,
+        "validation_error",
+    ),
+    "unknown field": (
+        lambda t: {"json": {"input": {"message": "hi"}, "x": 1}},
+        422,
+        "validation_error",
+    ),
+    "unknown agent": (
+        lambda t: {"json": {"input": {"message": "hi"}, "agent": "rm -rf"}},
+        422,
+        "validation_error",
+    ),
+    "1 MB message": (
+        lambda t: {"json": {"input": {"message": "a" * 1_000_000}}},
+        413,
+        "payload_too_large",
+    ),
+    "message over the limit": (
+        lambda t: {"json": {"input": {"message": "a" * 16_001}}},
+        422,
+        "validation_error",
+    ),
 }
 
 
@@ -91,8 +124,9 @@ def test_unknown_thread(live: LiveServer) -> None:
 def test_unknown_checkpoint(live: LiveServer, thread_id: str) -> None:
     before = _counts(live)
     with live.client() as c:
-        r = c.post(RUNS.format(tid=thread_id),
-                   json={"input": {"message": "hi"}, "checkpoint_id": "nope"})
+        r = c.post(
+            RUNS.format(tid=thread_id), json={"input": {"message": "hi"}, "checkpoint_id": "nope"}
+        )
     _assert_problem(r, 404, "not_found")
     assert _counts(live) == before
 
@@ -102,9 +136,11 @@ TOKENS: dict[str, Callable[[LiveServer], str | None]] = {
     "garbage": lambda live: "not-a-jwt",
     "expired": lambda live: _token(live, exp=int(time.time()) - 10),
     "alg none": _unsigned,
-    "wrong secret": lambda live: jwt.encode({"sub": "alice", "tenant": "acme", "iss": "keel",
-                                             "exp": int(time.time()) + 60},
-                                            "another-secret-that-is-long-enough!!", "HS256"),
+    "wrong secret": lambda live: jwt.encode(
+        {"sub": "alice", "tenant": "acme", "iss": "keel", "exp": int(time.time()) + 60},
+        "another-secret-that-is-long-enough!!",
+        "HS256",
+    ),
     "no tenant": lambda live: _token(live, tenant=None),
     "wrong issuer": lambda live: _token(live, iss="someone-else"),
     "unknown tier": lambda live: _token(live, tier="platinum"),
@@ -117,10 +153,14 @@ def test_bad_token(live: LiveServer, thread_id: str, case: str) -> None:
     token = TOKENS[case](live)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     before = _counts(live)
-    for method, path in [("POST", "/v1/threads"), ("GET", "/v1/threads"),
-                         ("POST", RUNS.format(tid=thread_id))]:
-        r = httpx.request(method, live.url + path, headers=headers,
-                          json={"input": {"message": "hi"}})
+    for method, path in [
+        ("POST", "/v1/threads"),
+        ("GET", "/v1/threads"),
+        ("POST", RUNS.format(tid=thread_id)),
+    ]:
+        r = httpx.request(
+            method, live.url + path, headers=headers, json={"input": {"message": "hi"}}
+        )
         _assert_problem(r, 401, "unauthenticated")
         assert r.headers["www-authenticate"] == "Bearer"
     assert _counts(live) == before

@@ -18,15 +18,24 @@ def _new_thread(live: LiveServer, user: str = "alice", tenant: str = "acme") -> 
     return thread_id
 
 
-def test_run_streams_envelopes_ending_in_run_finished(live: LiveServer,
-                                                     fake_llm: FakeOpenAI) -> None:
-    fake_llm.script.extend([
-        json.dumps({"steps": [{"description": "Find A", "tool": "none"},
-                              {"description": "Find B", "tool": "none"}]}),
-        "A is one.",
-        "B is two.",
-        "So A plus B is three.",
-    ])
+def test_run_streams_envelopes_ending_in_run_finished(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script.extend(
+        [
+            json.dumps(
+                {
+                    "steps": [
+                        {"description": "Find A", "tool": "none"},
+                        {"description": "Find B", "tool": "none"},
+                    ]
+                }
+            ),
+            "A is one.",
+            "B is two.",
+            "So A plus B is three.",
+        ]
+    )
     thread_id = _new_thread(live)
     with live.client() as c:
         resp, frames = stream_run(c, thread_id, "What is A plus B?")
@@ -79,23 +88,28 @@ def test_history_lists_checkpoints_of_each_step(live: LiveServer) -> None:
     assert r.status_code == 200
     history = r.json()
     assert [h["node"] for h in history] == [
-        "summarizer", "researcher", "planner", "__start__", "input"
+        "summarizer",
+        "researcher",
+        "planner",
+        "__start__",
+        "input",
     ][: len(history)]
     assert [h["step"] for h in history] == [3, 2, 1, 0, -1]
     assert history[0]["next"] == []
     assert history[1]["parent_checkpoint_id"] == history[2]["checkpoint_id"]
 
 
-def test_second_run_continues_seq_and_conversation(live: LiveServer,
-                                                   fake_llm: FakeOpenAI) -> None:
+def test_second_run_continues_seq_and_conversation(live: LiveServer, fake_llm: FakeOpenAI) -> None:
     thread_id = _new_thread(live)
     with live.client() as c:
         _, first = stream_run(c, thread_id, "first question")
         _, second = stream_run(c, thread_id, "second question")
     assert second[0].data["seq"] == first[-1].data["seq"] + 1
     assert second[0].data["run_id"] != first[0].data["run_id"]
-    seqs = [r["seq"] for r in live.sql("SELECT seq FROM events WHERE thread_id = %s ORDER BY seq",
-                                       thread_id)]
+    seqs = [
+        r["seq"]
+        for r in live.sql("SELECT seq FROM events WHERE thread_id = %s ORDER BY seq", thread_id)
+    ]
     assert seqs == list(range(1, len(first) + len(second) + 1))
 
 
@@ -109,8 +123,9 @@ def test_traceparent_sets_the_trace_id(live: LiveServer) -> None:
     assert {f.data["trace_id"] for f in frames} == {trace}
 
 
-def test_model_outage_ends_with_error_and_run_finished(live: LiveServer,
-                                                       fake_llm: FakeOpenAI) -> None:
+def test_model_outage_ends_with_error_and_run_finished(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
     fake_llm.script.extend(["!status 500"] * 2)  # the first call and its one retry
     thread_id = _new_thread(live)
     with live.client() as c:
@@ -118,17 +133,21 @@ def test_model_outage_ends_with_error_and_run_finished(live: LiveServer,
     tail = [(f.data["type"], f.data["data"].get("status")) for f in frames[-3:]]
     assert tail == [("agent_status", "error"), ("error", None), ("run_finished", "error")]
     assert frames[-2].data["data"] == {
-        "code": "model_error", "message": "The language model failed (HTTP 500)."}
+        "code": "model_error",
+        "message": "The language model failed (HTTP 500).",
+    }
     assert "Traceback" not in frames[-2].data["data"]["message"]
     assert live.sql("SELECT status FROM runs WHERE thread_id = %s", thread_id) == [
-        {"status": "error"}]
+        {"status": "error"}
+    ]
     with live.client() as c:  # the thread stays usable
         _, again = stream_run(c, thread_id, "hi again")
     assert again[-1].data["data"]["status"] == "success"
 
 
-def test_invalid_plan_degrades_to_one_step_with_a_warning(live: LiveServer,
-                                                          fake_llm: FakeOpenAI) -> None:
+def test_invalid_plan_degrades_to_one_step_with_a_warning(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
     fake_llm.script.append("this is not a plan")
     thread_id = _new_thread(live)
     with live.client() as c:
@@ -160,8 +179,9 @@ def test_stream_and_replay_resume_after_last_event_id(live: LiveServer) -> None:
     thread_id = _new_thread(live)
     with live.client() as c:
         _, frames = stream_run(c, thread_id, "hi")
-        with c.stream("GET", f"/v1/threads/{thread_id}/stream",
-                      headers={"Last-Event-ID": "5"}) as r:
+        with c.stream(
+            "GET", f"/v1/threads/{thread_id}/stream", headers={"Last-Event-ID": "5"}
+        ) as r:
             from tests.sse import parse
 
             resumed = parse(r.iter_lines())
@@ -183,6 +203,17 @@ def test_event_schema_lists_every_type(live: LiveServer) -> None:
     with live.client() as c:
         schema = c.get("/v1/schema/events").json()
     mapping = schema["discriminator"]["mapping"]
-    assert {"run_started", "agent_status", "text_delta", "run_finished", "error", "tool_error",
-            "repair", "warning", "code_block", "image_generated", "table",
-            "memory"} <= set(mapping)
+    assert {
+        "run_started",
+        "agent_status",
+        "text_delta",
+        "run_finished",
+        "error",
+        "tool_error",
+        "repair",
+        "warning",
+        "code_block",
+        "image_generated",
+        "table",
+        "memory",
+    } <= set(mapping)

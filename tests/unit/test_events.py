@@ -42,13 +42,16 @@ def test_each_type_round_trips_through_json(type_: str) -> None:
     assert ev.model_dump(mode="json")["ts"].endswith("Z")
 
 
-@pytest.mark.parametrize("bad", [
-    {"type": "no_such_type", "data": {}},
-    {"type": "text_delta", "data": {"text": 1}},
-    {"type": "text_delta", "data": {"text": "x", "extra": True}},
-    {"type": "agent_status", "data": {"status": "guessing"}},
-    {"type": "run_finished", "data": {"status": "fine", "duration_ms": 1}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "no_such_type", "data": {}},
+        {"type": "text_delta", "data": {"text": 1}},
+        {"type": "text_delta", "data": {"text": "x", "extra": True}},
+        {"type": "agent_status", "data": {"status": "guessing"}},
+        {"type": "run_finished", "data": {"status": "fine", "duration_ms": 1}},
+    ],
+)
 def test_malformed_events_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         envelope(NodeEvent(**bad), **IDS)

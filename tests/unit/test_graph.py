@@ -26,8 +26,9 @@ async def _run(*replies: str, message: str = "q") -> tuple[list[dict[str, Any]],
     ctx = RunContext(chat_model=scripted(*replies), thread_id="t")
     events: list[dict[str, Any]] = []
     config: Any = {"configurable": {"thread_id": "t"}}
-    async for chunk in g.astream({"messages": [HumanMessage(message)]}, config, context=ctx,
-                                 stream_mode="custom"):
+    async for chunk in g.astream(
+        {"messages": [HumanMessage(message)]}, config, context=ctx, stream_mode="custom"
+    ):
         events.append(chunk)
     state = (await g.aget_state(config)).values
     return events, state
@@ -35,20 +36,28 @@ async def _run(*replies: str, message: str = "q") -> tuple[list[dict[str, Any]],
 
 @pytest.mark.asyncio
 async def test_two_step_plan_runs_each_step_then_streams_the_answer() -> None:
-    plan = {"steps": [{"description": "first", "tool": "none"},
-                      {"description": "second", "tool": "none"}]}
+    plan = {
+        "steps": [
+            {"description": "first", "tool": "none"},
+            {"description": "second", "tool": "none"},
+        ]
+    }
     events, state = await _run(json.dumps(plan), "one", "two", "final answer here")
     assert [(e["type"], e["node"]) for e in events] == [
-        ("agent_status", "planner"), ("plan", "planner"),
-        ("agent_status", "researcher"), ("step_result", "researcher"),
-        ("agent_status", "researcher"), ("step_result", "researcher"),
+        ("agent_status", "planner"),
+        ("plan", "planner"),
+        ("agent_status", "researcher"),
+        ("step_result", "researcher"),
+        ("agent_status", "researcher"),
+        ("step_result", "researcher"),
         ("agent_status", "summarizer"),
         *[("text_delta", "summarizer")] * 5,
     ]
     assert events[1]["data"] == plan
     assert [e["data"]["text"] for e in events if e["type"] == "step_result"] == ["one", "two"]
     assert "".join(e["data"]["text"] for e in events if e["type"] == "text_delta") == (
-        "final answer here")
+        "final answer here"
+    )
     assert state["messages"][-1].content == "final answer here"
     assert state["findings"] == [{"index": 0, "text": "one"}, {"index": 1, "text": "two"}]
 
@@ -56,9 +65,14 @@ async def test_two_step_plan_runs_each_step_then_streams_the_answer() -> None:
 @pytest.mark.asyncio
 async def test_invalid_plan_falls_back_to_one_model_step_with_warning() -> None:
     events, state = await _run("{not json", "finding", "answer", message="Why?")
-    assert events[1] == {"type": "warning", "node": "planner", "data": {
-        "code": "plan_invalid",
-        "message": "The planner's output was not a valid plan; answering in one step."}}
+    assert events[1] == {
+        "type": "warning",
+        "node": "planner",
+        "data": {
+            "code": "plan_invalid",
+            "message": "The planner's output was not a valid plan; answering in one step.",
+        },
+    }
     assert state["plan"] == [{"description": "Why?", "tool": "none"}]
 
 

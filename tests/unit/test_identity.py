@@ -29,7 +29,8 @@ def test_other_secret() -> None:
 
 
 def test_other_algorithm_is_refused() -> None:
-    token = issue_token(AuthSettings(jwt_secret="s" * 64, jwt_algorithm="HS512"),
-                        user="a", tenant="t", scopes=[])
+    token = issue_token(
+        AuthSettings(jwt_secret="s" * 64, jwt_algorithm="HS512"), user="a", tenant="t", scopes=[]
+    )
     with pytest.raises(AuthenticationFailed):
         verify_token(AUTH, token)

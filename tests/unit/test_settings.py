@@ -41,7 +41,10 @@ def test_prod_accepts_a_real_secret_from_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("OPENAI_BASE_URL", "http://vllm:8000/v1")
     s = Settings()
     assert (s.database.url, s.llm.provider, s.llm.base_url) == (
-        "postgresql://db/keel", "openai", "http://vllm:8000/v1")
+        "postgresql://db/keel",
+        "openai",
+        "http://vllm:8000/v1",
+    )
     assert s.llm.max_tokens == 384  # the rest still comes from prod.yaml
 
 

@@ -1,0 +1,1 @@
+"""Layered memory behind one router (arrives with the memory issue)."""

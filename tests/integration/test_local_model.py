@@ -1,0 +1,61 @@
+"""End to end on the real packaged local model: llama.cpp server, ChatOpenAI, Postgres, SSE."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings
+from graphs.llm import LocalModelServer, gguf_path, verify_sha256
+from tests.conftest import LiveServer, make_settings, stream_run
+
+pytestmark = pytest.mark.local_llm
+
+
+@pytest.fixture(scope="module")
+def local_live(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    tmp = tmp_path_factory.mktemp("local")
+    local = Settings().llm.local
+    server = LocalModelServer(local, tmp / "llm.log")
+    base_url = server.start()
+    try:
+        settings = make_settings(db_url, base_url, tmp)
+        settings = settings.model_copy(
+            update={"llm": settings.llm.model_copy(update={"provider": "local", "local": local})}
+        )
+        with LiveServer(settings) as live:
+            yield live
+    finally:
+        server.stop()
+
+
+def test_packaged_model_matches_its_pin() -> None:
+    local = Settings().llm.local
+    assert local.sha256, "the packaged model must be pinned by sha256"
+    verify_sha256(gguf_path(local), local.sha256)
+
+
+def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"GGUF not really")
+    with pytest.raises(Exception, match="does not match the pin"):
+        verify_sha256(fake, "0" * 64)
+
+
+def test_run_on_the_local_model(local_live: LiveServer) -> None:
+    with local_live.client() as c:
+        thread_id = c.post("/v1/threads").json()["thread_id"]
+        resp, frames = stream_run(c, thread_id, "Why is the sky blue? Answer briefly.")
+        assert c.get("/readyz").json()["checks"] == {"postgres": "ok", "llm": "ok"}
+    types = [f.data["type"] for f in frames]
+    assert types[0] == "run_started"
+    assert types[-1] == "run_finished"
+    assert frames[-1].data["data"]["status"] == "success", frames[-3:]
+    assert "plan" in types and "step_result" in types
+    answer = "".join(f.data["data"]["text"] for f in frames if f.data["type"] == "text_delta")
+    assert len(answer.strip()) > 0
+    assert frames[-1].data["data"]["usage"]["output_tokens"] > 0
+    assert {f.data["trace_id"] for f in frames} == {resp.headers["x-trace-id"]}
+    assert [f.data["seq"] for f in frames] == list(range(1, len(frames) + 1))
