@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import KeelError
@@ -78,6 +80,17 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "Service unavailable",
+        "The database is not reachable; retry shortly.",
+        "database_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unhandled(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return problem(
@@ -90,4 +103,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(KeelError, _keel_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.OperationalError, _database_down)
+    app.add_exception_handler(PoolTimeout, _database_down)
     app.add_exception_handler(Exception, _unhandled)
