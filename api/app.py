@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,7 @@ from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
 from api.routes import meta, threads
-from api.streaming import Broker, EventLog
+from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.settings import Settings
@@ -37,11 +38,16 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             checkpointer = AsyncPostgresSaver(pool)
             await checkpointer.setup()
             graph = build_graph(checkpointer)
-            event_log, broker = EventLog(pool), Broker()
+            instance = uuid.uuid4().hex
+            event_log, broker = EventLog(pool, instance), Broker()
             executor = RunExecutor(settings, graph, pool, event_log, broker, chat_model)
+            listener = Listener(settings.database.url, broker, instance, executor.cancel_local)
+            await listener.start()
+            await executor.start_heartbeat()
             app.state.services = Services(settings, pool, graph, event_log, broker, executor)
             yield
             await executor.shutdown()
+            await listener.stop()
         finally:
             await pool.close()
 

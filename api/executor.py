@@ -1,8 +1,13 @@
-"""The run executor: runs the graph as a task that outlives its HTTP client.
+"""The run executor: runs the graph as a task that outlives its HTTP client (practices 3, 5).
 
 For each run it streams the graph's custom events, wraps them in envelopes (gap-free ``seq``
 per thread), writes them to the event log in batches (one transaction per batch) and then
 publishes them to live subscribers. It always ends a run with ``run_finished``.
+
+One run at a time writes to a thread. A second run on a busy thread follows the configured
+double-texting policy: ``reject`` (409), ``enqueue`` (it waits for the current run, in this
+process), or ``interrupt`` (the current run is cancelled, then the new one starts). Runs send a
+heartbeat, so a run left ``running`` by a crashed replica stops blocking its thread.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from api.streaming import Broker, EventLog
+from api.streaming import Broker, EventLog, notify_cancel
 from core.errors import Conflict, KeelError
-from core.events import Event, NodeEvent, envelope, now
+from core.events import Event, NodeEvent, RunStatus, envelope, now
 from core.identity import Identity
 from core.settings import Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
@@ -36,13 +41,13 @@ _WRITE_RETRIES = 3
 
 @dataclass
 class RunHandle:
-    """A run in progress in this process."""
+    """A run in progress (or queued) in this process."""
 
     run_id: str
     thread_id: str
     trace_id: str
     identity: Identity
-    seq: int
+    seq: int = 0
     task: asyncio.Task[None] | None = None
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     started: float = field(default_factory=time.monotonic)
@@ -87,11 +92,38 @@ class RunExecutor:
         self.broker = broker
         self.chat_model = chat_model
         self.active: dict[str, RunHandle] = {}
-        self._by_thread: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
 
-    def active_run(self, thread_id: str) -> str | None:
-        """The run_id running on ``thread_id`` in this process, if any."""
-        return self._by_thread.get(thread_id)
+    async def start_heartbeat(self) -> None:
+        """Keep the ``heartbeat_at`` of this process's runs fresh."""
+        self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.runs.heartbeat_s)
+            if not self.active:
+                continue
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)",
+                        (list(self.active),),
+                    )
+            except Exception as exc:
+                log.warning("run heartbeat failed: %s", type(exc).__name__)
+
+    async def active_run(self, thread_id: str) -> str | None:
+        """The newest live run (queued or running, on any replica) of ``thread_id``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT run_id FROM runs WHERE thread_id = %s AND status IN ('queued', 'running')"
+                " AND heartbeat_at > now() - make_interval(secs => %s)"
+                " ORDER BY started_at DESC LIMIT 1",
+                (thread_id, self.settings.runs.stale_after_s),
+            )
+            row = await cur.fetchone()
+        return row["run_id"] if row else None
 
     async def start(
         self,
@@ -104,30 +136,36 @@ class RunExecutor:
         agent: str,
         checkpoint_id: str | None = None,
     ) -> RunHandle:
-        """Record the run and start it as a task; refuses a second run on a busy thread."""
-        if thread_id in self._by_thread:
-            raise Conflict(f"thread {thread_id} already has an active run")
-        handle = RunHandle(run_id, thread_id, trace_id, identity, seq=0)
-        self._by_thread[thread_id] = run_id
+        """Record the run and start it as a task, applying the double-texting policy."""
+        busy = await self.active_run(thread_id)
+        policy = self.settings.runs.double_texting
+        if busy is not None:
+            if policy == "reject":
+                raise Conflict(f"thread {thread_id} already has an active run ({busy})")
+            if policy == "interrupt":
+                await self.cancel(busy)
+        handle = RunHandle(run_id, thread_id, trace_id, identity)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO runs (run_id, thread_id, trace_id, agent, status)"
+                " VALUES (%s, %s, %s, %s, 'queued')",
+                (run_id, thread_id, trace_id, agent),
+            )
         self.active[run_id] = handle
-        try:
-            handle.seq = await self.log.last_seq(thread_id)
-            async with self.pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO runs (run_id, thread_id, trace_id, agent, status)"
-                    " VALUES (%s, %s, %s, %s, 'running')",
-                    (run_id, thread_id, trace_id, agent),
-                )
-        except BaseException:
-            self._forget(handle)
-            raise
         handle.task = asyncio.create_task(
             self._run(handle, message, agent, checkpoint_id), name=f"run-{run_id}"
         )
         return handle
 
     async def cancel(self, run_id: str) -> bool:
-        """Cancel a run of this process; returns whether it was running."""
+        """Cancel ``run_id`` here if it runs here, else ask the other replicas to."""
+        if await self.cancel_local(run_id):
+            return True
+        await notify_cancel(self.pool, run_id)
+        return False
+
+    async def cancel_local(self, run_id: str) -> bool:
+        """Cancel a run of this process; returns whether it was here."""
         handle = self.active.get(run_id)
         if handle is None or handle.task is None:
             return False
@@ -136,15 +174,12 @@ class RunExecutor:
 
     async def shutdown(self) -> None:
         """Cancel every active run and wait for their final events to be written."""
+        if self._heartbeat:
+            self._heartbeat.cancel()
         tasks = [h.task for h in self.active.values() if h.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _forget(self, handle: RunHandle) -> None:
-        self.active.pop(handle.run_id, None)
-        if self._by_thread.get(handle.thread_id) == handle.run_id:
-            del self._by_thread[handle.thread_id]
 
     def _emit(self, handle: RunHandle, ev: NodeEvent) -> None:
         handle.seq += 1
@@ -190,60 +225,69 @@ class RunExecutor:
         trace_id_var.set(handle.trace_id)
         run_id_var.set(handle.run_id)
         thread_id_var.set(handle.thread_id)
+        lock = self._locks.setdefault(handle.thread_id, asyncio.Lock())
+        cancelled_while_queued = False
+        try:
+            await lock.acquire()
+        except asyncio.CancelledError:
+            cancelled_while_queued = True
+            await lock.acquire()
+        try:
+            await self._run_locked(handle, message, agent, checkpoint_id, cancelled_while_queued)
+        finally:
+            lock.release()
+            if not lock.locked() and self._locks.get(handle.thread_id) is lock:
+                del self._locks[handle.thread_id]
+            self.active.pop(handle.run_id, None)
+
+    async def _wait_for_other_replicas(self, handle: RunHandle) -> None:
+        """Wait (bounded) while a live run of another replica still writes to the thread."""
+        deadline = time.monotonic() + self.settings.runs.stale_after_s
+        while time.monotonic() < deadline:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'"
+                    " AND run_id <> %s AND heartbeat_at > now() - make_interval(secs => %s)",
+                    (handle.thread_id, handle.run_id, self.settings.runs.stale_after_s),
+                )
+                if await cur.fetchone() is None:
+                    return
+            await asyncio.sleep(0.2)
+
+    async def _run_locked(
+        self,
+        handle: RunHandle,
+        message: str,
+        agent: str,
+        checkpoint_id: str | None,
+        cancelled: bool,
+    ) -> None:
+        if not cancelled:
+            try:
+                await self._wait_for_other_replicas(handle)
+            except asyncio.CancelledError:
+                cancelled = True
+        handle.seq = await self.log.last_seq(handle.thread_id)
+        handle.started = time.monotonic()
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET status = 'running', heartbeat_at = now() WHERE run_id = %s",
+                (handle.run_id,),
+            )
         writer = asyncio.create_task(self._writer(handle), name=f"writer-{handle.run_id}")
-        status = "success"
-        ident = handle.identity
+        status: RunStatus = "success"
         self._emit(
             handle,
             NodeEvent(
                 type="run_started",
-                data={
-                    "agent": agent,
-                    "message": message,
-                    "parent_checkpoint_id": checkpoint_id,
-                },
+                data={"agent": agent, "message": message, "parent_checkpoint_id": checkpoint_id},
             ),
         )
         log.info("run started")
         try:
-            configurable: dict[str, Any] = {"thread_id": handle.thread_id}
-            if checkpoint_id:
-                configurable["checkpoint_id"] = checkpoint_id
-            context = RunContext(
-                user_id=ident.user_id,
-                tenant=ident.tenant,
-                scopes=ident.scopes,
-                tier=ident.tier,
-                trace_id=handle.trace_id,
-                run_id=handle.run_id,
-                thread_id=handle.thread_id,
-                llm=self.settings.llm,
-                chat_model=self.chat_model,
-            )
-            config: Any = {
-                "configurable": configurable,
-                "recursion_limit": self.settings.runs.recursion_limit,
-                "metadata": {
-                    "trace_id": handle.trace_id,
-                    "keel_run_id": handle.run_id,
-                    "user_id": ident.user_id,
-                    "tenant": ident.tenant,
-                    "agent": agent,
-                },
-            }
-            async for mode, chunk in self.graph.astream(
-                {"messages": [HumanMessage(message)]},
-                config,
-                context=context,
-                stream_mode=["custom", "updates"],
-            ):
-                if mode == "custom":
-                    self._emit(handle, NodeEvent.model_validate(chunk))
-                elif mode == "updates" and isinstance(chunk, dict):
-                    for update in chunk.values():
-                        if isinstance(update, dict) and "usage" in update:
-                            for k, v in update["usage"].items():
-                                handle.usage[k] = handle.usage.get(k, 0) + int(v)
+            if cancelled:
+                raise asyncio.CancelledError
+            await self._stream_graph(handle, message, agent, checkpoint_id)
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         except asyncio.CancelledError:
             status = "cancelled"
@@ -259,27 +303,64 @@ class RunExecutor:
             handle,
             NodeEvent(
                 type="run_finished",
-                data={
-                    "status": status,
-                    "usage": handle.usage,
-                    "duration_ms": duration_ms,
-                },
+                data={"status": status, "usage": handle.usage, "duration_ms": duration_ms},
             ),
         )
         handle.queue.put_nowait(None)
         try:
             await asyncio.shield(writer)
-        finally:
+        except Exception:
+            log.exception("could not write the run's last events")
             await self._finish(handle, status)
         log.info("run finished", extra={"keel": {"status": status, "duration_ms": duration_ms}})
 
+    async def _stream_graph(
+        self, handle: RunHandle, message: str, agent: str, checkpoint_id: str | None
+    ) -> None:
+        ident = handle.identity
+        configurable: dict[str, Any] = {"thread_id": handle.thread_id}
+        if checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint_id
+        context = RunContext(
+            user_id=ident.user_id,
+            tenant=ident.tenant,
+            scopes=ident.scopes,
+            tier=ident.tier,
+            trace_id=handle.trace_id,
+            run_id=handle.run_id,
+            thread_id=handle.thread_id,
+            llm=self.settings.llm,
+            chat_model=self.chat_model,
+        )
+        config: Any = {
+            "configurable": configurable,
+            "recursion_limit": self.settings.runs.recursion_limit,
+            "metadata": {
+                "trace_id": handle.trace_id,
+                "keel_run_id": handle.run_id,
+                "user_id": ident.user_id,
+                "tenant": ident.tenant,
+                "agent": agent,
+            },
+        }
+        async for mode, chunk in self.graph.astream(
+            {"messages": [HumanMessage(message)]},
+            config,
+            context=context,
+            stream_mode=["custom", "updates"],
+        ):
+            if mode == "custom":
+                self._emit(handle, NodeEvent.model_validate(chunk))
+            elif mode == "updates" and isinstance(chunk, dict):
+                for update in chunk.values():
+                    if isinstance(update, dict) and "usage" in update:
+                        for k, v in update["usage"].items():
+                            handle.usage[k] = handle.usage.get(k, 0) + int(v)
+
     async def _finish(self, handle: RunHandle, status: str) -> None:
-        try:
-            async with self.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE runs SET status = %s, finished_at = now(), usage = %s"
-                    " WHERE run_id = %s",
-                    (status, Jsonb(handle.usage), handle.run_id),
-                )
-        finally:
-            self._forget(handle)
+        """Close the run's row when its events could not be written."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET status = %s, finished_at = now(), usage = %s WHERE run_id = %s",
+                (status, Jsonb(handle.usage), handle.run_id),
+            )

@@ -1,35 +1,48 @@
 """Replayable streams (practice 3): the append-only event log and the live fan-out.
 
 Every envelope is written to ``events`` (primary key ``(thread_id, seq)``, one transaction per
-batch) before it is published to live subscribers, so what a client sees live is always
-already durable, and a client that resumes after ``Last-Event-ID`` reads the log, then the tail.
+batch) before it is published, so what a client sees live is always already durable. A client
+that resumes after ``Last-Event-ID`` reads the log, then the live tail; seqs dedupe the hand-over.
+
+Across API replicas the live tail rides on Postgres ``LISTEN/NOTIFY`` rather than Redis pub/sub:
+the notification is sent inside the same transaction as the insert, so it is delivered only once
+the events are committed, it needs no second system, and it carries only ``(thread, seq)`` —
+subscribers on other replicas wake up and read the events from the log, so a lost notification
+costs latency, never an event. The same channel carries cancel requests for runs that live on
+another replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from core.events import Event
 
+log = logging.getLogger(__name__)
 
-def to_json(ev: Event) -> str:
-    """The wire form of one envelope."""
-    return ev.model_dump_json()
+EVENTS_CHANNEL = "keel_events"
+CANCEL_CHANNEL = "keel_cancel"
+_WAKE: dict[str, Any] = {"type": "__wake__"}
+_MAX_REPLAY_GAP_S = 5.0
 
 
 class EventLog:
     """The ``events`` table: append batches, read a thread's events after a seq."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        """Use ``pool`` for every read and write."""
+    def __init__(self, pool: AsyncConnectionPool[Any], instance: str = "") -> None:
+        """Use ``pool``; ``instance`` names this process in notifications."""
         self.pool = pool
+        self.instance = instance
 
     async def last_seq(self, thread_id: str) -> int:
         """The highest seq written for ``thread_id`` (0 if none)."""
@@ -41,9 +54,15 @@ class EventLog:
             return int(row["s"]) if row else 0
 
     async def append(self, events: Sequence[Event]) -> None:
-        """Write ``events`` in one transaction."""
+        """Write ``events`` of one thread in one transaction and notify other replicas.
+
+        A ``run_finished`` among them closes its row in ``runs`` in the same transaction, so
+        whoever sees the event also sees the run's final status.
+        """
         if not events:
             return
+        last = events[-1]
+        note = json.dumps({"i": self.instance, "t": last.thread_id, "s": last.seq})
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO events (thread_id, seq, run_id, type, ts, body)"
@@ -53,9 +72,17 @@ class EventLog:
                     for e in events
                 ],
             )
+            for e in events:
+                if e.type == "run_finished":
+                    await cur.execute(
+                        "UPDATE runs SET status = %s, finished_at = now(), usage = %s"
+                        " WHERE run_id = %s",
+                        (e.data.status, Jsonb(e.data.usage.model_dump()), e.run_id),
+                    )
+            await cur.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, note))
 
     async def read(
-        self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 10_000
+        self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 100_000
     ) -> list[dict[str, Any]]:
         """The thread's events with ``seq > after`` in order, as wire dicts."""
         sql = "SELECT body FROM events WHERE thread_id = %s AND seq > %s"
@@ -71,7 +98,7 @@ class EventLog:
 
 
 class Broker:
-    """In-process fan-out of durable events to live subscribers, per thread."""
+    """Fan-out to live subscribers, per thread: local events directly, remote ones as a wake-up."""
 
     def __init__(self) -> None:
         """Start with no subscribers."""
@@ -91,8 +118,12 @@ class Broker:
             if not subs:
                 del self._subs[thread_id]
 
+    def subscribers(self, thread_id: str) -> int:
+        """How many live subscribers ``thread_id`` has in this process."""
+        return len(self._subs.get(thread_id, ()))
+
     def publish(self, thread_id: str, events: Sequence[Event]) -> None:
-        """Deliver ``events`` to every subscriber of ``thread_id``."""
+        """Deliver ``events`` (written by this process) to every subscriber of ``thread_id``."""
         subs = self._subs.get(thread_id)
         if not subs:
             return
@@ -101,6 +132,80 @@ class Broker:
             for item in wire:
                 q.put_nowait(item)
 
+    def wake(self, thread_id: str) -> None:
+        """Tell subscribers that another replica wrote events: they read them from the log."""
+        for q in self._subs.get(thread_id, ()):
+            q.put_nowait(_WAKE)
+
+
+class Listener:
+    """One LISTEN connection per process: remote event notifications and cancel requests."""
+
+    def __init__(
+        self,
+        url: str,
+        broker: Broker,
+        instance: str,
+        on_cancel: Callable[[str], Awaitable[bool]],
+    ) -> None:
+        """Listen on ``url`` for this process (``instance``)."""
+        self.url = url
+        self.broker = broker
+        self.instance = instance
+        self.on_cancel = on_cancel
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start listening; returns once LISTEN is in place (or after 10 s)."""
+        self._task = asyncio.create_task(self._loop(), name="pg-listener")
+        try:
+            await asyncio.wait_for(self.ready.wait(), 10)
+        except TimeoutError:
+            log.warning("event listener not ready; live tails across replicas are delayed")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                conn = await AsyncConnection.connect(self.url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    self.ready.set()
+                    async for note in conn.notifies():
+                        await self._handle(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event listener lost its connection (%s); retrying", exc)
+                # Wake every subscriber: they re-read the log, so nothing missed is lost.
+                for thread_id in list(self.broker._subs):
+                    self.broker.wake(thread_id)
+                await asyncio.sleep(1)
+
+    async def _handle(self, channel: str, payload: str) -> None:
+        if channel == CANCEL_CHANNEL:
+            await self.on_cancel(payload)
+            return
+        try:
+            note = json.loads(payload)
+        except ValueError:
+            return
+        if note.get("i") != self.instance and self.broker.subscribers(note.get("t", "")):
+            self.broker.wake(note["t"])
+
+
+async def notify_cancel(pool: AsyncConnectionPool[Any], run_id: str) -> None:
+    """Ask whichever replica runs ``run_id`` to cancel it."""
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, run_id))
+
 
 def sse_item(body: dict[str, Any]) -> dict[str, str]:
     """One SSE frame (``id``/``event``/``data``) for sse-starlette."""
@@ -108,7 +213,7 @@ def sse_item(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def tail(
-    log: EventLog,
+    log_: EventLog,
     broker: Broker,
     thread_id: str,
     after: int,
@@ -124,7 +229,7 @@ async def tail(
     q = broker.subscribe(thread_id) if until_run else None
     try:
         last = after
-        for body in await log.read(thread_id, after, run_id):
+        for body in await log_.read(thread_id, after, run_id):
             last = body["seq"]
             yield body
             if body["type"] == "run_finished" and body["run_id"] == until_run:
@@ -132,13 +237,30 @@ async def tail(
         if q is None:
             return
         while True:
-            body = await q.get()
-            if body["seq"] <= last or (run_id and body["run_id"] != run_id):
-                continue
-            last = body["seq"]
-            yield body
-            if body["type"] == "run_finished" and body["run_id"] == until_run:
-                return
+            item = await q.get()
+            gap = item is _WAKE or item["seq"] > last + 1
+            batch = await log_.read(thread_id, last) if gap else [item]
+            for body in batch:
+                if body["seq"] <= last:
+                    continue
+                last = body["seq"]
+                if run_id and body["run_id"] != run_id:
+                    continue
+                yield body
+                if body["type"] == "run_finished" and body["run_id"] == until_run:
+                    return
     finally:
         if q is not None:
             broker.unsubscribe(thread_id, q)
+
+
+async def paced(events: AsyncIterator[dict[str, Any]], pace: str) -> AsyncIterator[dict[str, Any]]:
+    """Replay ``events`` as fast as possible, or with their original gaps (each capped at 5 s)."""
+    prev: datetime | None = None
+    async for body in events:
+        if pace == "original":
+            ts = datetime.fromisoformat(body["ts"].replace("Z", "+00:00"))
+            if prev is not None:
+                await asyncio.sleep(min(max((ts - prev).total_seconds(), 0), _MAX_REPLAY_GAP_S))
+            prev = ts
+        yield body

@@ -85,10 +85,20 @@ class AuthSettings(BaseModel):
 
 
 class RunSettings(BaseModel):
-    """Limits that apply to every run."""
+    """Limits and policies that apply to every run."""
 
     max_body_bytes: int = 262_144
     recursion_limit: int = 25
+    double_texting: Literal["reject", "enqueue", "interrupt"] = "reject"
+    heartbeat_s: float = 10.0
+    stale_after_s: float = 30.0
+
+
+class RetentionSettings(BaseModel):
+    """How long the event log and checkpoints are kept (``keel prune``)."""
+
+    days: int = 30
+    max_events_per_thread: int = 100_000
 
 
 class LogSettings(BaseModel):
@@ -111,6 +121,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @classmethod
     def settings_customise_sources(

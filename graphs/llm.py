@@ -7,6 +7,7 @@ GGUF, started by ``keel serve`` as a child process (``python -m graphs.llm``) an
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import importlib.util
 import logging
@@ -19,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import httpx
+import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -30,9 +32,17 @@ from core.settings import LLMSettings, LocalModelSettings
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=16)
 def chat_model(llm: LLMSettings) -> BaseChatModel:
-    """The chat model for ``llm`` (cached: one HTTP client per distinct setting)."""
+    """The chat model for ``llm``: one client per setting and event loop, kept for reuse.
+
+    The client's connection pool belongs to the loop that first used it, so a model is never
+    shared between loops (several apps in one process, as in tests).
+    """
+    return _chat_model(llm, asyncio.get_running_loop())
+
+
+@lru_cache(maxsize=16)
+def _chat_model(llm: LLMSettings, _loop: asyncio.AbstractEventLoop) -> BaseChatModel:
     if not llm.base_url:
         raise Unavailable("llm.base_url is not set: start the local model or set OPENAI_BASE_URL")
     return ChatOpenAI(
@@ -41,7 +51,9 @@ def chat_model(llm: LLMSettings) -> BaseChatModel:
         api_key=SecretStr(llm.api_key),
         temperature=llm.temperature,
         max_completion_tokens=llm.max_tokens,
-        timeout=llm.timeout_s,
+        # An openai.Timeout (unhashable) makes langchain-openai build this model its own HTTP
+        # client instead of sharing a process-wide one across event loops.
+        timeout=openai.Timeout(llm.timeout_s, connect=10.0),
         max_retries=1,
         stream_usage=True,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
@@ -33,8 +32,11 @@ class InputState(TypedDict):
 
 
 class State(InputState, total=False):
-    """Everything the nodes share; plan and findings are plain JSON so checkpoints stay portable."""
+    """Everything the nodes share; plan and findings are plain JSON so checkpoints stay portable.
+
+    ``plan`` and ``findings`` belong to the current turn: the planner resets them.
+    """
 
     plan: list[dict[str, Any]]
-    findings: Annotated[list[dict[str, Any]], operator.add]
+    findings: list[dict[str, Any]]
     usage: Annotated[dict[str, int], lambda a, b: {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}]

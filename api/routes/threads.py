@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
-from api.streaming import sse_item, tail
-from core.errors import NotFound
+from api.streaming import paced, sse_item, tail
+from core.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 
@@ -140,7 +140,7 @@ async def stream_thread(
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
     await owned_thread(svc, identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
-    active = svc.executor.active_run(thread_id)
+    active = await svc.executor.active_run(thread_id)
     return _sse(tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id)
 
 
@@ -152,10 +152,40 @@ async def replay_thread(
     trace_id: TraceId,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[int, Query(ge=0)] = 0,
+    pace: Literal["fast", "original"] = "fast",
 ) -> EventSourceResponse:
-    """Re-stream the recorded events of a thread from the event log."""
+    """Re-stream the recorded events of a thread from the event log (never from checkpoints).
+
+    ``pace=original`` keeps the recorded gaps between events (each capped at 5 s).
+    """
     await owned_thread(svc, identity, thread_id)
-    return _sse(tail(svc.event_log, svc.broker, thread_id, after, run_id=run_id), trace_id)
+    events = tail(svc.event_log, svc.broker, thread_id, after, run_id=run_id)
+    return _sse(paced(events, pace), trace_id)
+
+
+class CancelOut(BaseModel):
+    """Answer of a cancel request."""
+
+    run_id: str
+    status: Literal["cancelling"]
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202, response_model=CancelOut)
+async def cancel_run(run_id: str, svc: Svc, identity: CurrentIdentity) -> CancelOut:
+    """Cancel a queued or running run of the caller's; it ends with ``run_finished{cancelled}``."""
+    async with svc.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT r.status FROM runs r JOIN threads t USING (thread_id)"
+            " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
+            (run_id, identity.tenant, identity.user_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    if row["status"] not in ("queued", "running"):
+        raise Conflict(f"run {run_id} is not active (status {row['status']})")
+    await svc.executor.cancel(run_id)
+    return CancelOut(run_id=run_id, status="cancelling")
 
 
 @router.get("/threads/{thread_id}/history", response_model=list[CheckpointOut])

@@ -19,7 +19,8 @@ NODE = "researcher"
 async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Answer the next unanswered step of the plan."""
     writer = runtime.stream_writer
-    index = len(state.get("findings", []))
+    findings = state.get("findings", [])
+    index = len(findings)
     step = state["plan"][index]
     if step["tool"] != "none":
         # Tools are reached through the tool gateway once it exists; until then, say so.
@@ -42,7 +43,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     )
     text = reply.text.strip()
     emit(writer, "step_result", NODE, index=index, description=step["description"], text=text)
-    return {"findings": [{"index": index, "text": text}], "usage": usage_of(reply)}
+    return {"findings": [*findings, {"index": index, "text": text}], "usage": usage_of(reply)}
 
 
 def after_researcher(state: State) -> Literal["researcher", "summarizer"]:

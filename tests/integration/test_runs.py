@@ -105,6 +105,9 @@ def test_second_run_continues_seq_and_conversation(live: LiveServer, fake_llm: F
         _, first = stream_run(c, thread_id, "first question")
         _, second = stream_run(c, thread_id, "second question")
     assert second[0].data["seq"] == first[-1].data["seq"] + 1
+    assert first[-1].data["data"]["status"] == second[-1].data["data"]["status"] == "success"
+    # The second turn planned anew and saw the first turn's answer in its conversation.
+    assert [f.data["type"] for f in second].count("plan") == 1
     assert second[0].data["run_id"] != first[0].data["run_id"]
     seqs = [
         r["seq"]
