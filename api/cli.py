@@ -34,7 +34,9 @@ def start_dependencies(settings: Settings, stack: ExitStack) -> Settings:
         print(f"keel: embedded Postgres on {pg.url}", flush=True)
     if settings.llm.provider == "local" and not settings.llm.base_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        server = LocalModelServer(settings.llm.local, settings.data_dir / "llm.log")
+        server = LocalModelServer(
+            settings.llm.local, settings.data_dir / "models", settings.data_dir / "llm.log"
+        )
         print(f"keel: starting the local model ({settings.llm.local.file})...", flush=True)
         base_url = server.start()
         stack.callback(server.stop)
@@ -108,6 +110,66 @@ def _studio(args: argparse.Namespace) -> int:
         return subprocess.call(cmd, env=env)
 
 
+def _database_url(settings: Settings) -> str:
+    from core.db import EmbeddedPostgres
+
+    url = settings.database.url or EmbeddedPostgres.running_url(settings.data_dir / "pg")
+    if not url:
+        raise SystemExit("keel: no DATABASE_URL and no embedded Postgres running (keel serve)")
+    return url
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from api.maintenance import prune
+    from core.db import open_pool
+
+    settings = get_settings()
+    retention = settings.retention.model_copy(
+        update={
+            k: v
+            for k, v in (("days", args.days), ("max_events_per_thread", args.max_events))
+            if v is not None
+        }
+    )
+
+    async def go() -> None:
+        pool = await open_pool(_database_url(settings), 1, 2)
+        try:
+            report = await prune(pool, retention)
+        finally:
+            await pool.close()
+        print(f"keel prune: {report.threads} threads and {report.events} events removed")
+
+    asyncio.run(go())
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    import json
+
+    from api.recording import record
+
+    token = os.environ.get("KEEL_TOKEN")
+    if not token:
+        from core.identity import issue_token
+
+        settings = get_settings()
+        if settings.env == "prod" and not settings.auth.dev_tokens:
+            raise SystemExit("keel record: set KEEL_TOKEN (dev tokens are disabled in prod)")
+        token = issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=[])
+    rec = record(args.url, token, args.thread_id, args.run_id)
+    with open(args.output, "w") as f:
+        json.dump(rec, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(
+        f"keel record: {len(rec['events'])} events, {len(rec['model_outputs'])} model outputs"
+        f" -> {args.output}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keel`` console script."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
@@ -125,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("studio", help="serve the graph with `langgraph dev`")
     p.add_argument("--port", type=int, default=2025)
     p.set_defaults(fn=_studio)
+    p = sub.add_parser("prune", help="apply the retention policy to threads and events")
+    p.add_argument("--days", type=int, default=None)
+    p.add_argument("--max-events", type=int, default=None)
+    p.set_defaults(fn=_prune)
+    p = sub.add_parser("record", help="save a run's events and model outputs for replay tests")
+    p.add_argument("thread_id")
+    p.add_argument("--run-id", default=None, help="default: the thread's last run")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--user", default="alice")
+    p.add_argument("--tenant", default="default")
+    p.set_defaults(fn=_record)
     args = parser.parse_args(argv)
     code: int = args.fn(args)
     return code

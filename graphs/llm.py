@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,25 +60,42 @@ def _chat_model(llm: LLMSettings, _loop: asyncio.AbstractEventLoop) -> BaseChatM
     )
 
 
-def gguf_path(local: LocalModelSettings) -> Path:
-    """Where the packaged GGUF lies (inside its installed Python package)."""
-    spec = importlib.util.find_spec(local.package)
+def _part_path(part: str) -> Path:
+    module, _, rel = part.partition("/")
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise Unavailable(
-            f"model package {local.package!r} is not installed; run `make models` (see README)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / local.file
+        raise Unavailable(f"model package {module!r} is not installed; run `make install`")
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
     if not path.is_file():
-        raise Unavailable(f"model file {path} is missing")
+        raise Unavailable(f"model part {path} is missing")
     return path
 
 
+def gguf_path(local: LocalModelSettings, models_dir: Path) -> Path:
+    """The packaged GGUF: in place when it is one file, else joined once into ``models_dir``."""
+    if not local.parts:
+        raise Unavailable("llm.local.parts is empty: no packaged model is configured")
+    paths = [_part_path(p) for p in local.parts]
+    if len(paths) == 1:
+        return paths[0]
+    target = models_dir / local.file
+    if not target.exists():
+        models_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as out:
+            for path in paths:
+                with path.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        tmp.replace(target)
+    return target
+
+
 def verify_sha256(path: Path, expected: str) -> None:
-    """Refuse a GGUF whose sha256 differs from the pinned one (checked once, then cached)."""
+    """Refuse a GGUF whose sha256 differs from the pin (checked once per file, then stamped)."""
     if not expected:
         return
     stamp = path.with_name(path.name + ".sha256-ok")
-    if stamp.exists() and stamp.read_text().strip() == expected:
+    if stamp.exists() and stamp.read_text().strip() == f"{expected} {path.stat().st_size}":
         return
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -86,7 +104,7 @@ def verify_sha256(path: Path, expected: str) -> None:
     if h.hexdigest() != expected:
         raise Unavailable(f"{path.name}: sha256 {h.hexdigest()} does not match the pin {expected}")
     try:
-        stamp.write_text(expected)
+        stamp.write_text(f"{expected} {path.stat().st_size}")
     except OSError:
         pass
 
@@ -94,9 +112,12 @@ def verify_sha256(path: Path, expected: str) -> None:
 class LocalModelServer:
     """A llama.cpp OpenAI-compatible server on a packaged GGUF, in a child process."""
 
-    def __init__(self, local: LocalModelSettings, log_file: Path | None = None) -> None:
+    def __init__(
+        self, local: LocalModelSettings, models_dir: Path, log_file: Path | None = None
+    ) -> None:
         """Prepare a server for ``local`` (nothing starts yet); its output goes to ``log_file``."""
         self.local = local
+        self.models_dir = models_dir
         self.log_file = log_file
         self.port = local.port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -108,7 +129,7 @@ class LocalModelServer:
 
     def start(self) -> str:
         """Start the server and wait until ``/health`` answers; returns the base URL."""
-        path = gguf_path(self.local)
+        path = gguf_path(self.local, self.models_dir)
         verify_sha256(path, self.local.sha256)
         cmd = [
             sys.executable,

@@ -64,16 +64,23 @@ SYSTEM = (
 )
 
 FEW_SHOT = [
-    ("Which Go repositories are trending on GitHub today?",
-     [("Fetch today's trending Go repositories", "github_trending")]),
-    ("What did my meeting notes from Monday say about the budget?",
-     [("Search the user's documents for Monday's meeting notes on the budget", "documents")]),
-    ("Calculate the monthly payment on a 200000 loan at 5% over 30 years.",
-     [("Compute the loan payment with the annuity formula", "python_exec")]),
-    ("Do I have anything booked on Thursday morning?",
-     [("Look up Thursday morning in the user's calendar", "calendar")]),
-    ("Why is the sky blue?",
-     [("Explain Rayleigh scattering from general knowledge", "none")]),
+    (
+        "Which Go repositories are trending on GitHub today?",
+        [("Fetch today's trending Go repositories", "github_trending")],
+    ),
+    (
+        "What did my meeting notes from Monday say about the budget?",
+        [("Search the user's documents for Monday's meeting notes on the budget", "documents")],
+    ),
+    (
+        "Calculate the monthly payment on a 200000 loan at 5% over 30 years.",
+        [("Compute the loan payment with the annuity formula", "python_exec")],
+    ),
+    (
+        "Do I have anything booked on Thursday morning?",
+        [("Look up Thursday morning in the user's calendar", "calendar")],
+    ),
+    ("Why is the sky blue?", [("Explain Rayleigh scattering from general knowledge", "none")]),
 ]
 
 # (question, expected first-step tool)
@@ -100,8 +107,10 @@ QUESTIONS: list[tuple[str, str]] = [
     ("What does the acronym REST stand for in web APIs?", "none"),
 ]
 
-STREAM_PROMPT = ("In about 150 words, explain how a hash table works: hashing, buckets, "
-                 "collisions and resizing. Write plain prose, no lists, no code.")
+STREAM_PROMPT = (
+    "In about 150 words, explain how a hash table works: hashing, buckets, "
+    "collisions and resizing. Write plain prose, no lists, no code."
+)
 
 
 def few_shot_messages():
@@ -130,13 +139,24 @@ def proc_mem_mb(pid: int) -> dict:
     return out
 
 
-def start_server(gguf: Path, port: int, ctx: int, log_path: Path):
+def start_server(gguf: Path, port: int, ctx: int, log_path: Path, extra=()):
     log = open(log_path, "w")
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "serve.py"), "--model", str(gguf), "--port", str(port),
-         "--ctx", str(ctx)],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            str(HERE / "serve.py"),
+            "--model",
+            str(gguf),
+            "--port",
+            str(port),
+            "--ctx",
+            str(ctx),
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = t0 + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -156,8 +176,9 @@ def start_server(gguf: Path, port: int, ctx: int, log_path: Path):
 def run_plans(base_url: str, max_tokens: int):
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(base_url=base_url, api_key="local", model="local",
-                     max_tokens=max_tokens, temperature=0)
+    llm = ChatOpenAI(
+        base_url=base_url, api_key="local", model="local", max_tokens=max_tokens, temperature=0
+    )
     planner = llm.with_structured_output(Plan, method="json_schema", include_raw=True)
     prefix = few_shot_messages()
     from langchain_core.messages import HumanMessage
@@ -185,14 +206,21 @@ def run_plans(base_url: str, max_tokens: int):
         dt = time.perf_counter() - t
         ok = isinstance(parsed, Plan)
         tools = [s.tool for s in parsed.steps] if ok else []
-        rows.append({
-            "question": q, "expected": want, "latency_s": round(dt, 3), "valid": ok,
-            "tools": tools, "first_ok": ok and tools[0] == want,
-            "any_ok": ok and want in tools,
-            "out_tokens": (usage or {}).get("output_tokens"),
-            "error": err, "raw": raw_text if not ok else None,
-            "plan": parsed.model_dump() if ok else None,
-        })
+        rows.append(
+            {
+                "question": q,
+                "expected": want,
+                "latency_s": round(dt, 3),
+                "valid": ok,
+                "tools": tools,
+                "first_ok": ok and tools[0] == want,
+                "any_ok": ok and want in tools,
+                "out_tokens": (usage or {}).get("output_tokens"),
+                "error": err,
+                "raw": raw_text if not ok else None,
+                "plan": parsed.model_dump() if ok else None,
+            }
+        )
         print(f"  {dt:5.2f}s valid={ok!s:5} want={want:15} got={tools}", flush=True)
     return rows
 
@@ -200,8 +228,14 @@ def run_plans(base_url: str, max_tokens: int):
 def run_stream(base_url: str, port: int, reps: int = 3):
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(base_url=base_url, api_key="local", model="local", max_tokens=200,
-                     temperature=0, stream_usage=True)
+    llm = ChatOpenAI(
+        base_url=base_url,
+        api_key="local",
+        model="local",
+        max_tokens=200,
+        temperature=0,
+        stream_usage=True,
+    )
     client = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -217,19 +251,31 @@ def run_stream(base_url: str, port: int, reps: int = 3):
             if ch.usage_metadata:
                 out_tokens = ch.usage_metadata.get("output_tokens")
         n = out_tokens or n_chunks
-        client.append({
-            "ttft_s": round(first - t0, 3), "chunks": n_chunks, "out_tokens": out_tokens,
-            "total_s": round(last - t0, 3),
-            "decode_tok_s": round((n - 1) / (last - first), 1) if last > first else None,
-        })
+        client.append(
+            {
+                "ttft_s": round(first - t0, 3),
+                "chunks": n_chunks,
+                "out_tokens": out_tokens,
+                "total_s": round(last - t0, 3),
+                "decode_tok_s": round((n - 1) / (last - first), 1) if last > first else None,
+            }
+        )
     # the server's own timings (not surfaced by langchain): one raw streaming request
     server_timings = None
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/chat/completions",
-        data=json.dumps({"model": "local", "max_tokens": 200, "temperature": 0,
-                         "stream": True, "stream_options": {"include_usage": True},
-                         "messages": [{"role": "user", "content": STREAM_PROMPT}]}).encode(),
-        headers={"content-type": "application/json"})
+        data=json.dumps(
+            {
+                "model": "local",
+                "max_tokens": 200,
+                "temperature": 0,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": STREAM_PROMPT}],
+            }
+        ).encode(),
+        headers={"content-type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=300) as r:
         for line in r:
             line = line.decode().strip()
@@ -243,12 +289,19 @@ def run_stream(base_url: str, port: int, reps: int = 3):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, choices=sorted(MODELS))
-    ap.add_argument("--models-dir", default=os.environ.get("KEEL_MODELS_DIR",
-                                                           "/tmp/llmchoice/models"))
+    ap.add_argument(
+        "--models-dir", default=os.environ.get("KEEL_MODELS_DIR", "/tmp/llmchoice/models")
+    )
     ap.add_argument("--gguf", help="explicit GGUF path (overrides --models-dir)")
     ap.add_argument("--port", type=int, default=18090)
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra serve.py argument, e.g. --serve-arg=--no-repack",
+    )
     ap.add_argument("--out", help="JSON results path (default results/<model>.json here)")
     args = ap.parse_args(argv)
 
@@ -261,7 +314,7 @@ def main(argv=None) -> int:
 
     load_before = os.getloadavg()
     print(f"[{args.model}] {gguf} ({gguf.stat().st_size / 1e6:.1f} MB)", flush=True)
-    proc, start_s, load_s = start_server(gguf, args.port, args.ctx, log_path)
+    proc, start_s, load_s = start_server(gguf, args.port, args.ctx, log_path, args.serve_arg)
     try:
         mem_idle = proc_mem_mb(proc.pid)
         print(f"  ready in {start_s:.2f}s, idle {mem_idle}", flush=True)
@@ -280,35 +333,54 @@ def main(argv=None) -> int:
     n = len(rows)
     lat = [r["latency_s"] for r in rows]
     summary = {
-        "model": args.model, "gguf": str(gguf), "gguf_mb": round(gguf.stat().st_size / 1e6, 1),
+        "model": args.model,
+        "gguf": str(gguf),
+        "gguf_mb": round(gguf.stat().st_size / 1e6, 1),
         "start_to_health_s": round(start_s, 2),
         "model_load_s_in_process": load_s,
-        "rss_idle_mb": mem_idle.get("VmRSS"), "rss_after_mb": mem_after.get("VmRSS"),
+        "rss_idle_mb": mem_idle.get("VmRSS"),
+        "rss_after_mb": mem_after.get("VmRSS"),
         "rss_peak_mb": mem_after.get("VmHWM"),
         "plan_valid_rate": sum(r["valid"] for r in rows) / n,
         "first_tool_acc": sum(r["first_ok"] for r in rows) / n,
         "any_step_tool_acc": sum(r["any_ok"] for r in rows) / n,
         "mean_steps": round(statistics.mean(len(r["tools"]) for r in rows if r["valid"]), 2)
-        if any(r["valid"] for r in rows) else None,
+        if any(r["valid"] for r in rows)
+        else None,
         "plan_latency_median_s": round(statistics.median(lat), 3),
         "plan_latency_max_s": round(max(lat), 3),
         "plans_wall_s": round(plans_wall, 1),
         "plan_out_tokens_median": statistics.median(
-            [r["out_tokens"] for r in rows if r["out_tokens"]] or [0]),
+            [r["out_tokens"] for r in rows if r["out_tokens"]] or [0]
+        ),
         "stream_decode_tok_s_client_median": statistics.median(
-            [c["decode_tok_s"] for c in stream_client if c["decode_tok_s"]]),
+            [c["decode_tok_s"] for c in stream_client if c["decode_tok_s"]]
+        ),
         "stream_ttft_s_median": statistics.median([c["ttft_s"] for c in stream_client]),
         "stream_out_tokens": stream_client[0]["out_tokens"],
         "stream_decode_tok_s_server": round(stream_server["predicted_per_second"], 1)
-        if stream_server else None,
+        if stream_server
+        else None,
         "prompt_tok_s_server": round(stream_server["prompt_per_second"], 1)
-        if stream_server else None,
-        "ctx": args.ctx, "max_tokens": args.max_tokens,
+        if stream_server
+        else None,
+        "ctx": args.ctx,
+        "max_tokens": args.max_tokens,
+        "serve_args": args.serve_arg,
         # other work on this 2-core box skews timings: keep the 1-min load average
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
-    out.write_text(json.dumps({"summary": summary, "rows": rows, "stream": stream_client,
-                               "stream_server_timings": stream_server}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "rows": rows,
+                "stream": stream_client,
+                "stream_server_timings": stream_server,
+            },
+            indent=2,
+        )
+    )
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -28,8 +28,15 @@ import threading
 import time
 
 
-def build_params(model: str, port: int, host: str = "127.0.0.1", ctx: int = 4096,
-                 parallel: int = 1, threads: int = -1):
+def build_params(
+    model: str,
+    port: int,
+    host: str = "127.0.0.1",
+    ctx: int = 4096,
+    parallel: int = 1,
+    threads: int = -1,
+    no_repack: bool = False,
+):
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -40,6 +47,10 @@ def build_params(model: str, port: int, host: str = "127.0.0.1", ctx: int = 4096
     params.n_parallel = parallel
     params.use_jinja = True  # default already; the GGUF chat template is used
     params.warmup = True
+    if no_repack:
+        # skip the CPU "extra buffer" weight repacking (saves a second copy of the
+        # weights in RAM, usually at some decode-speed cost)
+        params.no_extra_bufts = True
     if threads > 0:
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
@@ -54,13 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--threads", type=int, default=-1)
+    ap.add_argument("--no-repack", action="store_true", help="set no_extra_bufts")
     args = ap.parse_args(argv)
 
     import xllamacpp
 
     t0 = time.monotonic()
-    server = xllamacpp.Server(build_params(args.model, args.port, args.host, args.ctx,
-                                           args.parallel, args.threads))
+    server = xllamacpp.Server(
+        build_params(
+            args.model, args.port, args.host, args.ctx, args.parallel, args.threads, args.no_repack
+        )
+    )
     print(f"READY {server.listening_address} load_s={time.monotonic() - t0:.2f}", flush=True)
 
     stop = threading.Event()

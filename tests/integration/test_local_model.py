@@ -17,8 +17,9 @@ pytestmark = pytest.mark.local_llm
 @pytest.fixture(scope="module")
 def local_live(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("local")
-    local = Settings().llm.local
-    server = LocalModelServer(local, tmp / "llm.log")
+    settings = Settings()
+    local = settings.llm.local
+    server = LocalModelServer(local, settings.data_dir / "models", tmp / "llm.log")
     base_url = server.start()
     try:
         settings = make_settings(db_url, base_url, tmp)
@@ -32,9 +33,10 @@ def local_live(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_packaged_model_matches_its_pin() -> None:
-    local = Settings().llm.local
+    settings = Settings()
+    local = settings.llm.local
     assert local.sha256, "the packaged model must be pinned by sha256"
-    verify_sha256(gguf_path(local), local.sha256)
+    verify_sha256(gguf_path(local, settings.data_dir / "models"), local.sha256)
 
 
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
