@@ -131,7 +131,8 @@ class LiveServer:
     def sql(self, query: str, *args: Any) -> list[dict[str, Any]]:
         """Run ``query`` on the test database."""
         with psycopg.connect(self.settings.database.url or "", row_factory=dict_row) as conn:
-            return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+            cur = conn.execute(query, args)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,143 @@
+"""Replay from the event log vs walking checkpoints with ``aget_state_history``.
+
+    .venv/bin/python -m bench.replay [--reps 20]
+
+Builds threads of ~100 and ~1,000 events (10 turns of ~100 events each, scripted model over
+the OpenAI wire protocol, embedded Postgres), then times, interleaved, median of ``reps``:
+the whole ``GET /v1/replay/{thread}`` over HTTP, and ``graph.aget_state_history`` over the
+same thread's checkpoints in process. Prints one JSON row per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from core.db import EmbeddedPostgres, free_port, open_pool
+from core.identity import issue_token
+from core.settings import Settings
+from graphs.graph import build_graph
+from tests.fakes.openai_server import FakeOpenAI
+
+ANSWER = " ".join(f"w{i}" for i in range(93))  # with the run's other events: ~100 per turn
+
+
+def serve(settings: Settings) -> tuple[uvicorn.Server, str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", loop="asyncio"
+        )
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def make_thread(c: httpx.Client, fake: FakeOpenAI, turns: int) -> str:
+    tid: str = c.post("/v1/threads").json()["thread_id"]
+    for _ in range(turns):
+        fake.script.extend(
+            [json.dumps({"steps": [{"description": "s", "tool": "none"}]}), "finding", ANSWER]
+        )
+        with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "go"}}) as r:
+            for _ in r.iter_lines():
+                pass
+    return tid
+
+
+def time_replay(c: httpx.Client, tid: str) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    with c.stream("GET", f"/v1/replay/{tid}") as r:
+        n = sum(1 for line in r.iter_lines() if line.startswith("id: "))
+    return time.perf_counter() - t0, n
+
+
+async def time_history(url: str, tid: str, reps: int) -> list[tuple[float, int]]:
+    pool = await open_pool(url, 1, 2)
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    graph = build_graph(AsyncPostgresSaver(pool))
+    out = []
+    config: Any = {"configurable": {"thread_id": tid}}
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        n = len([s async for s in graph.aget_state_history(config)])
+        out.append((time.perf_counter() - t0, n))
+    await pool.close()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=20)
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="keel-bench-"))
+    pg = EmbeddedPostgres(tmp / "pg")
+    pg.start()
+    fake = FakeOpenAI()
+    fake.start()
+    try:
+        settings = Settings(
+            env="test",
+            data_dir=tmp,
+            database={"url": pg.url},
+            llm={"provider": "openai", "base_url": fake.base_url},
+        )
+        server, thread, url = serve(settings)
+        token = issue_token(settings.auth, user="bench", tenant="bench", scopes=[])
+        with httpx.Client(
+            base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}
+        ) as c:
+            small, big = make_thread(c, fake, 1), make_thread(c, fake, 10)
+            rows: dict[str, list[float]] = {"replay_100": [], "replay_1000": [], "history": []}
+            counts: dict[str, int] = {}
+            for _ in range(a.reps):
+                t, counts["replay_100"] = time_replay(c, small)
+                rows["replay_100"].append(t)
+                t, counts["replay_1000"] = time_replay(c, big)
+                rows["replay_1000"].append(t)
+                ((t, counts["history"]),) = asyncio.run(time_history(pg.url, big, 1))
+                rows["history"].append(t)
+        server.should_exit = True
+        thread.join(30)
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        for row in (
+            {
+                "figure": "replay of a 1,000-event thread / aget_state_history (same thread)",
+                "ratio": med["replay_1000"] / med["history"],
+                "a": med["replay_1000"],
+                "b": med["history"],
+                "n": a.reps,
+                "events": counts["replay_1000"],
+                "checkpoints": counts["history"],
+            },
+            {
+                "figure": "replay t(1,000 events) / t(100 events)",
+                "ratio": med["replay_1000"] / med["replay_100"],
+                "a": med["replay_1000"],
+                "b": med["replay_100"],
+                "n": a.reps,
+                "events": counts["replay_100"],
+            },
+        ):
+            print(json.dumps(row))
+    finally:
+        fake.stop()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
