@@ -177,8 +177,19 @@ class LocalModelServer:
         self.proc = None
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _serve(argv: list[str] | None = None) -> None:
     import xllamacpp
+
+    _die_with_parent()
 
     p = argparse.ArgumentParser(description="Serve a GGUF over the OpenAI API with llama.cpp")
     p.add_argument("--model", required=True)

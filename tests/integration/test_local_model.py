@@ -61,3 +61,39 @@ def test_run_on_the_local_model(local_live: LiveServer) -> None:
     assert frames[-1].data["data"]["usage"]["output_tokens"] > 0
     assert {f.data["trace_id"] for f in frames} == {resp.headers["x-trace-id"]}
     assert [f.data["seq"] for f in frames] == list(range(1, len(frames) + 1))
+
+
+def test_model_server_dies_with_its_parent(tmp_path: Path) -> None:
+    """Regression: a `keel serve` killed with SIGKILL left its llama.cpp server running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "from core.settings import Settings; from graphs.llm import LocalModelServer;"
+        "import pathlib, sys, time; s = Settings();"
+        "srv = LocalModelServer(s.llm.local, s.data_dir / 'models', pathlib.Path(sys.argv[1]));"
+        "srv.start(); print(srv.proc.pid, flush=True); time.sleep(600)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "llm.log")], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    with parent.stdout:
+        child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the model server outlived its parent")
