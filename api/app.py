@@ -20,6 +20,7 @@ from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.settings import Settings
 from graphs.graph import build_graph
+from graphs.llm import close_models
 
 
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             yield
             await executor.shutdown()
             await listener.stop()
+            await close_models()
         finally:
             await pool.close()
 

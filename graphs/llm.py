@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import httpx
@@ -33,17 +32,31 @@ from core.settings import LLMSettings, LocalModelSettings
 log = logging.getLogger(__name__)
 
 
+_models: dict[tuple[LLMSettings, asyncio.AbstractEventLoop], ChatOpenAI] = {}
+
+
 def chat_model(llm: LLMSettings) -> BaseChatModel:
     """The chat model for ``llm``: one client per setting and event loop, kept for reuse.
 
     The client's connection pool belongs to the loop that first used it, so a model is never
-    shared between loops (several apps in one process, as in tests).
+    shared between loops (several apps in one process, as in tests); ``close_models`` closes
+    the current loop's clients when the app stops.
     """
-    return _chat_model(llm, asyncio.get_running_loop())
+    key = (llm, asyncio.get_running_loop())
+    model = _models.get(key)
+    if model is None:
+        model = _models[key] = _build(llm)
+    return model
 
 
-@lru_cache(maxsize=16)
-def _chat_model(llm: LLMSettings, _loop: asyncio.AbstractEventLoop) -> BaseChatModel:
+async def close_models() -> None:
+    """Close the HTTP clients of the models made on the running loop."""
+    loop = asyncio.get_running_loop()
+    for key in [k for k in _models if k[1] is loop]:
+        await _models.pop(key).root_async_client.close()
+
+
+def _build(llm: LLMSettings) -> ChatOpenAI:
     if not llm.base_url:
         raise Unavailable("llm.base_url is not set: start the local model or set OPENAI_BASE_URL")
     return ChatOpenAI(
