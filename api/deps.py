@@ -11,9 +11,11 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
 from api.executor import RunExecutor
+from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog
 from core.errors import AuthenticationFailed, NotFound
 from core.identity import Identity, verify_token
+from core.quotas import Quotas
 from core.settings import Settings
 
 
@@ -27,6 +29,8 @@ class Services:
     event_log: EventLog
     broker: Broker
     executor: RunExecutor
+    quotas: Quotas
+    scheduler: FairScheduler
 
 
 def services(request: Request) -> Services:

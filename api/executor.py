@@ -20,6 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from api.scheduler import Ticket
 from api.streaming import Broker, EventLog
 from core.errors import Conflict, KeelError
 from core.events import Event, NodeEvent, envelope, now
@@ -47,6 +48,8 @@ class RunHandle:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     started: float = field(default_factory=time.monotonic)
     usage: dict[str, int] = field(default_factory=dict)
+    ticket: Ticket | None = None
+    max_duration_s: float | None = None
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -103,11 +106,25 @@ class RunExecutor:
         message: str,
         agent: str,
         checkpoint_id: str | None = None,
+        ticket: Ticket | None = None,
+        max_duration_s: float | None = None,
     ) -> RunHandle:
-        """Record the run and start it as a task; refuses a second run on a busy thread."""
+        """Record the run and start it as a task; refuses a second run on a busy thread.
+
+        With a ``ticket`` the run waits for its turn first (streaming ``queued`` positions)
+        and gives the ticket back when it ends; ``max_duration_s`` bounds the graph's time.
+        """
         if thread_id in self._by_thread:
             raise Conflict(f"thread {thread_id} already has an active run")
-        handle = RunHandle(run_id, thread_id, trace_id, identity, seq=0)
+        handle = RunHandle(
+            run_id,
+            thread_id,
+            trace_id,
+            identity,
+            seq=0,
+            ticket=ticket,
+            max_duration_s=max_duration_s,
+        )
         self._by_thread[thread_id] = run_id
         self.active[run_id] = handle
         try:
@@ -205,7 +222,16 @@ class RunExecutor:
             ),
         )
         log.info("run started")
+        deadline: asyncio.Timeout | None = None
         try:
+            if handle.ticket is not None:
+                while (position := await handle.ticket.updates.get()) is not None:
+                    self._emit(
+                        handle,
+                        NodeEvent(
+                            type="agent_status", data={"status": "queued", "position": position}
+                        ),
+                    )
             configurable: dict[str, Any] = {"thread_id": handle.thread_id}
             if checkpoint_id:
                 configurable["checkpoint_id"] = checkpoint_id
@@ -231,29 +257,53 @@ class RunExecutor:
                     "agent": agent,
                 },
             }
-            async for mode, chunk in self.graph.astream(
-                {"messages": [HumanMessage(message)]},
-                config,
-                context=context,
-                stream_mode=["custom", "updates"],
-            ):
-                if mode == "custom":
-                    self._emit(handle, NodeEvent.model_validate(chunk))
-                elif mode == "updates" and isinstance(chunk, dict):
-                    for update in chunk.values():
-                        if isinstance(update, dict) and "usage" in update:
-                            for k, v in update["usage"].items():
-                                handle.usage[k] = handle.usage.get(k, 0) + int(v)
+            async with asyncio.timeout(handle.max_duration_s) as deadline:
+                async for mode, chunk in self.graph.astream(
+                    {"messages": [HumanMessage(message)]},
+                    config,
+                    context=context,
+                    stream_mode=["custom", "updates"],
+                ):
+                    if mode == "custom":
+                        self._emit(handle, NodeEvent.model_validate(chunk))
+                    elif mode == "updates" and isinstance(chunk, dict):
+                        for update in chunk.values():
+                            if isinstance(update, dict) and "usage" in update:
+                                for k, v in update["usage"].items():
+                                    handle.usage[k] = handle.usage.get(k, 0) + int(v)
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         except asyncio.CancelledError:
             status = "cancelled"
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "cancelled"}))
         except Exception as exc:
-            status = "error"
-            code, message_ = _public_error(exc)
-            log.exception("run failed")
-            self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
-            self._emit(handle, NodeEvent(type="error", data={"code": code, "message": message_}))
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                status = "timeout"
+                log.warning("run timed out")
+                self._emit(
+                    handle,
+                    NodeEvent(
+                        type="warning",
+                        data={
+                            "code": "run_timeout",
+                            "message": f"The run exceeded its {handle.max_duration_s:g} s limit"
+                            " and was cancelled.",
+                        },
+                    ),
+                )
+            else:
+                status = "error"
+                code, message_ = _public_error(exc)
+                log.exception("run failed")
+                self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
+                self._emit(
+                    handle, NodeEvent(type="error", data={"code": code, "message": message_})
+                )
+        if handle.ticket is not None:
+            # Before run_finished, so a client that saw it can start its next run at once.
+            try:
+                await asyncio.shield(handle.ticket.finish(handle.usage.get("total_tokens", 0)))
+            except Exception:
+                log.warning("could not release the run's quota", exc_info=True)
         duration_ms = round((time.monotonic() - handle.started) * 1000, 1)
         self._emit(
             handle,

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
 from api.streaming import sse_item, tail
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 
@@ -109,17 +109,26 @@ async def create_run(
         }
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
+    if svc.executor.active_run(thread_id) is not None:
+        raise Conflict(f"thread {thread_id} already has an active run")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    await svc.executor.start(
-        identity=identity,
-        thread_id=thread_id,
-        run_id=run_id,
-        trace_id=trace_id,
-        message=body.input.message,
-        agent=body.agent,
-        checkpoint_id=body.checkpoint_id,
-    )
+    ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    try:
+        await svc.executor.start(
+            identity=identity,
+            thread_id=thread_id,
+            run_id=run_id,
+            trace_id=trace_id,
+            message=body.input.message,
+            agent=body.agent,
+            checkpoint_id=body.checkpoint_id,
+            ticket=ticket,
+            max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
+        )
+    except BaseException:
+        await ticket.finish()
+        raise
     # Events are durable before they are published, so a stream that subscribes after the
     # start still reads the first ones from the log; seqs dedupe the hand-over.
     return _sse(
