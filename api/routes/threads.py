@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
 from api.streaming import sse_item, tail
-from core.errors import Conflict, NotFound
+from core.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 
@@ -109,8 +109,6 @@ async def create_run(
         }
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
-    if svc.executor.active_run(thread_id) is not None:
-        raise Conflict(f"thread {thread_id} already has an active run")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
     ticket = await svc.scheduler.submit(identity)  # 429 here when over quota

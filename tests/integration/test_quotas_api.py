@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cli import main
+from core.settings import get_settings
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
 from tests.quota_helpers import quota_settings
@@ -196,3 +198,54 @@ def test_two_api_processes_sharing_redis_enforce_one_limit(serve: Any) -> None:
             codes.append(resp.status_code)
         assert c2.get("/v1/usage").json()["usage"]["runs_last_minute"] == 3
     assert codes == [200, 200, 200, 429, 429]
+
+
+def _keel(live: LiveServer, monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    """Run the ``keel`` command against the live server's database."""
+    monkeypatch.setenv("KEEL_DATABASE__URL", live.settings.database.url or "")
+    get_settings.cache_clear()
+    try:
+        return main(list(argv))
+    finally:
+        get_settings.cache_clear()
+
+
+def _create_key(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> str:
+    args = ["apikey", "create", "--user", "svc", "--tenant", "acme", "--tier", "enterprise"]
+    assert _keel(live, monkeypatch, *args) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("keel_")
+    return key
+
+
+def test_api_keys_authenticate_and_have_their_own_quota(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = serve(quota_settings("memory", runs_per_minute=1))
+    key1 = _create_key(live, monkeypatch, capsys)
+    key2 = _create_key(live, monkeypatch, capsys)
+    rows = live.sql("SELECT key_id, key_hash, user_id, tier FROM api_keys ORDER BY created_at")
+    assert [(r["user_id"], r["tier"]) for r in rows[-2:]] == [("svc", "enterprise")] * 2
+    assert all(r["key_hash"] not in (key1, key2) and len(r["key_hash"]) == 64 for r in rows)
+    as_bearer = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key1}"})
+    as_header = httpx.Client(base_url=live.url, headers={"X-API-Key": key2})
+    with as_bearer as c1, as_header as c2, live.client("svc") as jwt:
+        usage = c1.get("/v1/usage").json()
+        assert usage["subject"] == f"key:{key1.split('_')[1]}" and usage["tier"] == "enterprise"
+        # One run per minute each: key 1, key 2 and the user's own JWT draw on three buckets.
+        for c in (c1, c2, jwt):
+            resp, frames = stream_run(c, _thread(c), "hi")
+            assert resp.status_code == 200 and _status(frames[-1]) == "success"
+        resp, _ = stream_run(c1, _thread(c1), "again")
+        _assert_429(resp, "runs_per_minute")
+        threads = {t["thread_id"] for t in jwt.get("/v1/threads").json()}
+        assert len(threads) == 4  # a key acts as its user: same threads
+    bad = httpx.Client(base_url=live.url, headers={"X-API-Key": key1[:-2] + "xx"})
+    with bad:
+        r = bad.get("/v1/usage")
+    assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+    assert _keel(live, monkeypatch, "apikey", "revoke", key1.split("_")[1]) == 0
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key1}"}) as c:
+        assert c.get("/v1/usage").status_code == 401
