@@ -8,6 +8,7 @@ publishes them to live subscribers. It always ends a run with ``run_finished``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class RunHandle:
     usage: dict[str, int] = field(default_factory=dict)
     ticket: Ticket | None = None
     max_duration_s: float | None = None
+    finishing: bool = False
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -114,6 +116,7 @@ class RunExecutor:
         With a ``ticket`` the run waits for its turn first (streaming ``queued`` positions)
         and gives the ticket back when it ends; ``max_duration_s`` bounds the graph's time.
         """
+        await self._wait_if_finishing(thread_id)
         if thread_id in self._by_thread:
             raise Conflict(f"thread {thread_id} already has an active run")
         handle = RunHandle(
@@ -157,6 +160,17 @@ class RunExecutor:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait_if_finishing(self, thread_id: str) -> None:
+        """Let a run that already emitted ``run_finished`` finish its bookkeeping (bounded).
+
+        A client that has read ``run_finished`` may start the next run on the thread before the
+        previous run's row is updated; that is not a conflict.
+        """
+        previous = self.active.get(self._by_thread.get(thread_id, ""))
+        if previous is not None and previous.finishing and previous.task is not None:
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(previous.task), timeout=10)
 
     def _forget(self, handle: RunHandle) -> None:
         self.active.pop(handle.run_id, None)
@@ -305,6 +319,7 @@ class RunExecutor:
             except Exception:
                 log.warning("could not release the run's quota", exc_info=True)
         duration_ms = round((time.monotonic() - handle.started) * 1000, 1)
+        handle.finishing = True
         self._emit(
             handle,
             NodeEvent(

@@ -103,7 +103,7 @@ def test_over_the_run_rate_answers_429_naming_the_limit(serve: Any) -> None:
 
 def test_concurrent_runs_limit_per_user(serve: Any, fake_llm: FakeOpenAI) -> None:
     live = serve(quota_settings("memory", concurrent_runs=1))
-    fake_llm.delay_s = 0.1
+    fake_llm.delay_s = 0.25  # run 1 outlasts the second request (~1 s)
     with live.client() as c:
         t1, t2 = _thread(c), _thread(c)
         with c.stream("POST", f"/v1/threads/{t1}/runs", json={"input": {"message": "a"}}) as r1:
@@ -139,7 +139,7 @@ def test_run_over_its_max_duration_is_cancelled_with_a_warning(
 def test_queued_runs_are_served_round_robin_across_users(serve: Any, fake_llm: FakeOpenAI) -> None:
     cfg = quota_settings("memory", policy="queue")
     live = serve({**cfg, "max_active_runs": 1})
-    fake_llm.delay_s = 0.05
+    fake_llm.delay_s = 0.3  # A1 (~1.2 s) outlasts the three submissions that follow it
     with live.client("ann") as ann, live.client("ben") as ben, contextlib.ExitStack() as stack:
         threads = {name: _thread(c) for name, c in [("A1", ann), ("A2", ann), ("A3", ann)]}
         threads["B1"] = _thread(ben)
@@ -173,7 +173,7 @@ def test_queued_runs_are_served_round_robin_across_users(serve: Any, fake_llm: F
 def test_a_full_user_queue_answers_429(serve: Any, fake_llm: FakeOpenAI) -> None:
     cfg = quota_settings("memory", policy="queue", concurrent_runs=1, max_queued=1)
     live = serve(cfg)
-    fake_llm.delay_s = 0.1
+    fake_llm.delay_s = 0.3  # the first run outlasts the next two requests
     with live.client() as c, contextlib.ExitStack() as stack:
         t1, t2, t3 = _thread(c), _thread(c), _thread(c)
         body = {"input": {"message": "x"}}
