@@ -249,3 +249,15 @@ def test_api_keys_authenticate_and_have_their_own_quota(
     assert _keel(live, monkeypatch, "apikey", "revoke", key1.split("_")[1]) == 0
     with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key1}"}) as c:
         assert c.get("/v1/usage").status_code == 401
+
+
+def test_a_day_of_llm_tokens_used_up_answers_429(serve: Any) -> None:
+    live = serve(quota_settings("memory", llm_tokens_per_day=5))
+    with live.client() as c:
+        resp, frames = stream_run(c, _thread(c), "hi")  # admitted; its usage overshoots the day
+        assert _status(frames[-1]) == "success"
+        used = frames[-1].data["data"]["usage"]["total_tokens"]
+        assert c.get("/v1/usage").json()["usage"]["llm_tokens_today"] == used > 5
+        resp, _ = stream_run(c, _thread(c), "hi")
+    _assert_429(resp, "llm_tokens_per_day")
+    assert int(resp.headers["retry-after"]) > 3600
