@@ -14,10 +14,12 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import meta, threads
+from api.routes import meta, threads, usage
+from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
 from core.errors import Unavailable
+from core.quotas import forget, quotas_for
 from core.settings import Settings
 from graphs.graph import build_graph
 from graphs.llm import close_models
@@ -33,6 +35,8 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         pool = await open_pool(
             settings.database.url, settings.database.pool_min, settings.database.pool_max
         )
+        quotas = quotas_for(settings.quotas)
+        scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)
         try:
             async with pool.connection() as conn:
                 await migrate(conn)
@@ -45,12 +49,17 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             listener = Listener(settings.database.url, broker, instance, executor.cancel_local)
             await listener.start()
             await executor.start_heartbeat()
-            app.state.services = Services(settings, pool, graph, event_log, broker, executor)
+            app.state.services = Services(
+                settings, pool, graph, event_log, broker, executor, quotas, scheduler
+            )
             yield
             await executor.shutdown()
             await listener.stop()
             await close_models()
         finally:
+            await scheduler.close()
+            forget(quotas)
+            await quotas.close()
             await pool.close()
 
     app = FastAPI(
@@ -62,6 +71,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     problems.install(app)
     app.include_router(meta.router)
     app.include_router(threads.router)
+    app.include_router(usage.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""The ``keel`` command: ``serve`` (the whole stack), ``token`` (dev tokens), ``studio``."""
+"""The ``keel`` command: ``serve`` (the stack), ``token`` (dev tokens), ``apikey``, ``studio``."""
 
 from __future__ import annotations
 
@@ -86,6 +86,48 @@ def _token(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _apikey(args: argparse.Namespace) -> int:
+    """Create or revoke a service account's API key in the configured (or embedded) Postgres."""
+    import asyncio
+
+    from psycopg import AsyncConnection
+
+    from core.apikeys import create_key, revoke_key
+    from core.db import EmbeddedPostgres, migrate
+
+    settings = get_settings()
+
+    async def run(url: str) -> int:
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            await migrate(conn)
+            if args.action == "create":
+                scopes = [s for s in args.scopes.split(",") if s]
+                key_id, key = await create_key(
+                    conn, user=args.user, tenant=args.tenant, tier=args.tier, scopes=scopes
+                )
+                print(
+                    f"keel: API key {key_id} for {args.tenant}/{args.user} ({args.tier});"
+                    " shown once, store it now:",
+                    file=sys.stderr,
+                )
+                print(key)
+                return 0
+            if await revoke_key(conn, args.key_id):
+                print(f"keel: API key {args.key_id} revoked", file=sys.stderr)
+                return 0
+            print(f"keel: no live API key {args.key_id}", file=sys.stderr)
+            return 1
+
+    with ExitStack() as stack:
+        url = settings.database.url
+        if not url:
+            pg = EmbeddedPostgres(settings.data_dir / "pg", settings.database.embedded_port)
+            pg.start()
+            stack.callback(pg.stop)
+            url = pg.url
+        return asyncio.run(run(url))
 
 
 def _studio(args: argparse.Namespace) -> int:
@@ -184,6 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tier", choices=["free", "pro", "enterprise"], default="free")
     p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     p.set_defaults(fn=_token)
+    p = sub.add_parser("apikey", help="create or revoke API keys for service accounts")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create", help="print a new API key (stored hashed)")
+    k.add_argument("--user", required=True)
+    k.add_argument("--tenant", default="default")
+    k.add_argument("--tier", choices=["free", "pro", "enterprise"], default="free")
+    k.add_argument("--scopes", default="")
+    k = keys.add_parser("revoke", help="revoke an API key by its id")
+    k.add_argument("key_id")
+    p.set_defaults(fn=_apikey)
     p = sub.add_parser("studio", help="serve the graph with `langgraph dev`")
     p.add_argument("--port", type=int, default=2025)
     p.set_defaults(fn=_studio)

@@ -6,14 +6,17 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
 from api.executor import RunExecutor
+from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog
+from core.apikeys import looks_like_key, verify_key
 from core.errors import AuthenticationFailed, NotFound
 from core.identity import Identity, verify_token
+from core.quotas import Quotas
 from core.settings import Settings
 
 
@@ -27,6 +30,8 @@ class Services:
     event_log: EventLog
     broker: Broker
     executor: RunExecutor
+    quotas: Quotas
+    scheduler: FairScheduler
 
 
 def services(request: Request) -> Services:
@@ -36,16 +41,27 @@ def services(request: Request) -> Services:
 
 
 _bearer = HTTPBearer(auto_error=False)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Identity:
-    """Verify the bearer JWT and return the caller's identity."""
-    if creds is None or creds.scheme.lower() != "bearer":
-        raise AuthenticationFailed("missing bearer token")
-    identity = verify_token(services(request).settings.auth, creds.credentials)
+    """The caller's identity from a bearer JWT, or an API key (``Bearer keel_…``/``X-API-Key``)."""
+    svc = services(request)
+    if creds is not None and creds.scheme.lower() == "bearer":
+        token = creds.credentials
+    elif api_key:
+        token = api_key
+    else:
+        raise AuthenticationFailed("missing bearer token or API key")
+    if looks_like_key(token):
+        async with svc.pool.connection() as conn:
+            identity = await verify_key(conn, token)
+    else:
+        identity = verify_token(svc.settings.auth, token)
     request.state.identity = identity
     return identity
 

@@ -25,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from api.scheduler import Ticket
 from api.streaming import Broker, EventLog, notify_cancel
 from core.errors import Conflict, KeelError
 from core.events import Event, NodeEvent, RunStatus, envelope, now
@@ -52,6 +53,8 @@ class RunHandle:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     started: float = field(default_factory=time.monotonic)
     usage: dict[str, int] = field(default_factory=dict)
+    ticket: Ticket | None = None
+    max_duration_s: float | None = None
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -135,8 +138,14 @@ class RunExecutor:
         message: str,
         agent: str,
         checkpoint_id: str | None = None,
+        ticket: Ticket | None = None,
+        max_duration_s: float | None = None,
     ) -> RunHandle:
-        """Record the run and start it as a task, applying the double-texting policy."""
+        """Record the run and start it as a task, applying the double-texting policy.
+
+        With a quota ``ticket`` the run waits for its turn first (streaming ``queued``
+        positions) and gives the ticket back when it ends; ``max_duration_s`` bounds the graph.
+        """
         busy = await self.active_run(thread_id)
         policy = self.settings.runs.double_texting
         if busy is not None:
@@ -144,7 +153,9 @@ class RunExecutor:
                 raise Conflict(f"thread {thread_id} already has an active run ({busy})")
             if policy == "interrupt":
                 await self.cancel(busy)
-        handle = RunHandle(run_id, thread_id, trace_id, identity)
+        handle = RunHandle(
+            run_id, thread_id, trace_id, identity, ticket=ticket, max_duration_s=max_duration_s
+        )
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO runs (run_id, thread_id, trace_id, agent, status)"
@@ -284,20 +295,53 @@ class RunExecutor:
             ),
         )
         log.info("run started")
+        deadline: asyncio.Timeout | None = None
         try:
             if cancelled:
                 raise asyncio.CancelledError
-            await self._stream_graph(handle, message, agent, checkpoint_id)
+            if handle.ticket is not None:
+                while (position := await handle.ticket.updates.get()) is not None:
+                    self._emit(
+                        handle,
+                        NodeEvent(
+                            type="agent_status", data={"status": "queued", "position": position}
+                        ),
+                    )
+            async with asyncio.timeout(handle.max_duration_s) as deadline:
+                await self._stream_graph(handle, message, agent, checkpoint_id)
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         except asyncio.CancelledError:
             status = "cancelled"
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "cancelled"}))
         except Exception as exc:
-            status = "error"
-            code, message_ = _public_error(exc)
-            log.exception("run failed")
-            self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
-            self._emit(handle, NodeEvent(type="error", data={"code": code, "message": message_}))
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                status = "timeout"
+                log.warning("run timed out")
+                self._emit(
+                    handle,
+                    NodeEvent(
+                        type="warning",
+                        data={
+                            "code": "run_timeout",
+                            "message": f"The run exceeded its {handle.max_duration_s:g} s limit"
+                            " and was cancelled.",
+                        },
+                    ),
+                )
+            else:
+                status = "error"
+                code, message_ = _public_error(exc)
+                log.exception("run failed")
+                self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
+                self._emit(
+                    handle, NodeEvent(type="error", data={"code": code, "message": message_})
+                )
+        if handle.ticket is not None:
+            # Before run_finished, so a client that saw it can start its next run at once.
+            try:
+                await asyncio.shield(handle.ticket.finish(handle.usage.get("total_tokens", 0)))
+            except Exception:
+                log.warning("could not release the run's quota", exc_info=True)
         duration_ms = round((time.monotonic() - handle.started) * 1000, 1)
         self._emit(
             handle,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import psycopg
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import KeelError
+from core.errors import KeelError, QuotaExceeded
 from core.tracing import trace_id_var
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,17 @@ def _keel_error(_: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.status == 503:
         headers = {"Retry-After": "5"}
+    if isinstance(exc, QuotaExceeded):
+        retry_after = max(1, math.ceil(exc.retry_after))
+        return problem(
+            exc.status,
+            exc.title,
+            exc.detail,
+            exc.code,
+            headers={"Retry-After": str(retry_after)},
+            limit=exc.limit,
+            retry_after=retry_after,
+        )
     return problem(exc.status, exc.title, exc.detail, exc.code, headers=headers)
 
 

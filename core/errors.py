@@ -73,3 +73,17 @@ class ModelError(KeelError):
     code = "model_error"
     status = 502
     title = "Model error"
+
+
+class QuotaExceeded(KeelError):
+    """A quota of the caller's tier is used up; ``limit`` names it, ``retry_after`` says when."""
+
+    code = "quota_exceeded"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, limit: str, retry_after: float) -> None:
+        """Name the exhausted ``limit`` and the seconds until it admits again."""
+        super().__init__(detail)
+        self.limit = limit
+        self.retry_after = max(0.0, retry_after)

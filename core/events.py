@@ -44,6 +44,9 @@ class AgentStatusData(_Data):
     status: AgentStatus
     tool_name: str | None = None
     detail: str | None = None
+    position: int | None = Field(
+        default=None, ge=1, description="With status queued: place in the user's run queue"
+    )
 
 
 class TextDeltaData(_Data):

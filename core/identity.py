@@ -23,6 +23,7 @@ class Identity:
     tenant: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     tier: Tier = "free"
+    api_key_id: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         """Whether the caller holds ``scope``."""

@@ -106,6 +106,33 @@ class RetentionSettings(BaseModel):
     max_events_per_thread: int = 100_000
 
 
+class TierLimits(BaseModel):
+    """What one tier may use; ``policy`` says whether a run over a limit is refused or queued."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runs_per_minute: int = Field(default=10, ge=1)
+    tool_calls_per_minute: int = Field(default=60, ge=1)
+    concurrent_runs: int = Field(default=2, ge=1)
+    max_run_duration_s: float = Field(default=60.0, gt=0)
+    llm_tokens_per_day: int = Field(default=200_000, ge=1)
+    policy: Literal["reject", "queue"] = "reject"
+    max_queued: int = Field(default=10, ge=0)
+
+
+class QuotaSettings(BaseModel):
+    """Quotas per tier, their storage (``memory://`` or ``redis://``) and run slots per process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    storage_url: str = "memory://"
+    key_prefix: str = "keel"
+    max_active_runs: int = Field(default=16, ge=1)
+    free: TierLimits = Field(default_factory=TierLimits)
+    pro: TierLimits = Field(default_factory=TierLimits)
+    enterprise: TierLimits = Field(default_factory=TierLimits)
+
+
 class LogSettings(BaseModel):
     """Structured log output."""
 
@@ -125,6 +152,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
@@ -161,6 +189,8 @@ class Settings(BaseSettings):
                 )
             if self.auth.dev_tokens:
                 raise ValueError("auth.dev_tokens must be false in prod")
+            if not self.quotas.storage_url.startswith(("redis://", "rediss://")):
+                raise ValueError("quotas.storage_url must be redis:// in prod (shared by replicas)")
         return self
 
 

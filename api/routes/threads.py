@@ -111,15 +111,22 @@ async def create_run(
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    await svc.executor.start(
-        identity=identity,
-        thread_id=thread_id,
-        run_id=run_id,
-        trace_id=trace_id,
-        message=body.input.message,
-        agent=body.agent,
-        checkpoint_id=body.checkpoint_id,
-    )
+    ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    try:
+        await svc.executor.start(
+            identity=identity,
+            thread_id=thread_id,
+            run_id=run_id,
+            trace_id=trace_id,
+            message=body.input.message,
+            agent=body.agent,
+            checkpoint_id=body.checkpoint_id,
+            ticket=ticket,
+            max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
+        )
+    except BaseException:
+        await ticket.finish()
+        raise
     # Events are durable before they are published, so a stream that subscribes after the
     # start still reads the first ones from the log; seqs dedupe the hand-over.
     return _sse(
