@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import psycopg
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -103,6 +104,17 @@ def _database_down(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _quota_storage_down(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("quota storage unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "Service unavailable",
+        "The quota storage is not reachable; retry shortly.",
+        "quota_storage_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unhandled(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return problem(
@@ -117,4 +129,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(psycopg.OperationalError, _database_down)
     app.add_exception_handler(PoolTimeout, _database_down)
+    app.add_exception_handler(redis.exceptions.ConnectionError, _quota_storage_down)
+    app.add_exception_handler(redis.exceptions.TimeoutError, _quota_storage_down)
     app.add_exception_handler(Exception, _unhandled)

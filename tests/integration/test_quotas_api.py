@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from api.cli import main
+from core.db import free_port
 from core.settings import get_settings
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
@@ -261,3 +262,13 @@ def test_a_day_of_llm_tokens_used_up_answers_429(serve: Any) -> None:
         resp, _ = stream_run(c, _thread(c), "hi")
     _assert_429(resp, "llm_tokens_per_day")
     assert int(resp.headers["retry-after"]) > 3600
+
+
+def test_an_unreachable_quota_storage_answers_503_not_500(serve: Any) -> None:
+    cfg = {**quota_settings("memory"), "storage_url": f"redis://127.0.0.1:{free_port()}/0"}
+    live = serve(cfg)
+    with live.client() as c:
+        resp, _ = stream_run(c, _thread(c), "hi")
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["code"] == "quota_storage_unavailable"
+    assert resp.headers["retry-after"] == "5"
