@@ -10,6 +10,8 @@ os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 for _var in ("DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
     os.environ.pop(_var, None)
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -31,17 +33,20 @@ from tests.sse import Frame, parse  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of a Postgres server's maintenance database."""
     if url := os.environ.get("KEEL_TEST_DATABASE_URL"):
         yield url
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's basetemp: concurrent pytest runs prune each other's old basetemps.
+    root = Path(tempfile.mkdtemp(prefix="keel-test-pg-"))
+    pg = EmbeddedPostgres(root / "data")
     pg.start()
     try:
         yield pg.url
     finally:
         pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
