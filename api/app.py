@@ -13,12 +13,13 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import meta, threads
+from api.routes import meta, threads, tools
 from api.streaming import Broker, EventLog
 from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.settings import Settings
 from graphs.graph import build_graph
+from tools.gateway import ToolGateway
 
 
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
@@ -38,10 +39,15 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             await checkpointer.setup()
             graph = build_graph(checkpointer)
             event_log, broker = EventLog(pool), Broker()
-            executor = RunExecutor(settings, graph, pool, event_log, broker, chat_model)
-            app.state.services = Services(settings, pool, graph, event_log, broker, executor)
-            yield
-            await executor.shutdown()
+            async with ToolGateway(settings) as gateway:
+                executor = RunExecutor(
+                    settings, graph, pool, event_log, broker, chat_model, tools=gateway
+                )
+                app.state.services = Services(
+                    settings, pool, graph, event_log, broker, executor, gateway
+                )
+                yield
+                await executor.shutdown()
         finally:
             await pool.close()
 
@@ -54,6 +60,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     problems.install(app)
     app.include_router(meta.router)
     app.include_router(threads.router)
+    app.include_router(tools.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     return app

@@ -15,6 +15,7 @@ from api.streaming import Broker, EventLog
 from core.errors import AuthenticationFailed, NotFound
 from core.identity import Identity, verify_token
 from core.settings import Settings
+from tools.gateway import ToolGateway
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     event_log: EventLog
     broker: Broker
     executor: RunExecutor
+    tools: ToolGateway
 
 
 def services(request: Request) -> Services:

@@ -27,6 +27,7 @@ from core.identity import Identity
 from core.settings import Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
+from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class RunHandle:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     started: float = field(default_factory=time.monotonic)
     usage: dict[str, int] = field(default_factory=dict)
+    status: str = "running"
+    finished: bool = False
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -78,14 +81,17 @@ class RunExecutor:
         event_log: EventLog,
         broker: Broker,
         chat_model: BaseChatModel | None = None,
+        *,
+        tools: ToolGateway | None = None,
     ) -> None:
-        """Wire the executor to the compiled graph and the stores."""
+        """Wire the executor to the compiled graph, the stores and the tool gateway."""
         self.settings = settings
         self.graph = graph
         self.pool = pool
         self.log = event_log
         self.broker = broker
         self.chat_model = chat_model
+        self.tools = tools
         self.active: dict[str, RunHandle] = {}
         self._by_thread: dict[str, str] = {}
 
@@ -182,6 +188,10 @@ class RunExecutor:
                         raise
                     log.warning("event batch write failed; retrying", exc_info=True)
                     await asyncio.sleep(0.2 * 2**attempt)
+            if done:
+                # Record the outcome and free the thread before clients see run_finished,
+                # so a client that reacts to it (reads the run, starts the next) never races.
+                await self._finish(handle, handle.status)
             self.broker.publish(handle.thread_id, batch)
 
     async def _run(
@@ -219,6 +229,8 @@ class RunExecutor:
                 thread_id=handle.thread_id,
                 llm=self.settings.llm,
                 chat_model=self.chat_model,
+                agent=agent,
+                tools=self.tools,
             )
             config: Any = {
                 "configurable": configurable,
@@ -266,14 +278,17 @@ class RunExecutor:
                 },
             ),
         )
+        handle.status = status
         handle.queue.put_nowait(None)
         try:
             await asyncio.shield(writer)
         finally:
-            await self._finish(handle, status)
+            if not handle.finished:
+                await self._finish(handle, status)
         log.info("run finished", extra={"keel": {"status": status, "duration_ms": duration_ms}})
 
     async def _finish(self, handle: RunHandle, status: str) -> None:
+        handle.finished = True
         try:
             async with self.pool.connection() as conn:
                 await conn.execute(

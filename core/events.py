@@ -80,6 +80,7 @@ class ToolCallData(_Data):
     tool_name: str
     version: str | None = None
     args: dict[str, Any]
+    server: str | None = None
 
 
 class ToolResultData(_Data):
@@ -89,6 +90,8 @@ class ToolResultData(_Data):
     tool_name: str
     result: Any
     duration_ms: float | None = None
+    server: str | None = None
+    version: str | None = None
 
 
 class ToolErrorData(_Data):
@@ -100,6 +103,8 @@ class ToolErrorData(_Data):
     error: str
     expected: str | None = None
     hint: str | None = None
+    server: str | None = None
+    version: str | None = None
 
 
 class RepairData(_Data):
@@ -138,6 +143,7 @@ class TableData(_Data):
 
     columns: list[str]
     rows: list[list[Any]]
+    title: str | None = None
 
 
 class MemoryData(_Data):

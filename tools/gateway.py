@@ -30,6 +30,7 @@ from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
 from core.identity import Identity
 from core.settings import ROOT, McpServerPin, Settings
 from tools import lock as lockfile
+from tools.artifacts import ArtifactStore
 from tools.errors import (
     PermissionDenied,
     ToolDrift,
@@ -166,6 +167,7 @@ class ToolGateway:
         self.settings = settings
         self.database_url = database_url or settings.database.url
         self.log_dir = settings.data_dir / "tools"
+        self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self._servers: dict[str, _Server] = {}
         self._specs: dict[str, list[ToolSpec]] = {}
         self.refused: dict[str, str] = {}
