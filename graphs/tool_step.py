@@ -233,6 +233,12 @@ async def run_tool_step(
         _tool_error(writer, node, call_id, spec.qualified, exc, spec)
         return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
     result = _emit_outputs(writer, node, ctx, outcome)
+    limit = _sandbox_limit(outcome)
+    if limit:
+        err = ToolError(f"{spec.qualified}: {limit}")
+        err.code = "sandbox_limit"
+        err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
+        _tool_error(writer, node, call_id, spec.qualified, err, spec)
     emit(
         writer,
         "tool_result",
@@ -245,6 +251,18 @@ async def run_tool_step(
         duration_ms=outcome.duration_ms,
     )
     return StepTool(note=_note(outcome)[:_MAX_NOTE], usage=usage)
+
+
+def _sandbox_limit(outcome: ToolOutcome) -> str | None:
+    """Why the sandbox stopped the code (killed at a limit, or refused memory), if it did."""
+    result = outcome.result
+    if outcome.spec.server != "python_exec" or not isinstance(result, dict):
+        return None
+    if result.get("killed"):
+        return f"stopped by the sandbox: {result['killed']}"
+    if "MemoryError" in str(result.get("error") or ""):
+        return "stopped by the sandbox: memory limit"
+    return None
 
 
 def _tool_error(

@@ -213,3 +213,37 @@ def test_unknown_agent_is_404(live: LiveServer) -> None:
             json={"input": {"message": "hi"}, "agent": "nobody"},
         )
     assert r.status_code == 404
+
+
+def test_memory_blow_up_is_a_sandbox_limit_tool_error_and_the_run_goes_on(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script.extend(
+        [
+            _plan("python_exec", "Allocate a huge buffer"),
+            json.dumps({"code": "x = bytearray(2 * 1024**3)"}),
+            "The computation ran out of memory.",
+            "It did not fit in memory.",
+        ]
+    )
+    with _client(live, ["exec:code"]) as c:
+        _, frames = stream_run(c, _thread(c), "Allocate 2 GB")
+    error = _one(frames, "tool_error")
+    assert (error["code"], error["error"]) == (
+        "sandbox_limit",
+        "python_exec.run_python: stopped by the sandbox: memory limit",
+    )
+    assert "MemoryError" in _one(frames, "tool_result")["result"]["error"]
+    assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_unknown_tool_step_is_a_tool_error(live: LiveServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend(
+        [_plan("calendar", "List my meetings"), "No calendar for you.", "No calendar."]
+    )
+    with _client(live, []) as c:
+        _, frames = stream_run(c, _thread(c), "What's on my calendar?", agent="research_legacy")
+    error = _one(frames, "tool_error")
+    assert (error["code"], error["tool_name"]) == ("unpinned_version", "calendar")
+    assert "agent 'research_legacy' pins no version of calendar" in error["error"]
+    assert frames[-1].data["data"]["status"] == "success"
