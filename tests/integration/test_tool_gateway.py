@@ -235,3 +235,27 @@ async def test_gateway_close_leaves_no_server_process(db_url: str, tmp_path: Pat
     pids = [r["pid"] for pin in gw.pinned() for r in log_lines(gw, pin) if r["event"] == "start"]
     assert len(pids) == 5
     assert [p for p in pids if alive(p)] == []
+
+
+async def test_keel_ingest_cli_adds_files_the_documents_server_finds(
+    gw: ToolGateway,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.cli import main
+    from core.settings import get_settings
+
+    (tmp_path / "runbook.md").write_text("# Failover\n\nPromote the standby with pg_promote.")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        assert main(["ingest", str(tmp_path), "--tenant", "initech"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "ingested 1 files (1 chunks), 0 unchanged, for tenant initech" in capsys.readouterr().out
+    spec = gw.resolve("research", "documents")
+    who = Identity("peter", "initech", frozenset())
+    hits = (await gw.call(spec, {"query": "promote standby"}, identity=who)).result["hits"]
+    assert [Path(h["source"]).name for h in hits] == ["runbook.md"]

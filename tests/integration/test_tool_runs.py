@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import LiveServer, stream_run
+from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
 from tests.sse import Frame
 
@@ -247,3 +249,27 @@ def test_unknown_tool_step_is_a_tool_error(live: LiveServer, fake_llm: FakeOpenA
     assert (error["code"], error["tool_name"]) == ("unpinned_version", "calendar")
     assert "agent 'research_legacy' pins no version of calendar" in error["error"]
     assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_stopping_the_api_stops_every_tool_server(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = make_settings(db_url, fake_llm.base_url, tmp_path_factory.mktemp("stop"))
+    with LiveServer(settings):
+        pass
+    logs = sorted((settings.data_dir / "tools").glob("*.log"))
+    assert [p.name for p in logs if not p.name.endswith(".stderr.log")] == [
+        "calendar-v1.log",
+        "documents-v1.log",
+        "github-v1.log",
+        "github-v2.log",
+        "python-v1.log",
+    ]
+    pids = [
+        json.loads(line)["pid"]
+        for p in logs
+        if not p.name.endswith(".stderr.log")
+        for line in p.read_text().splitlines()
+    ]
+    assert len(pids) == 5
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
