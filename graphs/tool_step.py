@@ -207,13 +207,13 @@ async def run_tool_step(
     try:
         spec = ctx.tools.resolve(ctx.agent, step["tool"], tool_of(step["tool"], text))
     except ToolError as exc:
-        _tool_error(writer, node, call_id, step["tool"], exc, None)
+        _tool_error(writer, node, call_id, step["tool"], exc, None, ctx.trace_id)
         return StepTool(note=f"(tool {step['tool']} unavailable: {exc.detail})")
     status(writer, node, "calling_tool", tool_name=spec.qualified)
     args, usage = await derive_args(spec, step, question, ctx, index)
     if args is None:
         err = ToolError(f"no valid arguments for {spec.qualified} from the model")
-        _tool_error(writer, node, call_id, spec.qualified, err, spec)
+        _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
         return StepTool(note=f"(tool {spec.qualified} not called: no valid arguments)", usage=usage)
     shown = {k: v for k, v in args.items() if k != "idempotency_key"}
     emit(
@@ -230,7 +230,7 @@ async def run_tool_step(
     try:
         outcome = await ctx.tools.call(spec, args, identity=identity, trace_id=ctx.trace_id)
     except KeelError as exc:
-        _tool_error(writer, node, call_id, spec.qualified, exc, spec)
+        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
         return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
     result = _emit_outputs(writer, node, ctx, outcome)
     limit = _sandbox_limit(outcome)
@@ -238,7 +238,7 @@ async def run_tool_step(
         err = ToolError(f"{spec.qualified}: {limit}")
         err.code = "sandbox_limit"
         err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
-        _tool_error(writer, node, call_id, spec.qualified, err, spec)
+        _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
     emit(
         writer,
         "tool_result",
@@ -272,10 +272,18 @@ def _tool_error(
     tool_name: str,
     exc: KeelError,
     spec: ToolSpec | None,
+    trace_id: str,
 ) -> None:
     log.warning(
         "tool call refused or failed",
-        extra={"keel": {"tool": tool_name, "code": exc.code, "detail": exc.detail}},
+        extra={
+            "keel": {
+                "tool": tool_name,
+                "code": exc.code,
+                "detail": exc.detail,
+                "trace_id": trace_id,
+            }
+        },
     )
     data: dict[str, Any] = {
         "call_id": call_id,

@@ -59,3 +59,23 @@ def test_run_on_the_local_model(local_live: LiveServer) -> None:
     assert frames[-1].data["data"]["usage"]["output_tokens"] > 0
     assert {f.data["trace_id"] for f in frames} == {resp.headers["x-trace-id"]}
     assert [f.data["seq"] for f in frames] == list(range(1, len(frames) + 1))
+
+
+@pytest.mark.parametrize(
+    ("agent", "version"), [("research", "2.0.0"), ("research_legacy", "1.0.0")]
+)
+def test_local_model_plans_github_trending_and_each_agent_calls_its_pinned_version(
+    local_live: LiveServer, agent: str, version: str
+) -> None:
+    with local_live.client() as c:
+        thread_id = c.post("/v1/threads").json()["thread_id"]
+        _, frames = stream_run(
+            c, thread_id, "What are the trending Python repositories this week?", agent=agent
+        )
+    calls = [f.data["data"] for f in frames if f.data["type"] == "tool_call"]
+    assert [(d["server"], d["version"]) for d in calls] == [("github_trending", version)]
+    results = [f.data["data"] for f in frames if f.data["type"] == "tool_result"]
+    assert [d["version"] for d in results] == [version]
+    assert frames[-1].data["data"]["status"] == "success"
+    answer = "".join(f.data["data"]["text"] for f in frames if f.data["type"] == "text_delta")
+    assert answer.strip()

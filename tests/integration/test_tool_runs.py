@@ -116,7 +116,9 @@ def test_research_legacy_agent_calls_github_v1(live: LiveServer, fake_llm: FakeO
     assert frames[-1].data["data"]["status"] == "success"
 
 
-def test_python_exec_without_exec_code_never_runs(live: LiveServer, fake_llm: FakeOpenAI) -> None:
+def test_python_exec_without_exec_code_never_runs(
+    live: LiveServer, fake_llm: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
     fake_llm.script.extend(
         [
             _plan("python_exec", "Plot squares of 1..5"),
@@ -142,6 +144,10 @@ def test_python_exec_without_exec_code_never_runs(live: LiveServer, fake_llm: Fa
     assert not [f for f in frames if f.data["type"] in {"tool_result", "image_generated"}]
     assert frames[-1].data["data"]["status"] == "success"
     assert len(_invocations(live, "python-v1")) == before == 0
+    logged = [getattr(r, "keel", {}) for r in caplog.records if r.name == "graphs.tool_step"]
+    assert [(k["code"], k["trace_id"]) for k in logged] == [
+        ("permission_denied", frames[0].data["trace_id"])
+    ]
 
 
 def test_chart_request_streams_an_image_whose_url_serves_the_png(
