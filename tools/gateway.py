@@ -41,6 +41,7 @@ from tools.errors import (
     UnknownTool,
     UnpinnedVersion,
 )
+from tools.sandbox import sandbox_available
 from tools.servers.common import PERMISSIONS_META, TENANT_META, TRACE_META, USER_META
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,10 @@ class ToolGateway:
         return _Server(pin_name, pin, params, self.log_dir / f"{pin_name}.stderr.log")
 
     async def _open(self, pin_name: str, pin: McpServerPin) -> _Server:
+        if pin.sandbox:
+            ok, why = await asyncio.to_thread(sandbox_available)
+            if not ok:
+                raise ToolUnavailable(f"{pin_name}: marked sandbox but no sandbox here: {why}")
         srv = self._server(pin_name, pin)
         try:
             await srv.start()

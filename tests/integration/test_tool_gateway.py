@@ -259,3 +259,24 @@ async def test_keel_ingest_cli_adds_files_the_documents_server_finds(
     who = Identity("peter", "initech", frozenset())
     hits = (await gw.call(spec, {"query": "promote standby"}, identity=who)).result["hits"]
     assert [Path(h["source"]).name for h in hits] == ["runbook.md"]
+
+
+async def test_a_sandbox_server_is_refused_where_the_sandbox_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tools.gateway
+
+    monkeypatch.setattr(tools.gateway, "sandbox_available", lambda: (False, "no user namespaces"))
+    settings = _settings(
+        tmp_path,
+        mcp_servers={
+            "fake-v1": {"server": "fake", "version": "1.0.0", "command": FAKE, "sandbox": True}
+        },
+        agents={"research": {"tools": ["fake-v1"]}},
+        tools={"lock_file": str(tmp_path / "tools.lock")},
+    )
+    async with ToolGateway(settings) as gw:
+        assert gw.refused["fake-v1"] == (
+            "fake-v1: marked sandbox but no sandbox here: no user namespaces"
+        )
+    assert not gw.log_file("fake-v1").exists()  # never started
