@@ -1,4 +1,7 @@
-"""The tool gateway's errors (practice 9): each becomes a ``tool_error`` event with its ``code``."""
+"""The tool gateway's errors (practice 9): each becomes a ``tool_error`` event with its ``code``.
+
+They never reach HTTP as such, so they carry no status: ``api/`` maps only what it serves.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ class ToolError(KeelError):
     """A tool call failed; the run goes on without the tool's answer."""
 
     code = "tool_error"
-    status = 502
     title = "Tool call failed"
     hint: str | None = None
 
@@ -18,7 +20,6 @@ class UnknownTool(ToolError):
     """The agent asked for a tool no pinned server offers."""
 
     code = "unknown_tool"
-    status = 404
     title = "Unknown tool"
 
 
@@ -26,7 +27,6 @@ class UnpinnedVersion(ToolError):
     """The server exists but the agent does not pin the asked version (or none at all)."""
 
     code = "unpinned_version"
-    status = 403
     title = "Tool version not pinned for this agent"
 
 
@@ -34,7 +34,6 @@ class PermissionDenied(ToolError):
     """The run's JWT scopes lack a permission the tool declares; the server was not called."""
 
     code = "permission_denied"
-    status = 403
     title = "Permission denied"
 
 
@@ -42,7 +41,6 @@ class ToolDrift(ToolError):
     """A server's tool schemas differ from ``tools.lock``; the server is refused until relocked."""
 
     code = "tool_drift"
-    status = 503
     title = "Tool schema drift"
 
 
@@ -50,7 +48,6 @@ class ToolUnavailable(ToolError):
     """The server could not be started, crashed, or did not answer in time."""
 
     code = "tool_unavailable"
-    status = 503
     title = "Tool server unavailable"
 
 
@@ -58,7 +55,6 @@ class ToolTimeout(ToolError):
     """The call exceeded its time limit."""
 
     code = "tool_timeout"
-    status = 504
     title = "Tool call timed out"
 
 
@@ -66,5 +62,4 @@ class ToolFailed(ToolError):
     """The server ran the tool and reported an error."""
 
     code = "tool_failed"
-    status = 502
     title = "Tool reported an error"
