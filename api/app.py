@@ -14,7 +14,7 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import meta, threads, usage
+from api.routes import meta, threads, tools, usage
 from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
@@ -23,6 +23,7 @@ from core.quotas import forget, quotas_for
 from core.settings import Settings
 from graphs.graph import build_graph
 from graphs.llm import close_models
+from tools.gateway import ToolGateway
 
 
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
@@ -45,17 +46,20 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
             event_log, broker = EventLog(pool, instance), Broker()
-            executor = RunExecutor(settings, graph, pool, event_log, broker, chat_model)
-            listener = Listener(settings.database.url, broker, instance, executor.cancel_local)
-            await listener.start()
-            await executor.start_heartbeat()
-            app.state.services = Services(
-                settings, pool, graph, event_log, broker, executor, quotas, scheduler
-            )
-            yield
-            await executor.shutdown()
-            await listener.stop()
-            await close_models()
+            async with ToolGateway(settings) as gateway:
+                executor = RunExecutor(
+                    settings, graph, pool, event_log, broker, chat_model, tools=gateway
+                )
+                listener = Listener(settings.database.url, broker, instance, executor.cancel_local)
+                await listener.start()
+                await executor.start_heartbeat()
+                app.state.services = Services(
+                    settings, pool, graph, event_log, broker, executor, quotas, scheduler, gateway
+                )
+                yield
+                await executor.shutdown()
+                await listener.stop()
+                await close_models()
         finally:
             await scheduler.close()
             forget(quotas)
@@ -72,6 +76,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(meta.router)
     app.include_router(threads.router)
     app.include_router(usage.router)
+    app.include_router(tools.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     return app

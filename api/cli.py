@@ -1,4 +1,4 @@
-"""The ``keel`` command: ``serve`` (the stack), ``token`` (dev tokens), ``apikey``, ``studio``."""
+"""The ``keel`` command: serve, token, apikey, studio, record, prune, tools lock, ingest."""
 
 from __future__ import annotations
 
@@ -212,6 +212,35 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tools(args: argparse.Namespace) -> int:
+    """``keel tools lock``: record the pinned servers' tool schemas in tools.lock."""
+    import asyncio
+
+    from tools.gateway import write_lock_file
+
+    path = asyncio.run(write_lock_file(get_settings(), args.pins or None))
+    print(f"keel: wrote {path}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    """``keel ingest PATH...``: add files to a tenant's documents corpus."""
+    from pathlib import Path
+
+    from tools.servers.documents.v1.store import ingest
+
+    settings = get_settings()
+    with ExitStack() as stack:
+        if not settings.database.url:
+            settings = start_dependencies(_with(settings, "llm", base_url="unused"), stack)
+        stats = ingest(settings.database.url or "", args.tenant, [Path(p) for p in args.paths])
+    print(
+        f"keel: ingested {stats['files']} files ({stats['chunks']} chunks),"
+        f" {stats['unchanged']} unchanged, for tenant {args.tenant}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keel`` console script."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
@@ -251,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--user", default="alice")
     p.add_argument("--tenant", default="default")
     p.set_defaults(fn=_record)
+    p = sub.add_parser("tools", help="tool servers: `keel tools lock` rewrites tools.lock")
+    p.add_argument("action", choices=["lock"])
+    p.add_argument("pins", nargs="*", help="only these mcp_servers entries (default: all)")
+    p.set_defaults(fn=_tools)
+    p = sub.add_parser("ingest", help="add Markdown/text files to the documents corpus")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--tenant", default="default")
+    p.set_defaults(fn=_ingest)
     args = parser.parse_args(argv)
     code: int = args.fn(args)
     return code

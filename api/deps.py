@@ -18,6 +18,7 @@ from core.errors import AuthenticationFailed, NotFound
 from core.identity import Identity, verify_token
 from core.quotas import Quotas
 from core.settings import Settings
+from tools.gateway import ToolGateway
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     executor: RunExecutor
     quotas: Quotas
     scheduler: FairScheduler
+    tools: ToolGateway
 
 
 def services(request: Request) -> Services:

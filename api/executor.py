@@ -33,6 +33,7 @@ from core.identity import Identity
 from core.settings import Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
+from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,17 @@ class RunExecutor:
         event_log: EventLog,
         broker: Broker,
         chat_model: BaseChatModel | None = None,
+        *,
+        tools: ToolGateway | None = None,
     ) -> None:
-        """Wire the executor to the compiled graph and the stores."""
+        """Wire the executor to the compiled graph, the stores and the tool gateway."""
         self.settings = settings
         self.graph = graph
         self.pool = pool
         self.log = event_log
         self.broker = broker
         self.chat_model = chat_model
+        self.tools = tools
         self.active: dict[str, RunHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -375,6 +379,8 @@ class RunExecutor:
             thread_id=handle.thread_id,
             llm=self.settings.llm,
             chat_model=self.chat_model,
+            agent=agent,
+            tools=self.tools,
         )
         config: Any = {
             "configurable": configurable,

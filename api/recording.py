@@ -5,6 +5,10 @@ events, what each model call returned, in call order: the planner's plan (or an 
 reply when the run told a ``plan_invalid`` warning), each researcher finding, and the
 summarizer's streamed answer. Re-running the graph with a scripted model fed these outputs, with
 no LLM and no tools, must reproduce the same events: that is the regression test.
+
+Tool outputs are not recorded yet: a recording replays runs whose steps used no tool (or
+were recorded without tools); replaying tool steps needs a scripted gateway fed from the
+recorded ``tool_result`` events.
 """
 
 from __future__ import annotations

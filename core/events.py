@@ -83,6 +83,7 @@ class ToolCallData(_Data):
     tool_name: str
     version: str | None = None
     args: dict[str, Any]
+    server: str | None = None
 
 
 class ToolResultData(_Data):
@@ -92,6 +93,8 @@ class ToolResultData(_Data):
     tool_name: str
     result: Any
     duration_ms: float | None = None
+    server: str | None = None
+    version: str | None = None
 
 
 class ToolErrorData(_Data):
@@ -103,6 +106,8 @@ class ToolErrorData(_Data):
     error: str
     expected: str | None = None
     hint: str | None = None
+    server: str | None = None
+    version: str | None = None
 
 
 class RepairData(_Data):
@@ -141,6 +146,7 @@ class TableData(_Data):
 
     columns: list[str]
     rows: list[list[Any]]
+    title: str | None = None
 
 
 class MemoryData(_Data):

@@ -140,6 +140,47 @@ class LogSettings(BaseModel):
     json_logs: bool = True
 
 
+class McpServerPin(BaseModel):
+    """A pinned tool server version: ``tools/servers/<server>/v<major>/`` or ``command``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server: str
+    version: str
+    transport: Literal["stdio"] = "stdio"
+    sandbox: bool = False
+    command: list[str] | None = None
+
+
+class AgentSettings(BaseModel):
+    """An agent and the pinned tool servers (keys of ``mcp_servers``) it may use."""
+
+    tools: list[str] = Field(default_factory=list)
+
+
+class SandboxSettings(BaseModel):
+    """Limits of one sandboxed call (bubblewrap + rlimits)."""
+
+    cpu_s: int = 5
+    memory_mb: int = 1024
+    nproc: int = 64
+    fsize_mb: int = 8
+    tmpfs_mb: int = 64
+    wall_s: float = 15.0
+    output_bytes: int = 4_000_000
+    uid: int = 60_000
+
+
+class ToolSettings(BaseModel):
+    """The tool gateway: lock file, call timeout, GitHub access and the sandbox."""
+
+    lock_file: Path = Path("tools.lock")
+    call_timeout_s: float = 30.0
+    github_api: str = "https://api.github.com"
+    github_token: str | None = None
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+
 class Settings(BaseSettings):
     """Keel's whole configuration, validated at start-up."""
 
@@ -155,6 +196,9 @@ class Settings(BaseSettings):
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    mcp_servers: dict[str, McpServerPin] = Field(default_factory=dict)
+    agents: dict[str, AgentSettings] = Field(default_factory=lambda: {"research": AgentSettings()})
+    tools: ToolSettings = Field(default_factory=ToolSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -178,6 +222,12 @@ class Settings(BaseSettings):
     def _refuse_placeholders(self) -> Settings:
         if not self.data_dir.is_absolute():
             self.data_dir = ROOT / self.data_dir
+        if not self.tools.lock_file.is_absolute():
+            self.tools.lock_file = ROOT / self.tools.lock_file
+        for agent, spec in self.agents.items():
+            unknown = [t for t in spec.tools if t not in self.mcp_servers]
+            if unknown:
+                raise ValueError(f"agent {agent!r} pins unknown mcp_servers {unknown}")
         if self.env == "prod":
             if (
                 self.auth.jwt_secret.startswith(PLACEHOLDER_PREFIX)

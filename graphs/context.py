@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 
 from core.settings import LLMSettings, get_settings
+from tools.gateway import ToolGateway
 
 
 def _default_llm() -> LLMSettings:
@@ -17,7 +18,8 @@ def _default_llm() -> LLMSettings:
 class RunContext:
     """Who runs, under which trace, with which model settings.
 
-    ``chat_model`` overrides the model built from ``llm`` (scripted models in unit tests).
+    ``chat_model`` overrides the model built from ``llm`` (scripted models in unit tests);
+    ``tools`` is the app's tool gateway (``None``: tool steps answer from the model alone).
     """
 
     user_id: str = "anonymous"
@@ -29,3 +31,5 @@ class RunContext:
     thread_id: str = ""
     llm: LLMSettings = field(default_factory=_default_llm)
     chat_model: BaseChatModel | None = None
+    agent: str = "research"
+    tools: ToolGateway | None = None

@@ -20,7 +20,15 @@ Q: Why is the sky blue?
 {"steps":[{"description":"Explain Rayleigh scattering","tool":"none"}]}"""
 
 RESEARCHER = """You are a careful researcher. Answer the sub-question in at most three \
-sentences of plain facts. If you are unsure, say so."""
+sentences of plain facts. When a tool result is given, answer from it and say where it came \
+from. If you are unsure, say so."""
 
 SUMMARIZER = """You write the final answer for the user from the research notes. \
 Be concise and direct; use Markdown when it helps."""
+
+CODE_ARGS = """Write a short Python 3 program for the step. Answer with JSON {"code": "..."}.
+Print results. For charts use matplotlib.pyplot (do not call show or savefig). To return a
+table, write it as a CSV file in the current directory. No network, no files elsewhere."""
+
+MEETING_ARGS = """Extract the meeting to book. Answer with JSON {"title": "...",
+"starts_at": "YYYY-MM-DDTHH:MM:SS+00:00", "duration_min": 30}."""

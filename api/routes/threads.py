@@ -45,7 +45,7 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: RunInput
-    agent: Annotated[str, StringConstraints(pattern=r"^research$")] = "research"
+    agent: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = "research"
     checkpoint_id: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
@@ -103,6 +103,8 @@ async def create_run(
 ) -> EventSourceResponse:
     """Start a run and stream its events; the run goes on if the client disconnects."""
     await owned_thread(svc, identity, thread_id)
+    if body.agent not in svc.settings.agents:
+        raise NotFound(f"agent {body.agent!r} is not configured")
     if body.checkpoint_id is not None:
         config: Any = {
             "configurable": {"thread_id": thread_id, "checkpoint_id": body.checkpoint_id}

@@ -1,4 +1,8 @@
-"""The researcher: executes one plan step per visit, so every step is its own checkpoint."""
+"""The researcher: executes one plan step per visit, so every step is its own checkpoint.
+
+A step whose tool is not ``none`` first calls that tool through the gateway
+(``graphs/tool_step.py``); the model then answers the step from the tool's result.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import last_question, model_for
 from graphs.state import State
+from graphs.tool_step import run_tool_step
 
 NODE = "researcher"
 
@@ -19,11 +24,14 @@ NODE = "researcher"
 async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Answer the next unanswered step of the plan."""
     writer = runtime.stream_writer
+    ctx = runtime.context
     findings = state.get("findings", [])
     index = len(findings)
     step = state["plan"][index]
-    if step["tool"] != "none":
-        # Tools are reached through the tool gateway once it exists; until then, say so.
+    question = last_question(state["messages"])
+    prompt = f"Question: {question}\nSub-question: {step['description']}"
+    usage: dict[str, int] = {}
+    if step["tool"] != "none" and ctx.tools is None:
         emit(
             writer,
             "warning",
@@ -31,19 +39,18 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
             code="tool_unavailable",
             message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
         )
+    elif step["tool"] != "none":
+        used = await run_tool_step(writer, NODE, ctx, step, question, index)
+        usage = used.usage
+        prompt += f"\nTool result:\n{used.note}"
     status(writer, NODE, "thinking", detail=step["description"])
-    model = model_for(runtime.context, runtime.context.llm.step_max_tokens)
-    reply = await model.ainvoke(
-        [
-            SystemMessage(prompts.RESEARCHER),
-            HumanMessage(
-                f"Question: {last_question(state['messages'])}\nSub-question: {step['description']}"
-            ),
-        ]
-    )
+    model = model_for(ctx, ctx.llm.step_max_tokens)
+    reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
     text = reply.text.strip()
     emit(writer, "step_result", NODE, index=index, description=step["description"], text=text)
-    return {"findings": [*findings, {"index": index, "text": text}], "usage": usage_of(reply)}
+    step_usage = usage_of(reply)
+    total = {k: usage.get(k, 0) + step_usage.get(k, 0) for k in {*usage, *step_usage}}
+    return {"findings": [*findings, {"index": index, "text": text}], "usage": total}
 
 
 def after_researcher(state: State) -> Literal["researcher", "summarizer"]:

@@ -94,6 +94,13 @@ class FakeOpenAI:
         return DEFAULT_ANSWER if body.get("stream") else DEFAULT_STEP
 
     async def _chat(self, request: Request) -> Response:
+        response = await self._reply(request)
+        # No keep-alive: each LiveServer has its own event loop, and langchain-openai caches
+        # its httpx client per base URL; a pooled connection would outlive its loop.
+        response.headers["connection"] = "close"
+        return response
+
+    async def _reply(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
         text = self._reply_for(body)

@@ -97,3 +97,26 @@ def test_model_server_dies_with_its_parent(tmp_path: Path) -> None:
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the model server outlived its parent")
+
+
+@pytest.mark.parametrize(
+    ("agent", "version"), [("research", "2.0.0"), ("research_legacy", "1.0.0")]
+)
+def test_local_model_plans_github_trending_and_each_agent_calls_its_pinned_version(
+    local_live: LiveServer, agent: str, version: str
+) -> None:
+    with local_live.client() as c:
+        thread_id = c.post("/v1/threads").json()["thread_id"]
+        _, frames = stream_run(
+            c,
+            thread_id,
+            "Are there any trending TypeScript frameworks on GitHub this month?",
+            agent=agent,
+        )
+    calls = [f.data["data"] for f in frames if f.data["type"] == "tool_call"]
+    assert [(d["server"], d["version"]) for d in calls] == [("github_trending", version)]
+    results = [f.data["data"] for f in frames if f.data["type"] == "tool_result"]
+    assert [d["version"] for d in results] == [version]
+    assert frames[-1].data["data"]["status"] == "success"
+    answer = "".join(f.data["data"]["text"] for f in frames if f.data["type"] == "text_delta")
+    assert answer.strip()

@@ -32,7 +32,7 @@ async def test_record_then_replay_reproduces_the_events(
                     {
                         "steps": [
                             {"description": "a", "tool": "none"},
-                            {"description": "b", "tool": "documents"},
+                            {"description": "b", "tool": "none"},
                         ]
                     }
                 ),

@@ -1,0 +1,299 @@
+"""Tool use in the graph (practice 16): one plan step → one gateway call, told as typed events.
+
+The planner chooses the tool (an enum in ``graphs/state.py``); this module picks the server's
+tool, derives its arguments and calls it through the gateway. Arguments are deterministic where
+the step's text suffices (language and period for github_trending, the query for documents,
+the window for the calendar); code and meetings come from a second json_schema structured call,
+which small models fill reliably because the schema is enforced as a grammar.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.types import StreamWriter
+from pydantic import BaseModel, Field, ValidationError
+
+from core.errors import KeelError
+from core.identity import Identity
+from graphs import prompts
+from graphs.context import RunContext
+from graphs.emit import emit, status, usage_of
+from graphs.nodes import model_for
+from tools.errors import ToolError
+from tools.gateway import ToolOutcome, ToolSpec
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = (
+    "python",
+    "rust",
+    "go",
+    "typescript",
+    "javascript",
+    "java",
+    "kotlin",
+    "swift",
+    "ruby",
+    "php",
+    "c++",
+    "c#",
+    "haskell",
+    "scala",
+    "elixir",
+    "zig",
+)
+_MAX_NOTE = 1500
+
+
+class CodeArgs(BaseModel):
+    """Python to run for a step."""
+
+    code: str = Field(max_length=4000)
+
+
+class MeetingArgs(BaseModel):
+    """A meeting to book."""
+
+    title: str = Field(max_length=200)
+    starts_at: str = Field(description="ISO 8601 date-time with offset")
+    duration_min: int = Field(ge=5, le=480, default=30)
+
+
+@dataclass
+class StepTool:
+    """What a tool step produced for the researcher's prompt."""
+
+    note: str
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def tool_of(server: str, text: str) -> str | None:
+    """Which tool of ``server`` a step needs (``None``: the server's first tool)."""
+    if server == "calendar":
+        booking = re.search(r"\b(schedule|book|set up|arrange)\b", text, re.I)
+        return "schedule_meeting" if booking else "list_events"
+    return None
+
+
+def language_of(text: str) -> str:
+    """The programming language a step names (``python`` if none)."""
+    lowered = text.lower()
+    for lang in LANGUAGES:
+        if re.search(rf"(?<![\w+#]){re.escape(lang)}(?![\w+#])", lowered):
+            return lang
+    return "python"
+
+
+def period_of(text: str) -> str:
+    """``daily``, ``weekly`` or ``monthly`` from the step's wording."""
+    lowered = text.lower()
+    if re.search(r"\b(today|daily|day)\b", lowered):
+        return "daily"
+    if re.search(r"\b(month|monthly)\b", lowered):
+        return "monthly"
+    return "weekly"
+
+
+async def _structured(
+    ctx: RunContext, schema: type[BaseModel], instruction: str, text: str
+) -> tuple[BaseModel | None, dict[str, int]]:
+    model = model_for(ctx, ctx.llm.step_max_tokens * 2)
+    runnable = model.with_structured_output(schema, method="json_schema", include_raw=True)
+    try:
+        out: Any = await runnable.ainvoke([SystemMessage(instruction), HumanMessage(text)])
+    except (ValidationError, OutputParserException):
+        return None, {}
+    parsed: BaseModel | None = out.get("parsed")
+    return parsed, usage_of(out.get("raw"))
+
+
+async def derive_args(
+    spec: ToolSpec, step: dict[str, Any], question: str, ctx: RunContext, index: int
+) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    """Arguments for ``spec`` from the step (``None`` when the model gave no usable ones)."""
+    text = f"{question}\n{step['description']}"
+    if spec.server == "github_trending":
+        if "lang" in spec.input_schema.get("properties", {}):
+            return {"lang": language_of(text)}, {}
+        return {"language": language_of(text), "since": period_of(text), "limit": 5}, {}
+    if spec.server == "documents":
+        return {"query": step["description"][:500] or question[:500], "limit": 5}, {}
+    if spec.name == "list_events":
+        return {"days": 7}, {}
+    prompt = f"Question: {question}\nStep: {step['description']}"
+    if spec.name == "schedule_meeting":
+        parsed, usage = await _structured(ctx, MeetingArgs, prompts.MEETING_ARGS, prompt)
+        if not isinstance(parsed, MeetingArgs):
+            return None, usage
+        # One key per run and step: a retried step books once.
+        key = hashlib.sha256(f"{ctx.run_id}:{index}".encode()).hexdigest()[:32]
+        return {**parsed.model_dump(), "idempotency_key": key}, usage
+    if spec.server == "python_exec":
+        parsed, usage = await _structured(ctx, CodeArgs, prompts.CODE_ARGS, prompt)
+        if not isinstance(parsed, CodeArgs):
+            return None, usage
+        return {"code": parsed.code}, usage
+    return {}, {}
+
+
+def _note(outcome: ToolOutcome) -> str:
+    result = outcome.result
+    if outcome.spec.server == "github_trending" and isinstance(result, dict):
+        lines = [
+            f"- {r['full_name']} ({r['stars']} stars): {r.get('description', '')}"
+            for r in result.get("repos", [])
+        ]
+        return f"source: {result.get('source')}\n" + "\n".join(lines)
+    if outcome.spec.server == "python_exec" and isinstance(result, dict):
+        parts = [f"stdout:\n{result.get('stdout', '')}"]
+        if result.get("error") or result.get("killed"):
+            parts.append(f"error: {result.get('killed') or result.get('error')}")
+        parts.append(f"{len(result.get('images', []))} chart(s) shown to the user")
+        return "\n".join(parts)
+    return result if isinstance(result, str) else json.dumps(result, default=str)
+
+
+def _emit_outputs(writer: StreamWriter, node: str, ctx: RunContext, outcome: ToolOutcome) -> Any:
+    """Rich events for python_exec (code, charts, tables); returns the result for the event."""
+    result = outcome.result
+    if outcome.spec.server != "python_exec" or not isinstance(result, dict):
+        return result
+    assert ctx.tools is not None
+    emit(writer, "code_block", node, language="python", code=str(result.get("code", "")))
+    for png in result.get("images", []):
+        artifact = ctx.tools.artifacts.save(ctx.tenant, base64.b64decode(png), "png")
+        emit(
+            writer,
+            "image_generated",
+            node,
+            url=f"/v1/artifacts/{artifact}",
+            alt="chart generated by python_exec",
+            mime="image/png",
+        )
+    for table in result.get("tables", []):
+        emit(
+            writer,
+            "table",
+            node,
+            columns=[str(c) for c in table.get("columns", [])],
+            rows=table.get("rows", []),
+            title=table.get("name"),
+        )
+    return {**result, "images": len(result.get("images", []))}
+
+
+async def run_tool_step(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    step: dict[str, Any],
+    question: str,
+    index: int,
+) -> StepTool:
+    """Call the step's tool through the gateway; failures become ``tool_error`` events."""
+    assert ctx.tools is not None
+    call_id = uuid.uuid4().hex[:16]
+    text = f"{question}\n{step['description']}"
+    try:
+        spec = ctx.tools.resolve(ctx.agent, step["tool"], tool_of(step["tool"], text))
+    except ToolError as exc:
+        _tool_error(writer, node, call_id, step["tool"], exc, None, ctx.trace_id)
+        return StepTool(note=f"(tool {step['tool']} unavailable: {exc.detail})")
+    status(writer, node, "calling_tool", tool_name=spec.qualified)
+    args, usage = await derive_args(spec, step, question, ctx, index)
+    if args is None:
+        err = ToolError(f"no valid arguments for {spec.qualified} from the model")
+        _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
+        return StepTool(note=f"(tool {spec.qualified} not called: no valid arguments)", usage=usage)
+    shown = {k: v for k, v in args.items() if k != "idempotency_key"}
+    emit(
+        writer,
+        "tool_call",
+        node,
+        call_id=call_id,
+        tool_name=spec.qualified,
+        server=spec.server,
+        version=spec.version,
+        args=shown,
+    )
+    identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+    try:
+        outcome = await ctx.tools.call(spec, args, identity=identity, trace_id=ctx.trace_id)
+    except KeelError as exc:
+        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
+        return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
+    result = _emit_outputs(writer, node, ctx, outcome)
+    limit = _sandbox_limit(outcome)
+    if limit:
+        err = ToolError(f"{spec.qualified}: {limit}")
+        err.code = "sandbox_limit"
+        err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
+        _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
+    emit(
+        writer,
+        "tool_result",
+        node,
+        call_id=call_id,
+        tool_name=spec.qualified,
+        server=spec.server,
+        version=spec.version,
+        result=result,
+        duration_ms=outcome.duration_ms,
+    )
+    return StepTool(note=_note(outcome)[:_MAX_NOTE], usage=usage)
+
+
+def _sandbox_limit(outcome: ToolOutcome) -> str | None:
+    """Why the sandbox stopped the code (killed at a limit, or refused memory), if it did."""
+    result = outcome.result
+    if outcome.spec.server != "python_exec" or not isinstance(result, dict):
+        return None
+    if result.get("killed"):
+        return f"stopped by the sandbox: {result['killed']}"
+    if "MemoryError" in str(result.get("error") or ""):
+        return "stopped by the sandbox: memory limit"
+    return None
+
+
+def _tool_error(
+    writer: StreamWriter,
+    node: str,
+    call_id: str,
+    tool_name: str,
+    exc: KeelError,
+    spec: ToolSpec | None,
+    trace_id: str,
+) -> None:
+    log.warning(
+        "tool call refused or failed",
+        extra={
+            "keel": {
+                "tool": tool_name,
+                "code": exc.code,
+                "detail": exc.detail,
+                "trace_id": trace_id,
+            }
+        },
+    )
+    data: dict[str, Any] = {
+        "call_id": call_id,
+        "tool_name": tool_name,
+        "code": exc.code,
+        "error": exc.detail,
+    }
+    hint = getattr(exc, "hint", None)
+    if hint:
+        data["hint"] = hint
+    if spec is not None:
+        data.update(server=spec.server, version=spec.version)
+    emit(writer, "tool_error", node, **data)

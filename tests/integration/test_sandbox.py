@@ -1,0 +1,158 @@
+"""The python_exec sandbox (bubblewrap + rlimits) against what hostile code tries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from core.settings import ROOT, SandboxSettings
+from tools.sandbox import run_python
+
+LIMITS = SandboxSettings(cpu_s=2, memory_mb=1024, nproc=64, wall_s=10.0)
+pytestmark = pytest.mark.asyncio
+
+
+async def _jail_emptied(uid: int, within_s: float = 3.0) -> list[int]:
+    """The sandbox uid's processes still alive after ``within_s`` (the PID namespace's end)."""
+    deadline = time.monotonic() + within_s
+    while (left := _uid_processes(uid)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if d.stat().st_uid == uid:
+                    pids.append(int(d.name))
+            except FileNotFoundError:
+                pass
+    return pids
+
+
+async def test_plain_code_runs_and_prints() -> None:
+    out = await run_python("print(sum(range(10)))", LIMITS)
+    assert (out.stdout, out.error, out.killed) == ("45\n", None, None)
+
+
+async def test_secrets_and_host_home_are_not_there() -> None:
+    assert Path("/etc/shadow").exists()
+    code = (
+        "import os\n"
+        "for p in ['/etc/shadow', '/root/.bashrc', '/home', "
+        f"'{ROOT / 'core'}', '{Path.home()}']:\n"
+        "    print(p, os.path.exists(p))\n"
+        "open('/etc/shadow')\n"
+    )
+    out = await run_python(code, LIMITS)
+    assert all(line.endswith(" False") for line in out.stdout.splitlines()), out.stdout
+    assert out.error is not None and "FileNotFoundError" in out.error
+
+
+async def test_writes_outside_the_work_dir_fail_and_inside_succeed(tmp_path: Path) -> None:
+    target = tmp_path / "escaped"
+    code = (
+        "import os\n"
+        f"for p in ['/usr/x', '/x', '/opt/site-packages/x', '{target}']:\n"
+        "    try:\n"
+        "        open(p, 'w').write('x'); print(p, 'written')\n"
+        "    except OSError as e:\n"
+        "        print(p, type(e).__name__, e.errno)\n"
+        "open('inside.txt', 'w').write('ok'); print(os.getcwd(), open('inside.txt').read())\n"
+    )
+    out = await run_python(code, LIMITS)
+    lines = out.stdout.splitlines()
+    assert lines[:3] == ["/usr/x OSError 30", "/x OSError 30", "/opt/site-packages/x OSError 30"]
+    assert lines[3].startswith(str(target)) and "written" not in lines[3]
+    assert lines[4] == "/sandbox ok"
+    assert not target.exists()
+
+
+async def test_no_network_not_even_the_hosts_postgres() -> None:
+    with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+        pass  # the host reaches it: the jail must not
+    code = (
+        "import socket\n"
+        "for host, port in [('127.0.0.1', 5432), ('10.0.0.1', 80), ('1.1.1.1', 53)]:\n"
+        "    s = socket.socket(); s.settimeout(2)\n"
+        "    try:\n"
+        "        s.connect((host, port)); print(host, 'connected')\n"
+        "    except OSError as e:\n"
+        "        print(host, type(e).__name__)\n"
+    )
+    out = await run_python(code, LIMITS)
+    assert out.stdout.splitlines() == [
+        "127.0.0.1 ConnectionRefusedError",
+        "10.0.0.1 OSError",
+        "1.1.1.1 OSError",
+    ]
+
+
+async def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_AUTH__JWT_SECRET", "s3cret-value")
+    out = await run_python("import os; print(sorted(os.environ))", LIMITS)
+    assert "KEEL_AUTH__JWT_SECRET" not in out.stdout
+    assert "s3cret" not in out.stdout
+
+
+async def test_fork_bomb_hits_the_process_limit() -> None:
+    started = time.monotonic()
+    out = await run_python("import os\nwhile True:\n    os.fork()\n", LIMITS)
+    assert time.monotonic() - started < LIMITS.wall_s
+    assert out.error is not None and "BlockingIOError" in out.error
+    assert await _jail_emptied(LIMITS.uid) == []
+
+
+async def test_two_gigabyte_allocation_is_refused() -> None:
+    out = await run_python("x = bytearray(2 * 1024**3)\nprint('allocated')", LIMITS)
+    assert out.stdout == ""
+    assert out.error is not None and "MemoryError" in out.error
+
+
+async def test_infinite_loop_is_killed_at_the_cpu_limit() -> None:
+    out = await run_python("while True:\n    pass\n", LIMITS)
+    assert out.killed == "CPU limit of 2 s"
+    assert out.duration_ms < LIMITS.wall_s * 1000
+    assert await _jail_emptied(LIMITS.uid) == []
+
+
+async def test_sleeping_code_is_killed_at_the_wall_clock() -> None:
+    limits = LIMITS.model_copy(update={"wall_s": 1.5})
+    started = time.monotonic()
+    out = await run_python("import time\ntime.sleep(60)", limits)
+    assert out.killed == "wall-clock limit of 1.5 s"
+    assert time.monotonic() - started < 5
+    assert await _jail_emptied(LIMITS.uid) == []
+
+
+async def test_output_is_capped() -> None:
+    limits = LIMITS.model_copy(update={"output_bytes": 10_000})
+    out = await run_python("print('x' * 50_000)", limits)
+    assert out.killed == "output exceeded 10000 bytes"
+
+
+async def test_chart_and_csv_come_back_as_png_and_table() -> None:
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3], [1, 4, 9])\n"
+        "open('squares.csv', 'w').write('n,square\\n1,1\\n2,4\\n3,9\\n')\n"
+        "print('done')\n"
+    )
+    out = await run_python(code, LIMITS.model_copy(update={"cpu_s": 10, "wall_s": 30}))
+    assert out.error is None, out.error
+    assert len(out.images) == 1
+    assert base64.b64decode(out.images[0]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert out.tables == [
+        {
+            "name": "squares.csv",
+            "columns": ["n", "square"],
+            "rows": [["1", "1"], ["2", "4"], ["3", "9"]],
+        }
+    ]

@@ -1,0 +1,281 @@
+"""Runs that call tools over HTTP: pinned versions per agent, permissions, charts, GET /v1/tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, make_settings, stream_run
+from tests.fakes.openai_server import FakeOpenAI
+from tests.sse import Frame
+
+CHART_CODE = (
+    "import matplotlib.pyplot as plt\n"
+    "xs = list(range(1, 6))\n"
+    "plt.plot(xs, [x * x for x in xs])\n"
+    "open('squares.csv', 'w').write('n,square\\n' + ''.join(f'{x},{x*x}\\n' for x in xs))\n"
+    "print('plotted')\n"
+)
+
+
+def _plan(tool: str, description: str) -> str:
+    return json.dumps({"steps": [{"description": description, "tool": tool}]})
+
+
+def _client(
+    live: LiveServer, scopes: list[str], user: str = "alice", tenant: str = "acme"
+) -> httpx.Client:
+    token = live.token(user, tenant, scopes=scopes)
+    return httpx.Client(
+        base_url=live.url, timeout=120, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def _thread(c: httpx.Client) -> str:
+    r = c.post("/v1/threads")
+    assert r.status_code == 201, r.text
+    thread_id: str = r.json()["thread_id"]
+    return thread_id
+
+
+def _kinds(frames: list[Frame]) -> list[tuple[str, str | None]]:
+    return [(f.data["type"], f.data["data"].get("status")) for f in frames]
+
+
+def _one(frames: list[Frame], type_: str) -> dict[str, Any]:
+    found = [f.data["data"] for f in frames if f.data["type"] == type_]
+    assert len(found) == 1, (type_, found)
+    return found[0]
+
+
+def _invocations(live: LiveServer, pin: str) -> list[dict[str, Any]]:
+    path = live.settings.data_dir / "tools" / f"{pin}.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["event"] == "invoke"]
+
+
+def test_trending_python_run_calls_github_v2(live: LiveServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend(
+        [
+            _plan("github_trending", "List trending Python repositories this week"),
+            "Transformers leads the snapshot.",
+            "Trending Python: transformers, langgraph.",
+        ]
+    )
+    with _client(live, []) as c:
+        resp, frames = stream_run(c, _thread(c), "What are the trending Python repos?")
+    assert resp.status_code == 200
+    assert _kinds(frames) == [
+        ("run_started", None),
+        ("agent_status", "planning"),
+        ("plan", None),
+        ("agent_status", "calling_tool"),
+        ("tool_call", None),
+        ("tool_result", None),
+        ("agent_status", "thinking"),
+        ("step_result", None),
+        ("agent_status", "summarizing"),
+        *[("text_delta", None)] * 4,
+        ("agent_status", "done"),
+        ("run_finished", "success"),
+    ]
+    assert frames[3].data["data"]["tool_name"] == "github_trending.trending_repos"
+    call, result = _one(frames, "tool_call"), _one(frames, "tool_result")
+    assert call == {
+        "call_id": call["call_id"],
+        "tool_name": "github_trending.trending_repos",
+        "server": "github_trending",
+        "version": "2.0.0",
+        "args": {"language": "python", "since": "weekly", "limit": 5},
+    }
+    assert (result["call_id"], result["server"], result["version"]) == (
+        call["call_id"],
+        "github_trending",
+        "2.0.0",
+    )
+    assert result["duration_ms"] > 0
+    assert result["result"]["source"] == "snapshot"
+    assert result["result"]["repos"][0]["full_name"] == "huggingface/transformers"
+    # The researcher's model saw the tool's result.
+    assert "huggingface/transformers" in fake_llm.requests[1]["messages"][-1]["content"]
+
+
+def test_research_legacy_agent_calls_github_v1(live: LiveServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend(
+        [_plan("github_trending", "Trending Rust repositories"), "Ruff and tokio.", "Ruff."]
+    )
+    with _client(live, []) as c:
+        _, frames = stream_run(c, _thread(c), "Trending Rust repos?", agent="research_legacy")
+    call, result = _one(frames, "tool_call"), _one(frames, "tool_result")
+    assert (call["version"], call["args"]) == ("1.0.0", {"lang": "rust"})
+    assert result["result"].startswith("source: snapshot\nastral-sh/ruff (")
+    assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_python_exec_without_exec_code_never_runs(
+    live: LiveServer, fake_llm: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_llm.script.extend(
+        [
+            _plan("python_exec", "Plot squares of 1..5"),
+            json.dumps({"code": "print('should not run')"}),
+            "I could not run code.",
+            "No chart.",
+        ]
+    )
+    before = len(_invocations(live, "python-v1"))
+    with _client(live, ["read:calendar"]) as c:
+        _, frames = stream_run(c, _thread(c), "Plot the squares of 1 to 5")
+    error = _one(frames, "tool_error")
+    assert error == {
+        "call_id": error["call_id"],
+        "tool_name": "python_exec.run_python",
+        "code": "permission_denied",
+        "error": "python_exec.run_python@1.0.0 needs scope exec:code",
+        "expected": None,
+        "hint": "ask for a token with scope exec:code",
+        "server": "python_exec",
+        "version": "1.0.0",
+    }
+    assert not [f for f in frames if f.data["type"] in {"tool_result", "image_generated"}]
+    assert frames[-1].data["data"]["status"] == "success"
+    assert len(_invocations(live, "python-v1")) == before == 0
+    logged = [getattr(r, "keel", {}) for r in caplog.records if r.name == "graphs.tool_step"]
+    assert [(k["code"], k["trace_id"]) for k in logged] == [
+        ("permission_denied", frames[0].data["trace_id"])
+    ]
+
+
+def test_chart_request_streams_an_image_whose_url_serves_the_png(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script.extend(
+        [
+            _plan("python_exec", "Plot squares of 1..5"),
+            json.dumps({"code": CHART_CODE}),
+            "The chart shows squares.",
+            "Here is the chart.",
+        ]
+    )
+    with _client(live, ["exec:code"]) as c:
+        _, frames = stream_run(c, _thread(c), "Plot the squares of 1 to 5")
+        kinds = [f.data["type"] for f in frames]
+        at = kinds.index("tool_call")
+        assert kinds[at : at + 5] == [
+            "tool_call",
+            "code_block",
+            "image_generated",
+            "table",
+            "tool_result",
+        ]
+        assert _one(frames, "code_block") == {"language": "python", "code": CHART_CODE}
+        assert _one(frames, "table") == {
+            "columns": ["n", "square"],
+            "rows": [[str(x), str(x * x)] for x in range(1, 6)],
+            "title": "squares.csv",
+        }
+        result = _one(frames, "tool_result")["result"]
+        assert (result["stdout"], result["images"], result["killed"]) == ("plotted\n", 1, None)
+        image = _one(frames, "image_generated")
+        png = c.get(image["url"])
+        assert png.status_code == 200
+        assert png.headers["content-type"] == "image/png"
+        assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    with _client(live, ["exec:code"], user="eve", tenant="globex") as other:
+        assert other.get(image["url"]).status_code == 404
+    assert [r["user"] for r in _invocations(live, "python-v1")][-1] == "alice"
+
+
+def test_get_tools_lists_servers_versions_permissions_and_schemas(live: LiveServer) -> None:
+    with _client(live, []) as c:
+        body = c.get("/v1/tools").json()
+    assert body["refused"] == {}
+    tools = {(t["pin"], t["name"]): t for t in body["tools"]}
+    assert set(tools) == {
+        ("github-v2", "trending_repos"),
+        ("github-v1", "trending_repos"),
+        ("documents-v1", "search_documents"),
+        ("python-v1", "run_python"),
+        ("calendar-v1", "list_events"),
+        ("calendar-v1", "schedule_meeting"),
+    }
+    py = tools[("python-v1", "run_python")]
+    assert (py["server"], py["version"], py["permissions"], py["sandbox"]) == (
+        "python_exec",
+        "1.0.0",
+        ["exec:code"],
+        True,
+    )
+    assert tools[("github-v1", "trending_repos")]["agents"] == ["research_legacy"]
+    assert tools[("github-v2", "trending_repos")]["input_schema"]["required"] == ["language"]
+
+
+def test_unknown_agent_is_404(live: LiveServer) -> None:
+    with _client(live, []) as c:
+        r = c.post(
+            f"/v1/threads/{_thread(c)}/runs",
+            json={"input": {"message": "hi"}, "agent": "nobody"},
+        )
+    assert r.status_code == 404
+
+
+def test_memory_blow_up_is_a_sandbox_limit_tool_error_and_the_run_goes_on(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script.extend(
+        [
+            _plan("python_exec", "Allocate a huge buffer"),
+            json.dumps({"code": "x = bytearray(2 * 1024**3)"}),
+            "The computation ran out of memory.",
+            "It did not fit in memory.",
+        ]
+    )
+    with _client(live, ["exec:code"]) as c:
+        _, frames = stream_run(c, _thread(c), "Allocate 2 GB")
+    error = _one(frames, "tool_error")
+    assert (error["code"], error["error"]) == (
+        "sandbox_limit",
+        "python_exec.run_python: stopped by the sandbox: memory limit",
+    )
+    assert "MemoryError" in _one(frames, "tool_result")["result"]["error"]
+    assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_unknown_tool_step_is_a_tool_error(live: LiveServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend(
+        [_plan("calendar", "List my meetings"), "No calendar for you.", "No calendar."]
+    )
+    with _client(live, []) as c:
+        _, frames = stream_run(c, _thread(c), "What's on my calendar?", agent="research_legacy")
+    error = _one(frames, "tool_error")
+    assert (error["code"], error["tool_name"]) == ("unpinned_version", "calendar")
+    assert "agent 'research_legacy' pins no version of calendar" in error["error"]
+    assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_stopping_the_api_stops_every_tool_server(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = make_settings(db_url, fake_llm.base_url, tmp_path_factory.mktemp("stop"))
+    with LiveServer(settings):
+        pass
+    logs = sorted((settings.data_dir / "tools").glob("*.log"))
+    assert [p.name for p in logs if not p.name.endswith(".stderr.log")] == [
+        "calendar-v1.log",
+        "documents-v1.log",
+        "github-v1.log",
+        "github-v2.log",
+        "python-v1.log",
+    ]
+    pids = [
+        json.loads(line)["pid"]
+        for p in logs
+        if not p.name.endswith(".stderr.log")
+        for line in p.read_text().splitlines()
+    ]
+    assert len(pids) == 5
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []

@@ -1,0 +1,44 @@
+"""Files a tool produced (practice 9): stored per tenant, served only to that tenant by the API."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+_ID = re.compile(r"^[0-9a-f]{32}\.(png|csv)$")
+MIMES = {"png": "image/png", "csv": "text/csv"}
+
+
+class ArtifactStore:
+    """A directory of ``<tenant>/<id>.<ext>`` files with unguessable ids."""
+
+    def __init__(self, root: Path) -> None:
+        """Store under ``root``."""
+        self.root = root
+
+    def save(self, tenant: str, data: bytes, ext: str = "png") -> str:
+        """Write ``data`` for ``tenant``; returns the artifact id (``<hex>.<ext>``)."""
+        if ext not in MIMES:
+            raise ValueError(f"unsupported artifact type {ext!r}")
+        artifact_id = f"{uuid.uuid4().hex}.{ext}"
+        folder = self.root / _tenant_dir(tenant)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / artifact_id).write_bytes(data)
+        return artifact_id
+
+    def path(self, tenant: str, artifact_id: str) -> Path | None:
+        """The file of ``artifact_id`` if it exists and belongs to ``tenant``."""
+        if not _ID.match(artifact_id):
+            return None
+        p = self.root / _tenant_dir(tenant) / artifact_id
+        return p if p.is_file() else None
+
+
+def mime_of(artifact_id: str) -> str:
+    """The MIME type of an artifact id."""
+    return MIMES[artifact_id.rsplit(".", 1)[1]]
+
+
+def _tenant_dir(tenant: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"keel-tenant:{tenant}").hex

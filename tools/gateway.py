@@ -1,0 +1,439 @@
+"""The tool gateway (practices 9 and 16): pinned MCP servers on kept sessions, checked calls.
+
+Every pinned server (``mcp_servers`` named by some agent in ``agents``) runs as one child
+process with one kept MCP session, owned by its own task so a crashing server cannot take the
+caller down. At start-up each server's version must match its pin and its tool schemas must
+match ``tools.lock``; a server that drifted is refused with a message naming the drift.
+A call goes: pin check (the agent pins this server) → permission check (the tool's declared
+permissions against the run's JWT scopes, outside the LLM) → call on the kept session with a
+timeout → result. A denied call never reaches the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from mcp import ClientSession, McpError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
+
+from core.identity import Identity
+from core.settings import ROOT, McpServerPin, Settings
+from tools import lock as lockfile
+from tools.artifacts import ArtifactStore
+from tools.errors import (
+    PermissionDenied,
+    ToolDrift,
+    ToolError,
+    ToolFailed,
+    ToolTimeout,
+    ToolUnavailable,
+    UnknownTool,
+    UnpinnedVersion,
+)
+from tools.sandbox import sandbox_available
+from tools.servers.common import PERMISSIONS_META, TENANT_META, TRACE_META, USER_META
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool of one pinned server, as the graph and ``GET /v1/tools`` see it."""
+
+    pin: str
+    server: str
+    version: str
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    permissions: tuple[str, ...]
+    sandbox: bool
+
+    @property
+    def qualified(self) -> str:
+        """``server.tool``: the name used in events."""
+        return f"{self.server}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a call returned: structured result (or text), its text, and its duration."""
+
+    spec: ToolSpec
+    result: Any
+    text: str
+    duration_ms: float
+
+
+def server_command(pin: McpServerPin) -> list[str]:
+    """The command that starts ``pin``: ``python -m tools.servers.<server>.v<major>``."""
+    if pin.command:
+        return list(pin.command)
+    major = pin.version.split(".", 1)[0]
+    return [sys.executable, "-m", f"tools.servers.{pin.server}.v{major}"]
+
+
+def _describe(tool: Tool) -> dict[str, Any]:
+    perms = (tool.meta or {}).get(PERMISSIONS_META, [])
+    return {
+        "name": tool.name,
+        "description": tool.description or "",
+        "input_schema": tool.inputSchema,
+        "permissions": sorted(str(p) for p in perms),
+    }
+
+
+@dataclass
+class _Server:
+    """One server process and its kept session, owned by a dedicated task."""
+
+    pin_name: str
+    pin: McpServerPin
+    params: StdioServerParameters
+    errlog: Path
+    session: ClientSession | None = None
+    version: str = ""
+    tools: list[Tool] = field(default_factory=list)
+    error: BaseException | None = None
+    _task: asyncio.Task[None] | None = None
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._main(), name=f"mcp-{self.pin_name}")
+        try:
+            await asyncio.wait_for(self._ready.wait(), _START_TIMEOUT_S)
+        except TimeoutError:
+            await self.close()
+            raise ToolUnavailable(f"{self.pin_name}: server did not start in time") from None
+        if self.session is None:
+            raise ToolUnavailable(f"{self.pin_name}: server failed to start: {self.error!r}")
+
+    async def _main(self) -> None:
+        err: TextIO = self.errlog.open("a", encoding="utf-8")
+        try:
+            async with (
+                stdio_client(self.params, errlog=err) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                init = await session.initialize()
+                listed = await session.list_tools()
+                self.version = init.serverInfo.version
+                self.tools = list(listed.tools)
+                self.session = session
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:  # kept in the task: a dead server never kills a run
+            self.error = exc
+            if not isinstance(exc, asyncio.CancelledError):
+                log.warning("tool server %s stopped: %r", self.pin_name, exc)
+        finally:
+            self.session = None
+            self._ready.set()
+            err.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.session is not None and self._task is not None and not self._task.done()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+
+
+class ToolGateway:
+    """Pinned tool servers behind one checked call path."""
+
+    def __init__(self, settings: Settings, *, database_url: str | None = None) -> None:
+        """Prepare the gateway for ``settings`` (nothing starts until ``start``)."""
+        self.settings = settings
+        self.database_url = database_url or settings.database.url
+        self.log_dir = settings.data_dir / "tools"
+        self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
+        self._servers: dict[str, _Server] = {}
+        self._specs: dict[str, list[ToolSpec]] = {}
+        self.refused: dict[str, str] = {}
+        self._restart_lock = asyncio.Lock()
+
+    def pinned(self) -> dict[str, McpServerPin]:
+        """The servers some agent pins (an old version runs while any agent pins it)."""
+        names = {t for a in self.settings.agents.values() for t in a.tools}
+        return {n: p for n, p in self.settings.mcp_servers.items() if n in names}
+
+    def log_file(self, pin_name: str) -> Path:
+        """The server's own invocation log."""
+        return self.log_dir / f"{pin_name}.log"
+
+    def _env(self, pin_name: str, pin: McpServerPin) -> dict[str, str]:
+        # A scrubbed environment: no JWT secret, no model keys, only what the server needs.
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.log_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "KEEL_TOOL_LOG": str(self.log_file(pin_name)),
+            "KEEL_GITHUB_API": self.settings.tools.github_api,
+            "KEEL_SANDBOX": self.settings.tools.sandbox.model_dump_json(),
+        }
+        if self.settings.tools.github_token:
+            env["KEEL_GITHUB_TOKEN"] = self.settings.tools.github_token
+        if self.database_url:
+            env["KEEL_TOOLS_DATABASE_URL"] = self.database_url
+        return env
+
+    def _server(self, pin_name: str, pin: McpServerPin) -> _Server:
+        cmd = server_command(pin)
+        params = StdioServerParameters(
+            command=cmd[0], args=cmd[1:], env=self._env(pin_name, pin), cwd=str(ROOT)
+        )
+        return _Server(pin_name, pin, params, self.log_dir / f"{pin_name}.stderr.log")
+
+    async def _open(self, pin_name: str, pin: McpServerPin) -> _Server:
+        if pin.sandbox:
+            ok, why = await asyncio.to_thread(sandbox_available)
+            if not ok:
+                raise ToolUnavailable(f"{pin_name}: marked sandbox but no sandbox here: {why}")
+        srv = self._server(pin_name, pin)
+        try:
+            await srv.start()
+        except ToolError:
+            await srv.close()
+            raise
+        if srv.version != pin.version:
+            await srv.close()
+            raise ToolDrift(
+                f"{pin_name}: pinned version {pin.version} but the server reports {srv.version}"
+            )
+        return srv
+
+    def _check_lock(self, pin_name: str, srv: _Server, locked: dict[str, Any]) -> None:
+        served = lockfile.server_entry(
+            srv.pin.server, srv.version, {t.name: _describe(t) for t in srv.tools}
+        )
+        problem = lockfile.drift(pin_name, locked.get(pin_name), served)
+        if problem:
+            raise ToolDrift(problem)
+
+    def _register(self, pin_name: str, srv: _Server) -> None:
+        self._servers[pin_name] = srv
+        self._specs[pin_name] = [
+            ToolSpec(
+                pin=pin_name,
+                server=srv.pin.server,
+                version=srv.version,
+                name=t.name,
+                description=t.description or "",
+                input_schema=t.inputSchema,
+                permissions=tuple(_describe(t)["permissions"]),
+                sandbox=srv.pin.sandbox,
+            )
+            for t in srv.tools
+        ]
+
+    async def start(self, *, check_lock: bool = True) -> None:
+        """Start every pinned server; refuse (and log) any that fails, drifts or mismatches."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        locked = lockfile.read_lock(self.settings.tools.lock_file) if check_lock else {}
+
+        async def one(pin_name: str, pin: McpServerPin) -> None:
+            try:
+                srv = await self._open(pin_name, pin)
+            except ToolError as exc:
+                self.refused[pin_name] = exc.detail
+                log.error("tool server refused: %s", exc.detail)
+                return
+            try:
+                if check_lock:
+                    self._check_lock(pin_name, srv, locked)
+            except ToolDrift as exc:
+                await srv.close()
+                self.refused[pin_name] = exc.detail
+                log.error("tool server refused: %s", exc.detail)
+                return
+            self._register(pin_name, srv)
+
+        await asyncio.gather(*(one(n, p) for n, p in self.pinned().items()))
+
+    async def aclose(self) -> None:
+        """Stop every server process (no process outlives the gateway)."""
+        servers, self._servers = list(self._servers.values()), {}
+        await asyncio.gather(*(s.close() for s in servers), return_exceptions=True)
+
+    async def __aenter__(self) -> ToolGateway:
+        """Start the servers."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop the servers."""
+        await self.aclose()
+
+    def lock_entries(self) -> dict[str, dict[str, Any]]:
+        """The lock entries of what the running servers serve."""
+        return {
+            name: lockfile.server_entry(
+                srv.pin.server, srv.version, {t.name: _describe(t) for t in srv.tools}
+            )
+            for name, srv in self._servers.items()
+        }
+
+    def tools(self, agent: str | None = None) -> list[ToolSpec]:
+        """Tools of the running servers, for one agent's pins or for all."""
+        pins = self.settings.agents[agent].tools if agent else list(self._specs)
+        return [s for p in pins for s in self._specs.get(p, [])]
+
+    def resolve(self, agent: str, server: str, tool: str | None = None) -> ToolSpec:
+        """The tool ``server[@version]`` (its first tool unless ``tool``) as pinned for ``agent``.
+
+        Raises:
+            UnknownTool: no configured server has that name or tool.
+            UnpinnedVersion: the agent pins no (or another) version of that server.
+            ToolDrift: the pinned server was refused at start-up.
+        """
+        name, _, version = server.partition("@")
+        if agent not in self.settings.agents:
+            raise UnknownTool(f"unknown agent {agent!r}")
+        known = {p.server for p in self.settings.mcp_servers.values()}
+        if name not in known:
+            raise UnknownTool(f"no tool server named {name!r}")
+        pins = [
+            p
+            for p in self.settings.agents[agent].tools
+            if self.settings.mcp_servers[p].server == name
+            and (not version or self.settings.mcp_servers[p].version == version)
+        ]
+        if not pins:
+            want = f"{name}@{version}" if version else name
+            raise UnpinnedVersion(f"agent {agent!r} pins no version of {want}")
+        pin = pins[0]
+        if pin in self.refused:
+            raise ToolDrift(self.refused[pin])
+        specs = self._specs.get(pin, [])
+        chosen = [s for s in specs if tool is None or s.name == tool]
+        if not chosen:
+            raise UnknownTool(f"{pin} has no tool {tool!r}")
+        return chosen[0]
+
+    async def _live_server(self, spec: ToolSpec) -> _Server:
+        srv = self._servers.get(spec.pin)
+        if srv is not None and srv.alive:
+            return srv
+        async with self._restart_lock:
+            srv = self._servers.get(spec.pin)
+            if srv is not None and srv.alive:
+                return srv
+            if srv is not None:
+                await srv.close()
+            pin = self.settings.mcp_servers[spec.pin]
+            log.warning("restarting tool server %s", spec.pin)
+            new = await self._open(spec.pin, pin)
+            old = {s.name: s for s in self._specs.get(spec.pin, [])}
+            self._register(spec.pin, new)
+            fresh = {s.name: s for s in self._specs[spec.pin]}
+            if fresh != old:
+                await new.close()
+                del self._servers[spec.pin]
+                self.refused[spec.pin] = f"{spec.pin}: tool schemas changed across a restart"
+                raise ToolDrift(self.refused[spec.pin])
+            return new
+
+    @staticmethod
+    def check_permissions(spec: ToolSpec, scopes: frozenset[str]) -> None:
+        """Refuse unless every permission the tool declares is among ``scopes``."""
+        missing = [p for p in spec.permissions if p not in scopes]
+        if missing:
+            err = PermissionDenied(
+                f"{spec.qualified}@{spec.version} needs scope {', '.join(missing)}"
+            )
+            err.hint = f"ask for a token with scope {', '.join(missing)}"
+            raise err
+
+    async def call(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        *,
+        identity: Identity,
+        trace_id: str = "",
+        timeout_s: float | None = None,
+    ) -> ToolOutcome:
+        """Check permissions, then call ``spec`` on its kept session.
+
+        Raises:
+            PermissionDenied: a declared permission is missing (the server is not called).
+            ToolTimeout, ToolUnavailable, ToolFailed: the call itself failed.
+        """
+        self.check_permissions(spec, identity.scopes)
+        srv = await self._live_server(spec)
+        session = srv.session
+        if session is None:
+            raise ToolUnavailable(f"{spec.pin}: server is not running")
+        timeout = timeout_s or self.settings.tools.call_timeout_s
+        meta = {TENANT_META: identity.tenant, USER_META: identity.user_id, TRACE_META: trace_id}
+        started = time.perf_counter()
+        try:
+            result = await session.call_tool(
+                spec.name, args, read_timeout_seconds=timedelta(seconds=timeout), meta=meta
+            )
+        except McpError as exc:
+            if exc.error.code == CONNECTION_CLOSED:
+                await srv.close()
+                raise ToolUnavailable(f"{spec.pin}: server crashed during the call") from exc
+            if "timed out" in exc.error.message.lower():
+                raise ToolTimeout(f"{spec.qualified}: no answer within {timeout:g} s") from exc
+            raise ToolFailed(f"{spec.qualified}: {exc.error.message}") from exc
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        return _outcome(spec, result, duration_ms)
+
+
+def _outcome(spec: ToolSpec, result: CallToolResult, duration_ms: float) -> ToolOutcome:
+    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    if result.isError:
+        raise ToolFailed(f"{spec.qualified}: {text[:500] or 'error'}")
+    structured: Any = result.structuredContent
+    if isinstance(structured, dict) and set(structured) == {"result"}:
+        structured = structured["result"]
+    return ToolOutcome(
+        spec=spec,
+        result=structured if structured is not None else text,
+        text=text,
+        duration_ms=duration_ms,
+    )
+
+
+async def write_lock_file(settings: Settings, pins: Sequence[str] | None = None) -> Path:
+    """``keel tools lock``: start the pinned servers unchecked and record their tool schemas."""
+    gw = ToolGateway(settings)
+    try:
+        await gw.start(check_lock=False)
+        if gw.refused:
+            raise ToolUnavailable("; ".join(gw.refused.values()))
+        entries = gw.lock_entries()
+        if pins:
+            entries = {
+                **lockfile.read_lock(settings.tools.lock_file),
+                **{p: entries[p] for p in pins},
+            }
+        lockfile.write_lock(settings.tools.lock_file, entries)
+    finally:
+        await gw.aclose()
+    return settings.tools.lock_file
