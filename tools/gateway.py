@@ -28,6 +28,7 @@ from mcp.client.stdio import stdio_client
 from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
 
 from core.identity import Identity
+from core.quotas import check_tool_call
 from core.settings import ROOT, McpServerPin, Settings
 from tools import lock as lockfile
 from tools.artifacts import ArtifactStore
@@ -380,9 +381,12 @@ class ToolGateway:
 
         Raises:
             PermissionDenied: a declared permission is missing (the server is not called).
+            QuotaExceeded: the caller's tool calls per minute are used up (code
+                ``quota_exceeded``; the server is not called).
             ToolTimeout, ToolUnavailable, ToolFailed: the call itself failed.
         """
         self.check_permissions(spec, identity.scopes)
+        await check_tool_call(identity, self.settings)
         srv = await self._live_server(spec)
         session = srv.session
         if session is None:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sse import Frame
+from tests.sse import Frame, parse
 
 CHART_CODE = (
     "import matplotlib.pyplot as plt\n"
@@ -279,3 +279,65 @@ def test_stopping_the_api_stops_every_tool_server(
     ]
     assert len(pids) == 5
     assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+
+
+def test_cancel_mid_tool_call(live: LiveServer, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend(
+        [
+            _plan("python_exec", "Wait a long time"),
+            json.dumps({"code": "import time\ntime.sleep(12)\nprint('done')"}),
+        ]
+    )
+    with _client(live, ["exec:code"]) as c:
+        tid = _thread(c)
+        frames: list[Frame] = []
+        with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "wait"}}) as r:
+            buf: list[str] = []
+            for line in r.iter_lines():
+                buf.append(line)
+                if line != "":
+                    continue
+                frames.extend(parse(buf))
+                buf = []
+                if frames[-1].data["type"] == "tool_call":
+                    assert c.post(f"/v1/runs/{frames[-1].data['run_id']}/cancel").status_code == 202
+        assert _kinds(frames)[-2:] == [("agent_status", "cancelled"), ("run_finished", "cancelled")]
+        assert "tool_result" not in [f.data["type"] for f in frames]
+        # The 12 s sleep was abandoned: the run ended well before the tool would have answered.
+        duration = frames[-1].data["data"]["duration_ms"]
+        assert duration < 10_000, duration
+        fake_llm.script.extend([_plan("none", "answer"), "fine", "All good."])
+        _, again = stream_run(c, tid, "still there?")
+    assert again[-1].data["data"]["status"] == "success"
+
+
+def test_tool_calls_over_quota_are_tool_errors(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    from tests.quota_helpers import quota_settings
+
+    settings = make_settings(
+        db_url,
+        fake_llm.base_url,
+        tmp_path,
+        quotas=quota_settings("memory", tool_calls_per_minute=1),
+    )
+    plan = json.dumps(
+        {
+            "steps": [
+                {"description": "Trending Rust repos", "tool": "github_trending"},
+                {"description": "Trending Go repos", "tool": "github_trending"},
+            ]
+        }
+    )
+    fake_llm.script.extend([plan, "rust finding", "go finding", "Both listed."])
+    with LiveServer(settings) as live, _client(live, []) as c:
+        _, frames = stream_run(c, _thread(c), "Trending Rust and Go repositories?")
+        usage = c.get("/v1/usage").json()
+    results = [f.data["data"] for f in frames if f.data["type"] == "tool_result"]
+    errors = [f.data["data"] for f in frames if f.data["type"] == "tool_error"]
+    assert len(results) == 1
+    assert [e["code"] for e in errors] == ["quota_exceeded"]
+    assert "tool calls per minute" in errors[0]["error"]
+    assert frames[-1].data["data"]["status"] == "success"
+    assert usage["usage"]["tool_calls_last_minute"] == 1
