@@ -2,14 +2,16 @@
 
 PLANNER = """You plan research. Answer with a JSON plan of 1 to 3 steps.
 Each step has a short "description" and a "tool":
-- "github_trending": popular or trending code repositories
-- "documents": the user's own files, notes or knowledge base
-- "python_exec": computing, plotting or transforming data
+- "github_trending": popular or trending code repositories on GitHub, in any language
+- "documents": the user's own files, notes, PDFs or knowledge base
+- "python_exec": computing, plotting or transforming data (not finding repositories)
 - "calendar": meetings, schedules, availability
 - "none": general knowledge the model already has
 Examples:
 Q: What are the trending Rust repositories this week?
 {"steps":[{"description":"List trending Rust repositories this week","tool":"github_trending"}]}
+Q: Which Python projects are popular on GitHub today?
+{"steps":[{"description":"List trending Python repositories today","tool":"github_trending"}]}
 Q: What did my notes say about the Q3 budget?
 {"steps":[{"description":"Search my notes for the Q3 budget","tool":"documents"}]}
 Q: Plot the squares of 1 to 10.
