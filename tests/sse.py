@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,3 +39,13 @@ def parse(lines: Iterable[str]) -> list[Frame]:
         name, _, value = line.partition(":")
         fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
     return frames
+
+
+def iter_frames(lines: Iterable[str]) -> Iterator[Frame]:
+    """Frames as they complete, for tests that act in the middle of a stream."""
+    buf: list[str] = []
+    for line in lines:
+        buf.append(line)
+        if line == "":
+            yield from parse(buf)
+            buf = []

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sse import Frame, parse
+from tests.sse import Frame, iter_frames, parse
 
 LONG_ANSWER = " ".join(f"w{i}" for i in range(200))
 
@@ -27,14 +27,10 @@ def _thread(c: httpx.Client) -> str:
 def _read_until(resp: httpx.Response, stop: int) -> list[Frame]:
     """Read frames until ``stop`` of them arrived (then the caller drops the connection)."""
     frames: list[Frame] = []
-    buf: list[str] = []
-    for line in resp.iter_lines():
-        buf.append(line)
-        if line == "":
-            frames.extend(parse(buf))
-            buf = []
-            if len(frames) >= stop:
-                break
+    for frame in iter_frames(resp.iter_lines()):
+        frames.append(frame)
+        if len(frames) >= stop:
+            break
     return frames
 
 
@@ -100,14 +96,9 @@ def test_cancel_mid_generation(live: LiveServer, fake_llm: FakeOpenAI) -> None:
         tid = _thread(c)
         with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "go"}}) as r:
             frames: list[Frame] = []
-            buf: list[str] = []
             cancelled_at = None
-            for line in r.iter_lines():
-                buf.append(line)
-                if line != "":
-                    continue
-                frames.extend(parse(buf))
-                buf = []
+            for frame in iter_frames(r.iter_lines()):
+                frames.append(frame)
                 if cancelled_at is None and frames[-1].data["type"] == "text_delta":
                     run_id = frames[-1].data["run_id"]
                     resp = c.post(f"/v1/runs/{run_id}/cancel")
@@ -237,12 +228,7 @@ def test_live_tail_and_cancel_across_replicas(
                 f"/v1/threads/{tid}/stream",
                 headers={"Last-Event-ID": str(seen[-1].data["seq"])},
             ) as r:
-                buf: list[str] = []
-                for line in r.iter_lines():
-                    buf.append(line)
-                    if line == "":
-                        got.extend(f.data for f in parse(buf))
-                        buf = []
+                got.extend(f.data for f in iter_frames(r.iter_lines()))
 
         reader = threading.Thread(target=follow)
         reader.start()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sse import Frame, parse
+from tests.sse import Frame, iter_frames
 
 CHART_CODE = (
     "import matplotlib.pyplot as plt\n"
@@ -292,13 +292,8 @@ def test_cancel_mid_tool_call(live: LiveServer, fake_llm: FakeOpenAI) -> None:
         tid = _thread(c)
         frames: list[Frame] = []
         with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "wait"}}) as r:
-            buf: list[str] = []
-            for line in r.iter_lines():
-                buf.append(line)
-                if line != "":
-                    continue
-                frames.extend(parse(buf))
-                buf = []
+            for frame in iter_frames(r.iter_lines()):
+                frames.append(frame)
                 if frames[-1].data["type"] == "tool_call":
                     assert c.post(f"/v1/runs/{frames[-1].data['run_id']}/cancel").status_code == 202
         assert _kinds(frames)[-2:] == [("agent_status", "cancelled"), ("run_finished", "cancelled")]
