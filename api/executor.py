@@ -25,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from api.metrics import observe_event
 from api.scheduler import Ticket
 from api.streaming import Broker, EventLog, notify_cancel
 from core.errors import Conflict, KeelError
@@ -232,6 +233,8 @@ class RunExecutor:
                         raise
                     log.warning("event batch write failed; retrying", exc_info=True)
                     await asyncio.sleep(0.2 * 2**attempt)
+            for ev in batch:
+                observe_event(ev)
             self.broker.publish(handle.thread_id, batch)
 
     async def _run(

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import QUOTA_REJECTIONS
 from core.errors import KeelError, QuotaExceeded
 from core.tracing import trace_id_var
 
@@ -53,6 +54,7 @@ def _keel_error(_: Request, exc: Exception) -> JSONResponse:
     if exc.status == 503:
         headers = {"Retry-After": "5"}
     if isinstance(exc, QuotaExceeded):
+        QUOTA_REJECTIONS.labels(exc.limit).inc()
         retry_after = max(1, math.ceil(exc.retry_after))
         return problem(
             exc.status,

@@ -6,9 +6,10 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.deps import Svc
+from api.metrics import render
 from core.events import events_json_schema
 
 router = APIRouter(tags=["meta"])
@@ -45,6 +46,13 @@ async def readyz(svc: Svc) -> JSONResponse:
         status_code=200 if ok else 503,
         headers=headers,
     )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics() -> Response:
+    """Prometheus metrics: runs, tools, tokens, errors, degradations, quota refusals, streams."""
+    body, content_type = render()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/v1/schema/events")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
+from api.metrics import OPEN_STREAMS
 from api.streaming import paced, sse_item, tail
 from core.errors import Conflict, NotFound
 
@@ -62,8 +63,12 @@ class CheckpointOut(BaseModel):
 
 def _sse(events: AsyncIterator[dict[str, Any]], trace_id: str) -> EventSourceResponse:
     async def frames() -> AsyncIterator[dict[str, str]]:
-        async for body in events:
-            yield sse_item(body)
+        OPEN_STREAMS.inc()
+        try:
+            async for body in events:
+                yield sse_item(body)
+        finally:
+            OPEN_STREAMS.dec()
 
     return EventSourceResponse(frames(), ping=15, headers={"X-Trace-Id": trace_id})
 
