@@ -21,6 +21,7 @@ from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.quotas import forget, quotas_for
 from core.settings import Settings
+from core.tracing import install_log_context
 from graphs.graph import build_graph
 from graphs.llm import close_models
 from tools.gateway import ToolGateway
@@ -28,6 +29,7 @@ from tools.gateway import ToolGateway
 
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
     """Build the app for ``settings``; ``chat_model`` overrides the configured LLM (tests)."""
+    install_log_context()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

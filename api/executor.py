@@ -22,6 +22,7 @@ import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
+from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -31,12 +32,15 @@ from api.streaming import Broker, EventLog, notify_cancel
 from core.errors import Conflict, KeelError
 from core.events import Event, NodeEvent, RunStatus, envelope, now
 from core.identity import Identity
+from core.otel import context_for, tracer
 from core.settings import Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
+from graphs.spans import SpanCallbacks
 from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
+_tracer = tracer("keel.run")
 
 _BATCH = 256
 _WRITE_RETRIES = 3
@@ -315,7 +319,18 @@ class RunExecutor:
                         ),
                     )
             async with asyncio.timeout(handle.max_duration_s) as deadline:
-                await self._stream_graph(handle, message, agent, checkpoint_id)
+                with _tracer.start_as_current_span(
+                    "run",
+                    context=context_for(handle.trace_id),
+                    attributes={
+                        "keel.run_id": handle.run_id,
+                        "keel.thread_id": handle.thread_id,
+                        "keel.agent": agent,
+                        "keel.user_id": handle.identity.user_id,
+                        "keel.tenant": handle.identity.tenant,
+                    },
+                ):
+                    await self._stream_graph(handle, message, agent, checkpoint_id)
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         except asyncio.CancelledError:
             status = "cancelled"
@@ -388,6 +403,7 @@ class RunExecutor:
         config: Any = {
             "configurable": configurable,
             "recursion_limit": self.settings.runs.recursion_limit,
+            "callbacks": [SpanCallbacks(otel_context.get_current())],
             "metadata": {
                 "trace_id": handle.trace_id,
                 "keel_run_id": handle.run_id,

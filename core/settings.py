@@ -133,6 +133,14 @@ class QuotaSettings(BaseModel):
     enterprise: TierLimits = Field(default_factory=TierLimits)
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry export: OTLP/HTTP when an endpoint is set, else optionally the console."""
+
+    otlp_endpoint: str | None = None
+    console: bool = False
+    service_name: str = "keel"
+
+
 class LogSettings(BaseModel):
     """Structured log output."""
 
@@ -195,6 +203,7 @@ class Settings(BaseSettings):
     runs: RunSettings = Field(default_factory=RunSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     mcp_servers: dict[str, McpServerPin] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=lambda: {"research": AgentSettings()})

@@ -40,6 +40,31 @@ def trace_id_from_traceparent(header: str | None) -> str | None:
     return m.group(1)
 
 
+_factory_installed = False
+
+
+def install_log_context() -> None:
+    """Stamp every log record with the trace_id, run_id and thread_id of the task creating it.
+
+    Stamping at creation (not at formatting) keeps the ids right when a handler formats the
+    record later or in another thread.
+    """
+    global _factory_installed
+    if _factory_installed:
+        return
+    base = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        record.trace_id = trace_id_var.get()
+        record.run_id = run_id_var.get()
+        record.thread_id = thread_id_var.get()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the trace context of the task that logged it."""
 
@@ -50,9 +75,9 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
-            "trace_id": trace_id_var.get(),
-            "run_id": run_id_var.get(),
-            "thread_id": thread_id_var.get(),
+            "trace_id": getattr(record, "trace_id", None) or trace_id_var.get(),
+            "run_id": getattr(record, "run_id", None) or run_id_var.get(),
+            "thread_id": getattr(record, "thread_id", None) or thread_id_var.get(),
         }
         extra = getattr(record, "keel", None)
         if isinstance(extra, dict):
@@ -64,6 +89,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     """Send logs to stderr, as JSON lines unless told otherwise."""
+    install_log_context()
     handler = logging.StreamHandler(sys.stderr)
     if json_logs:
         handler.setFormatter(JsonFormatter())

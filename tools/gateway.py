@@ -26,8 +26,10 @@ from typing import Any, TextIO
 from mcp import ClientSession, McpError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
+from opentelemetry import trace
 
 from core.identity import Identity
+from core.otel import tracer
 from core.quotas import check_tool_call
 from core.settings import ROOT, McpServerPin, Settings
 from tools import lock as lockfile
@@ -46,6 +48,7 @@ from tools.sandbox import sandbox_available
 from tools.servers.common import PERMISSIONS_META, TENANT_META, TRACE_META, USER_META
 
 log = logging.getLogger(__name__)
+_tracer = tracer("keel.tools")
 
 _START_TIMEOUT_S = 30.0
 
@@ -394,10 +397,20 @@ class ToolGateway:
         timeout = timeout_s or self.settings.tools.call_timeout_s
         meta = {TENANT_META: identity.tenant, USER_META: identity.user_id, TRACE_META: trace_id}
         started = time.perf_counter()
+        span = _tracer.start_span(
+            f"tool {spec.qualified}",
+            attributes={
+                "keel.tool": spec.qualified,
+                "keel.server": spec.server,
+                "keel.version": spec.version,
+                "keel.trace_id": trace_id,
+            },
+        )
         try:
-            result = await session.call_tool(
-                spec.name, args, read_timeout_seconds=timedelta(seconds=timeout), meta=meta
-            )
+            with trace.use_span(span, end_on_exit=True):
+                result = await session.call_tool(
+                    spec.name, args, read_timeout_seconds=timedelta(seconds=timeout), meta=meta
+                )
         except McpError as exc:
             if exc.error.code == CONNECTION_CLOSED:
                 await srv.close()
