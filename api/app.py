@@ -14,7 +14,7 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import meta, threads, tools, usage
+from api.routes import meta, threads, tools, traces, usage
 from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
@@ -79,6 +79,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(threads.router)
     app.include_router(usage.router)
     app.include_router(tools.router)
+    app.include_router(traces.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     return app

@@ -241,6 +241,43 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace(args: argparse.Namespace) -> int:
+    import httpx
+
+    token = os.environ.get("KEEL_TOKEN")
+    if not token:
+        from core.identity import issue_token
+
+        settings = get_settings()
+        if settings.env == "prod" and not settings.auth.dev_tokens:
+            raise SystemExit("keel trace: set KEEL_TOKEN (dev tokens are disabled in prod)")
+        token = issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=[])
+    r = httpx.get(
+        f"{args.url}/v1/traces/{args.trace_id}",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if r.status_code != 200:
+        raise SystemExit(f"keel trace: {r.status_code} {r.text}")
+    for run in r.json()["runs"]:
+        spans = run["spans"]
+        t0 = spans[0]["start"] if spans else ""
+        print(f"run {run['run_id']}  thread {run['thread_id']}  {run['status']}")
+        total = max(spans[0]["duration_ms"], 1.0) if spans else 1.0
+        for span in spans:
+            from datetime import datetime
+
+            offset = datetime.fromisoformat(span["start"]) - datetime.fromisoformat(t0)
+            left = int(40 * offset.total_seconds() * 1000 / total)
+            width = max(1, int(40 * span["duration_ms"] / total))
+            bar = " " * left + "#" * width
+            print(
+                f"  {span['kind']:4s} {span['name'][:34]:34s} {span['duration_ms']:9.1f} ms"
+                f"  {span['status']:8s} |{bar:<41s}|"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keel`` console script."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
@@ -268,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("studio", help="serve the graph with `langgraph dev`")
     p.add_argument("--port", type=int, default=2025)
     p.set_defaults(fn=_studio)
+    p = sub.add_parser("trace", help="print a trace's runs as a waterfall")
+    p.add_argument("trace_id")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--user", default="alice")
+    p.add_argument("--tenant", default="default")
+    p.set_defaults(fn=_trace)
     p = sub.add_parser("prune", help="apply the retention policy to threads and events")
     p.add_argument("--days", type=int, default=None)
     p.add_argument("--max-events", type=int, default=None)
