@@ -67,11 +67,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_tokens_allowed(settings: Settings) -> bool:
+    return settings.env != "prod" or settings.auth.dev_tokens
+
+
+def _client_token(args: argparse.Namespace, command: str) -> str:
+    """``KEEL_TOKEN``, or a dev token for ``--user``/``--tenant`` where dev tokens are allowed."""
+    token = os.environ.get("KEEL_TOKEN")
+    if token:
+        return token
+    from core.identity import issue_token
+
+    settings = get_settings()
+    if not _dev_tokens_allowed(settings):
+        raise SystemExit(f"keel {command}: set KEEL_TOKEN (dev tokens are disabled in prod)")
+    return issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=[])
+
+
+def _add_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--user", default="alice")
+    p.add_argument("--tenant", default="default")
+
+
 def _token(args: argparse.Namespace) -> int:
     from core.identity import issue_token
 
     settings = get_settings()
-    if settings.env == "prod" and not settings.auth.dev_tokens:
+    if not _dev_tokens_allowed(settings):
         print("keel token: dev tokens are disabled in prod", file=sys.stderr)
         return 2
     scopes = [s for s in args.scopes.split(",") if s]
@@ -193,14 +216,7 @@ def _record(args: argparse.Namespace) -> int:
 
     from api.recording import record
 
-    token = os.environ.get("KEEL_TOKEN")
-    if not token:
-        from core.identity import issue_token
-
-        settings = get_settings()
-        if settings.env == "prod" and not settings.auth.dev_tokens:
-            raise SystemExit("keel record: set KEEL_TOKEN (dev tokens are disabled in prod)")
-        token = issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=[])
+    token = _client_token(args, "record")
     rec = record(args.url, token, args.thread_id, args.run_id)
     with open(args.output, "w") as f:
         json.dump(rec, f, indent=1, ensure_ascii=False)
@@ -244,14 +260,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     import httpx
 
-    token = os.environ.get("KEEL_TOKEN")
-    if not token:
-        from core.identity import issue_token
-
-        settings = get_settings()
-        if settings.env == "prod" and not settings.auth.dev_tokens:
-            raise SystemExit("keel trace: set KEEL_TOKEN (dev tokens are disabled in prod)")
-        token = issue_token(settings.auth, user=args.user, tenant=args.tenant, scopes=[])
+    token = _client_token(args, "trace")
     r = httpx.get(
         f"{args.url}/v1/traces/{args.trace_id}",
         timeout=30,
@@ -307,9 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_studio)
     p = sub.add_parser("trace", help="print a trace's runs as a waterfall")
     p.add_argument("trace_id")
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--user", default="alice")
-    p.add_argument("--tenant", default="default")
+    _add_client_args(p)
     p.set_defaults(fn=_trace)
     p = sub.add_parser("prune", help="apply the retention policy to threads and events")
     p.add_argument("--days", type=int, default=None)
@@ -319,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("thread_id")
     p.add_argument("--run-id", default=None, help="default: the thread's last run")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--user", default="alice")
-    p.add_argument("--tenant", default="default")
+    _add_client_args(p)
     p.set_defaults(fn=_record)
     p = sub.add_parser("tools", help="tool servers: `keel tools lock` rewrites tools.lock")
     p.add_argument("action", choices=["lock"])

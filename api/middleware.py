@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.problems import problem
+from core.errors import PayloadTooLarge
 from core.tracing import new_trace_id, trace_id_from_traceparent, trace_id_var
 
 
@@ -56,7 +56,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(scope, send)
+            await self._reject(scope, receive, send)
             return
         seen = 0
 
@@ -72,31 +72,11 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._reject(scope, send)
+            await self._reject(scope, receive, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        trace_id = scope.get("state", {}).get("trace_id") or trace_id_var.get() or ""
-        body = json.dumps(
-            {
-                "type": "https://keel.dev/problems/payload_too_large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"request bodies are limited to {self.max_bytes} bytes",
-                "code": "payload_too_large",
-                "trace_id": trace_id,
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        err = PayloadTooLarge(f"request bodies are limited to {self.max_bytes} bytes")
+        await problem(err.status, err.title, err.detail, err.code)(scope, receive, send)
 
 
 class _TooLarge(Exception):

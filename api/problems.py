@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -95,26 +96,20 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _database_down(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", type(exc).__name__)
-    return problem(
-        503,
-        "Service unavailable",
-        "The database is not reachable; retry shortly.",
-        "database_unavailable",
-        headers={"Retry-After": "5"},
-    )
+def _dependency_down(what: str, code: str) -> Callable[[Request, Exception], JSONResponse]:
+    """A handler answering 503 + Retry-After when ``what`` cannot be reached."""
 
+    def handler(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s unavailable: %s", what, type(exc).__name__)
+        return problem(
+            503,
+            "Service unavailable",
+            f"The {what} is not reachable; retry shortly.",
+            code,
+            headers={"Retry-After": "5"},
+        )
 
-def _quota_storage_down(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("quota storage unavailable: %s", type(exc).__name__)
-    return problem(
-        503,
-        "Service unavailable",
-        "The quota storage is not reachable; retry shortly.",
-        "quota_storage_unavailable",
-        headers={"Retry-After": "5"},
-    )
+    return handler
 
 
 def _unhandled(_: Request, exc: Exception) -> JSONResponse:
@@ -129,8 +124,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(KeelError, _keel_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(psycopg.OperationalError, _database_down)
-    app.add_exception_handler(PoolTimeout, _database_down)
-    app.add_exception_handler(redis.exceptions.ConnectionError, _quota_storage_down)
-    app.add_exception_handler(redis.exceptions.TimeoutError, _quota_storage_down)
+    database_down = _dependency_down("database", "database_unavailable")
+    quota_storage_down = _dependency_down("quota storage", "quota_storage_unavailable")
+    app.add_exception_handler(psycopg.OperationalError, database_down)
+    app.add_exception_handler(PoolTimeout, database_down)
+    app.add_exception_handler(redis.exceptions.ConnectionError, quota_storage_down)
+    app.add_exception_handler(redis.exceptions.TimeoutError, quota_storage_down)
     app.add_exception_handler(Exception, _unhandled)

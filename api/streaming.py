@@ -132,6 +132,11 @@ class Broker:
             for item in wire:
                 q.put_nowait(item)
 
+    def wake_all(self) -> None:
+        """Wake every subscriber (after a lost notification connection): they re-read the log."""
+        for thread_id in list(self._subs):
+            self.wake(thread_id)
+
     def wake(self, thread_id: str) -> None:
         """Tell subscribers that another replica wrote events: they read them from the log."""
         for q in self._subs.get(thread_id, ()):
@@ -185,8 +190,7 @@ class Listener:
             except Exception as exc:
                 log.warning("event listener lost its connection (%s); retrying", exc)
                 # Wake every subscriber: they re-read the log, so nothing missed is lost.
-                for thread_id in list(self.broker._subs):
-                    self.broker.wake(thread_id)
+                self.broker.wake_all()
                 await asyncio.sleep(1)
 
     async def _handle(self, channel: str, payload: str) -> None:
