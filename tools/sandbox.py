@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.paths import ensure_traversable
 from core.settings import SandboxSettings
 
 # Runs inside the jail: executes the code from stdin with stdout captured, then prints one JSON
@@ -139,8 +141,16 @@ def mpl_cache() -> Path | None:
     return cache
 
 
+@functools.cache
+def _reachable() -> None:
+    """Make ``bwrap`` and the bind-mounted site-packages reachable by the sandbox uid (once)."""
+    ensure_traversable(Path(bwrap_binary()))
+    ensure_traversable(Path(sysconfig.get_paths()["purelib"]) / "x")
+
+
 def bwrap_argv(limits: SandboxSettings) -> list[str]:
     """The ``bwrap`` command line of one jail (without the program to run)."""
+    _reachable()
     argv = [bwrap_binary(), "--unshare-all", "--die-with-parent", "--new-session"]
     argv += ["--uid", str(limits.uid), "--gid", str(limits.uid), "--clearenv"]
     argv += ["--ro-bind", "/usr", "/usr"]
