@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
             event_log, broker = EventLog(pool, instance), Broker()
-            async with ToolGateway(settings) as gateway:
+            async with ToolGateway(settings, pool=pool) as gateway:
                 executor = RunExecutor(
                     settings, graph, pool, event_log, broker, chat_model, tools=gateway
                 )
