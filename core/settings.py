@@ -253,6 +253,14 @@ class FallbackRule(BaseModel):
     max_age: Annotated[float, BeforeValidator(_seconds)] = 86_400.0
     tool: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare ``on:`` key as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
 
 FaultMode = Literal["rate_limited", "timeout", "crash"]
 

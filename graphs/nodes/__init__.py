@@ -5,8 +5,8 @@ is the main model with the fallback behind it (LangChain's ``with_fallbacks``): 
 still times out or fails (connection, 5xx, 429) after the client's own retry goes to the
 fallback model, announced as a ``warning`` with code ``llm_fallback``. When both fail the
 error reaches the executor, which ends the run with ``agent_status: error`` and a plain
-request to try again or rephrase. ``faults.llm: timeout`` makes the main model time out for
-real (a 1 ms client timeout) in tests and demos.
+request to try again or rephrase. ``faults.llm: timeout`` points the main model at an
+endpoint that never answers, so it times out for real (after ``llm.timeout_s``, retried once).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from graphs.context import RunContext
 from graphs.emit import emit
-from graphs.llm import chat_model
+from graphs.llm import chat_model, silent_endpoint
 
 # What sends a call to the fallback model: the main one is unreachable, slow or failing.
 MODEL_FAILURES = (
@@ -31,7 +31,6 @@ MODEL_FAILURES = (
     openai.InternalServerError,
     openai.RateLimitError,
 )
-_FAULT_TIMEOUT_S = 0.001
 
 
 def model_for(ctx: RunContext, max_tokens: int) -> BaseChatModel:
@@ -40,7 +39,7 @@ def model_for(ctx: RunContext, max_tokens: int) -> BaseChatModel:
         return ctx.chat_model
     update: dict[str, Any] = {"max_tokens": max_tokens}
     if ctx.llm_fault == "timeout":
-        update["timeout_s"] = _FAULT_TIMEOUT_S
+        update["base_url"] = silent_endpoint()
     return chat_model(ctx.llm.model_copy(update=update))
 
 

@@ -96,7 +96,11 @@ async def test_what_rules_cannot_fix_goes_to_the_model_with_the_exact_error() ->
 
     out = await validate_and_repair(
         MEETING,
-        {"title": "Standup", "starts_at": "right after the usual coffee", "idempotency_key": "k" * 8},
+        {
+            "title": "Standup",
+            "starts_at": "right after the usual coffee",
+            "idempotency_key": "k" * 8,
+        },
         tz="UTC",
         now=NOW,
         llm=model,
