@@ -3,7 +3,10 @@
 A run's span is started under a remote parent built from the request's trace_id, so the OTel
 trace id and the id in every event, log line and ``X-Trace-Id`` header are the same value.
 Node and LLM spans come from a LangChain callback handler (``graphs``), tool spans from the
-gateway. Spans go to OTLP/HTTP when ``tracing.otlp_endpoint`` is set, to the console when
+gateway; the official instrumentations add the HTTP server span (FastAPI, whose trace id
+Keel adopts as its trace_id), a span per SQL statement (psycopg) and per outgoing httpx request
+(``instrument_clients``; the OpenAI client uses its own HTTP stack and is covered by the LLM
+spans). Spans go to OTLP/HTTP when ``tracing.otlp_endpoint`` is set, to the console when
 ``tracing.console`` is true, and nowhere otherwise (the SDK then costs next to nothing).
 """
 
@@ -40,6 +43,16 @@ def provider(settings: TracingSettings | None = None) -> TracerProvider:
         if settings.console:
             _provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     return _provider
+
+
+def instrument_clients() -> None:
+    """Trace psycopg statements and httpx requests with the official instrumentations (once)."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    for instrumentor in (PsycopgInstrumentor(), HTTPXClientInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider(), skip_dep_check=True)
 
 
 def add_processor(processor: SpanProcessor) -> None:

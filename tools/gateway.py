@@ -36,12 +36,14 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from core.errors import KeelError
 from core.identity import Identity
 from core.otel import tracer
 from core.quotas import check_tool_call
 from core.settings import ROOT, FallbackRule, FaultMode, McpServerPin, Settings
 from tools import lock as lockfile
 from tools.artifacts import ArtifactStore
+from tools.audit import ToolAudit
 from tools.errors import (
     CircuitOpen,
     PermissionDenied,
@@ -189,13 +191,15 @@ class ToolGateway:
     ) -> None:
         """Prepare the gateway for ``settings`` (nothing starts until ``start``).
 
-        ``pool`` (the app's) holds the result cache; without it no pin degrades to cache.
+        ``pool`` (the app's) holds the result cache and the audit trail; without it no pin
+        degrades to cache and no call is audited.
         """
         self.settings = settings
         self.database_url = database_url or settings.database.url
         self.log_dir = settings.data_dir / "tools"
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self.cache = ResultCache(pool) if pool is not None else None
+        self.audit = ToolAudit(pool) if pool is not None else None
         self._servers: dict[str, _Server] = {}
         self._specs: dict[str, list[ToolSpec]] = {}
         self.refused: dict[str, str] = {}
@@ -465,13 +469,48 @@ class ToolGateway:
             ToolTimeout, ToolUnavailable, ToolRateLimited, ToolFailed: the call failed
                 (after the retries ``tools.retry`` allows).
         """
+        decision, outcome = "denied", "internal_error"
+        try:
+            self._admit(spec, args, identity)
+            await check_tool_call(identity, self.settings)
+            decision = "allowed"
+            result = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+            outcome = "ok"
+            return result
+        except KeelError as exc:
+            outcome = exc.code
+            if exc.code == "circuit_open":
+                decision = "denied"
+            raise
+        finally:
+            if self.audit is not None:
+                await self.audit.record(
+                    trace_id=trace_id,
+                    tenant=identity.tenant,
+                    user_id=identity.user_id,
+                    tool=spec.qualified,
+                    version=spec.version,
+                    args=args,
+                    decision=decision,
+                    outcome=outcome,
+                )
+
+    def _admit(self, spec: ToolSpec, args: dict[str, Any], identity: Identity) -> None:
         errors = validate(spec.input_schema, args)
         if errors:
             key = str(errors[0]["loc"][0]) if errors[0]["loc"] else ""
             expected = expected_of(spec.input_schema.get("properties", {}).get(key, {}))
             raise ArgumentsInvalid(describe_errors(errors), expected, "repair the arguments", [])
         self.check_permissions(spec, identity.scopes)
-        await check_tool_call(identity, self.settings)
+
+    async def _resilient_call(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        trace_id: str,
+        timeout_s: float | None,
+    ) -> ToolOutcome:
         retry = self.settings.tools.retry
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retry.attempts),
