@@ -20,7 +20,8 @@ from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
 from core.errors import Unavailable
-from core.otel import instrument_clients, provider
+from core.otel import configure as configure_tracing
+from core.otel import provider
 from core.quotas import forget, quotas_for
 from core.settings import Settings
 from core.tracing import install_log_context
@@ -32,7 +33,7 @@ from tools.gateway import ToolGateway
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
     """Build the app for ``settings``; ``chat_model`` overrides the configured LLM (tests)."""
     install_log_context()
-    instrument_clients()
+    configure_tracing(settings.tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,10 +86,9 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(traces.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
-    # The server span wraps the whole stack; TraceMiddleware adopts its trace id.
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider(settings.tracing),
-        excluded_urls="/healthz,/readyz,/metrics",
-    )
+    if settings.tracing.enabled:
+        # The server span wraps the whole stack; TraceMiddleware adopts its trace id.
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=provider(), excluded_urls="/healthz,/readyz,/metrics"
+        )
     return app

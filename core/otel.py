@@ -24,25 +24,45 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from core.settings import TracingSettings
 
 _provider: TracerProvider | None = None
+_exporting: set[tuple[str | None, bool]] = set()
 
 
 def provider(settings: TracingSettings | None = None) -> TracerProvider:
-    """The process's tracer provider, made (and its exporters attached) on first use."""
+    """The process's SDK tracer provider, made on first use and installed as the global one.
+
+    Tracers from ``tracer`` resolve to it lazily, so modules may take theirs at import time.
+    """
     global _provider
     if _provider is None:
         settings = settings or TracingSettings()
         _provider = TracerProvider(
             resource=Resource.create({"service.name": settings.service_name})
         )
+        trace.set_tracer_provider(_provider)
+    return _provider
+
+
+def configure(settings: TracingSettings) -> None:
+    """Apply ``settings``: exporters (once per endpoint) and the client instrumentations.
+
+    With ``enabled: false`` nothing is installed and every span is a no-op: Keel still mints
+    and propagates its trace_id, in events, logs and headers.
+    """
+    if not settings.enabled:
+        return
+    p = provider(settings)
+    key = (settings.otlp_endpoint, settings.console)
+    if key not in _exporting:
+        _exporting.add(key)
         if settings.otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            _provider.add_span_processor(
+            p.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
             )
         if settings.console:
-            _provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    return _provider
+            p.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    instrument_clients()
 
 
 def instrument_clients() -> None:
@@ -61,8 +81,8 @@ def add_processor(processor: SpanProcessor) -> None:
 
 
 def tracer(name: str) -> trace.Tracer:
-    """A tracer of Keel's provider."""
-    return provider().get_tracer(name)
+    """A tracer that resolves to Keel's provider once one is installed (no-op until then)."""
+    return trace.ProxyTracer(name)
 
 
 def context_for(trace_id: str) -> Context:

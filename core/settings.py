@@ -147,8 +147,12 @@ class QuotaSettings(BaseModel):
 
 
 class TracingSettings(BaseModel):
-    """OpenTelemetry export: OTLP/HTTP when an endpoint is set, else optionally the console."""
+    """OpenTelemetry spans, exported by OTLP/HTTP when an endpoint is set, or to the console.
 
+    ``enabled: false`` makes every span a no-op (the trace_id still flows everywhere else).
+    """
+
+    enabled: bool = True
     otlp_endpoint: str | None = None
     console: bool = False
     service_name: str = "keel"

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import SpanKind
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from core.otel import add_processor
 from tests.conftest import LiveServer, stream_run
