@@ -11,6 +11,10 @@ dev config's GGUF), then for each of the questions below runs the product's own 
 Each call is counted as: ``valid`` (as the model wrote it), ``rules`` (fixed by the
 deterministic step), ``llm`` (fixed by the model's rewrite), ``failed`` (structured
 ``tool_error``), or ``no_args`` (the model gave no parseable arguments at all).
+
+``--mode free`` asks for the arguments without the grammar: the tool's schema goes in the
+prompt and the first JSON object of the reply is taken, as agents without structured output
+do; it shows what repair catches when the model is not constrained.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import argparse
 import asyncio
 import collections
 import json
+import re
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import HumanMessage, SystemMessage
+
 from core.settings import Settings
 from graphs.context import RunContext
 from graphs.llm import LocalModelServer, close_models
+from graphs.nodes import model_for
 from graphs.tool_step import _model_repair, derive_args
 from tools.gateway import ToolSpec
 from tools.servers.calendar.v1.server import server as calendar
@@ -78,7 +86,28 @@ async def _spec(server: Any, pin: str, name: str, version: str) -> ToolSpec:
     return ToolSpec(pin, server.name, version, name, t.description or "", t.inputSchema, (), False)
 
 
-async def measure(base_url: str) -> dict[str, Any]:
+async def _free_args(ctx: RunContext, spec: ToolSpec, question: str) -> dict[str, Any] | None:
+    model = model_for(ctx, ctx.llm.step_max_tokens * 2)
+    schema = {k: v for k, v in spec.input_schema.items() if k != "title"}
+    schema["properties"] = {
+        k: v for k, v in schema.get("properties", {}).items() if k != "idempotency_key"
+    }
+    prompt = (
+        f"Call the tool {spec.name}. Its arguments follow this JSON schema: {json.dumps(schema)}."
+        " Answer with the arguments as one JSON object and nothing else."
+    )
+    reply = await model.ainvoke([SystemMessage(prompt), HumanMessage(question)])
+    m = re.search(r"\{.*\}", reply.text, re.S)
+    if m is None:
+        return None
+    try:
+        args = json.loads(m.group(0))
+    except json.JSONDecodeError:
+        return None
+    return args if isinstance(args, dict) else None
+
+
+async def measure(base_url: str, mode: str = "constrained") -> dict[str, Any]:
     """Run every question through derive_args and repair; count the outcomes."""
     settings = Settings()
     llm = settings.llm.model_copy(update={"base_url": base_url})
@@ -91,7 +120,10 @@ async def measure(base_url: str) -> dict[str, Any]:
     ):
         started = time.perf_counter()
         step = {"description": question, "tool": spec.server}
-        args, _ = await derive_args(spec, step, question, ctx, i)
+        if mode == "free":
+            args = await _free_args(ctx, spec, question)
+        else:
+            args, _ = await derive_args(spec, step, question, ctx, i)
         if args is None:
             outcome, detail = "no_args", ""
         else:
@@ -121,24 +153,26 @@ async def measure(base_url: str) -> dict[str, Any]:
         print(f"{outcome:8} {spec.name:17} {question[:60]}  {detail[:80]}", flush=True)
     await close_models()
     counts = collections.Counter(r["outcome"] for r in rows)
-    return {"n": len(rows), "counts": dict(counts), "rows": rows}
+    return {"mode": mode, "n": len(rows), "counts": dict(counts), "rows": rows}
 
 
 def main() -> None:
     """Start the local model, measure, write the results."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    p.add_argument("--mode", choices=["constrained", "free"], default="constrained")
+    p.add_argument("--out", default=None)
     a = p.parse_args()
+    out = a.out or str(Path(__file__).with_name(f"results-{a.mode}.json"))
     settings = Settings()
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalModelServer(settings.llm.local, settings.data_dir / "models", Path(tmp) / "l")
         base_url = server.start()
         try:
-            result = asyncio.run(measure(base_url))
+            result = asyncio.run(measure(base_url, a.mode))
         finally:
             server.stop()
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"n": result["n"], "counts": result["counts"]}))
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"mode": a.mode, "n": result["n"], "counts": result["counts"]}))
 
 
 if __name__ == "__main__":
