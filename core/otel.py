@@ -4,8 +4,8 @@ A run's span is started under a remote parent built from the request's trace_id,
 trace id and the id in every event, log line and ``X-Trace-Id`` header are the same value.
 Node and LLM spans come from a LangChain callback handler (``graphs``), tool spans from the
 gateway; the official instrumentations add the HTTP server span (FastAPI, whose trace id
-Keel adopts as its trace_id), a span per SQL statement (psycopg) and per outgoing httpx request
-(``instrument_clients``; the OpenAI client uses its own HTTP stack and is covered by the LLM
+Keel adopts as its trace_id), a span per SQL statement (psycopg) and, in ``keel serve``, per
+outgoing httpx request (the OpenAI client uses its own HTTP stack and is covered by the LLM
 spans). Spans go to OTLP/HTTP when ``tracing.otlp_endpoint`` is set, to the console when
 ``tracing.console`` is true, and nowhere otherwise (the SDK then costs next to nothing).
 """
@@ -13,6 +13,7 @@ spans). Spans go to OTLP/HTTP when ``tracing.otlp_endpoint`` is set, to the cons
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -43,7 +44,7 @@ def provider(settings: TracingSettings | None = None) -> TracerProvider:
 
 
 def configure(settings: TracingSettings) -> None:
-    """Apply ``settings``: exporters (once per endpoint) and the client instrumentations.
+    """Apply ``settings``: exporters (once per endpoint) and the psycopg instrumentation.
 
     With ``enabled: false`` nothing is installed and every span is a no-op: Keel still mints
     and propagates its trace_id, in events, logs and headers.
@@ -62,17 +63,26 @@ def configure(settings: TracingSettings) -> None:
             )
         if settings.console:
             p.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    instrument_clients()
-
-
-def instrument_clients() -> None:
-    """Trace psycopg statements and httpx requests with the official instrumentations (once)."""
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
-    for instrumentor in (PsycopgInstrumentor(), HTTPXClientInstrumentor()):
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=provider(), skip_dep_check=True)
+    _instrument(PsycopgInstrumentor())
+
+
+def instrument_httpx() -> None:
+    """Trace outgoing httpx requests (and propagate ``traceparent``) from this process.
+
+    Called by ``keel serve`` only: the instrumentation is process-wide and replaces any
+    ``traceparent`` a caller set, which would rewrite the headers of test clients that share
+    a process with the app.
+    """
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    _instrument(HTTPXClientInstrumentor())
+
+
+def _instrument(instrumentor: Any) -> None:
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider(), skip_dep_check=True)
 
 
 def add_processor(processor: SpanProcessor) -> None:

@@ -1,4 +1,5 @@
-"""`tracing.otlp_endpoint` really exports: a child process's spans reach a local OTLP receiver."""
+"""`tracing.otlp_endpoint` really exports: a child process's spans reach a local OTLP receiver,
+including the span of an httpx request made under the instrumentation ``keel serve`` installs."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import pytest
 from core.settings import ROOT
 
 CHILD = """
-from core.otel import configure, provider, tracer
+import httpx
+from core.otel import configure, instrument_httpx, provider, tracer
 from core.settings import TracingSettings
 configure(TracingSettings(otlp_endpoint="{url}", service_name="keel-otlp-test"))
+instrument_httpx()
 with tracer("keel.test").start_as_current_span("exported span"):
-    pass
+    httpx.post("{url}".replace("/v1/traces", "/probe"), content=b"")
 provider().shutdown()
 """
 
@@ -57,6 +60,8 @@ def test_spans_are_exported_to_the_configured_otlp_endpoint(receiver: HTTPServer
     )
     assert done.returncode == 0, done.stderr
     paths = [p for p, _ in _Receiver.bodies]
-    assert paths == ["/v1/traces"]
-    body = _Receiver.bodies[0][1]
+    assert paths == ["/probe", "/v1/traces"]
+    body = _Receiver.bodies[1][1]
     assert b"exported span" in body and b"keel-otlp-test" in body
+    # The instrumented httpx request is a client span of the same trace.
+    assert b"POST" in body
