@@ -147,6 +147,7 @@ async def measure(base_url: str, mode: str = "constrained") -> dict[str, Any]:
                 "question": question,
                 "outcome": outcome,
                 "detail": detail,
+                "args": args,
                 "seconds": round(time.perf_counter() - started, 2),
             }
         )
