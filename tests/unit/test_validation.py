@@ -135,3 +135,13 @@ async def test_unfixable_arguments_raise_a_structured_error_after_two_model_trie
     assert err.expected == "ISO 8601 date-time with offset, e.g. 2026-11-24T15:00:00+08:00"
     assert err.hint is not None and err.hint.startswith("give starts_at as ISO 8601")
     assert [(r.method, r.valid) for r in err.repairs] == [("llm", False), ("llm", False)]
+
+
+@pytest.mark.asyncio
+async def test_date_tomorrow_alone_becomes_starts_at_tomorrow_in_the_users_zone() -> None:
+    out = await validate_and_repair(
+        MEETING, {"title": "Sync", "date": "tomorrow"}, tz="Asia/Shanghai", now=NOW
+    )
+    # 05:00 UTC is 13:00 in Shanghai: tomorrow at the same time, with the +08:00 offset.
+    assert out.args == {"title": "Sync", "starts_at": "2026-11-24T13:00:00+08:00"}
+    assert [r.method for r in out.repairs] == ["deterministic"]
