@@ -56,6 +56,7 @@ def make_thread(c: httpx.Client, fake: FakeOpenAI, events: int) -> str:
             [json.dumps({"steps": [{"description": "s", "tool": "none"}]}), "finding", ANSWER]
         )
         with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "go"}}) as r:
+            r.raise_for_status()
             ids = [line for line in r.iter_lines() if line.startswith("id: ")]
         last = int(ids[-1][4:])
     return tid
@@ -98,6 +99,7 @@ def main() -> None:
             data_dir=tmp,
             database={"url": pg.url},
             llm={"provider": "openai", "base_url": fake.base_url},
+            quotas={"free": {"runs_per_minute": 100_000}},
         )
         server, thread, url = serve(settings)
         token = issue_token(settings.auth, user="bench", tenant="bench", scopes=[])
