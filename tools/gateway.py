@@ -206,11 +206,12 @@ class ToolGateway:
         self._restart_lock = asyncio.Lock()
         breaker = settings.tools.breaker
         # Only failures of the server count towards opening its circuit; a tool that ran and
-        # reported an error (a bad query) is an answer, not an outage.
+        # reported an error (a bad query) is an answer, not an outage, and a cancelled run's
+        # call says nothing about the server.
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=breaker.threshold,
             default_ttl=breaker.cooldown_s,
-            exclude=[ToolFailed],
+            exclude=[ToolFailed, asyncio.CancelledError],
         )
 
     def pinned(self) -> dict[str, McpServerPin]:
