@@ -1,9 +1,12 @@
 """Fair scheduling of runs (practice 18): per-user queues served round-robin across users.
 
-A run is admitted when its user's quota allows it and one of the process's
-``quotas.max_active_runs`` slots is free. A run that cannot start at once waits in its user's
-queue; the dispatcher walks the users in turn and serves one run per user per turn, so one
-user's burst cannot starve the others. A queued ticket reports its position in its user's
+A run is admitted when its user's quota allows it, one of the process's
+``quotas.max_active_runs`` slots is free, and its tier holds fewer than its
+``max_active_share`` of those slots (so a burst of free-tier runs, each within its user's
+quota, cannot fill the slots paying tiers need). A run that cannot start at once waits in its
+user's queue (or, in a tier that queues nothing, is refused with 429 ``capacity``); the
+dispatcher walks the users in turn and serves one run per user per turn, so one user's burst
+cannot starve the others. A queued ticket reports its position in its user's
 queue (1 = next) until it is granted. Quotas live in the shared storage; the queues and the
 run slots are per process (a replica schedules its own runs).
 """
@@ -12,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import math
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from core.errors import QuotaExceeded
@@ -22,6 +26,14 @@ from core.quotas import Quotas, subject
 log = logging.getLogger(__name__)
 
 _MAX_IDLE_S = 1.0
+
+
+def _capacity(identity: Identity) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"the {identity.tier} tier's share of run slots is in use; retry shortly",
+        limit="capacity",
+        retry_after=1.0,
+    )
 
 
 @dataclass(eq=False)
@@ -51,9 +63,15 @@ class FairScheduler:
         self.quotas = quotas
         self.capacity = capacity
         self.active = 0
+        self.tier_active: Counter[str] = Counter()
         self._queues: dict[str, deque[Ticket]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def _has_slot(self, identity: Identity) -> bool:
+        share = self.quotas.limits_for(identity).max_active_share
+        cap = max(1, math.floor(self.capacity * share))
+        return self.active < self.capacity and self.tier_active[identity.tier] < cap
 
     def queued(self, subj: str) -> int:
         """How many runs of ``subj`` wait."""
@@ -69,16 +87,19 @@ class FairScheduler:
         limits = self.quotas.limits_for(identity)
         ticket = Ticket(self, identity, subject(identity), queue_policy=limits.policy == "queue")
         if not ticket.queue_policy:
+            if not limits.max_queued and not self._has_slot(identity):
+                # Refused for capacity, the run must not cost the user a run of their quota.
+                raise await self.quotas.refusal(identity) or _capacity(identity)
             await self.quotas.start_run(identity)
             ticket.holds_quota = True
         elif (refusal := await self.quotas.tokens_left(identity)) is not None:
             raise refusal
-        if self.active < self.capacity and ticket.subject not in self._queues:
+        if self._has_slot(identity) and ticket.subject not in self._queues:
             refusal = None
             if not ticket.holds_quota:
                 refusal = await self.quotas.try_start_run(identity)
                 ticket.holds_quota = refusal is None
-            if refusal is None and self.active < self.capacity:
+            if refusal is None and self._has_slot(identity):
                 self._grant(ticket)
                 return ticket
             if refusal is not None and not limits.max_queued:
@@ -89,6 +110,8 @@ class FairScheduler:
                 del self._queues[ticket.subject]
             if ticket.holds_quota:
                 await self.quotas.finish_run(identity, 0)
+            if not limits.max_queued:
+                raise _capacity(identity)
             raise QuotaExceeded(
                 f"the {identity.tier} tier queues at most {limits.max_queued} runs",
                 limit="max_queued",
@@ -103,6 +126,7 @@ class FairScheduler:
     def _grant(self, ticket: Ticket) -> None:
         ticket.granted = True
         self.active += 1
+        self.tier_active[ticket.identity.tier] += 1
         ticket.updates.put_nowait(None)
 
     async def finish(self, ticket: Ticket, tokens: int) -> None:
@@ -112,6 +136,7 @@ class FairScheduler:
         ticket.done = True
         if ticket.granted:
             self.active -= 1
+            self.tier_active[ticket.identity.tier] -= 1
         else:
             queue = self._queues.get(ticket.subject)
             if queue is not None and ticket in queue:
@@ -161,6 +186,8 @@ class FairScheduler:
                 if not queue:
                     continue
                 head = queue[0]
+                if not self._has_slot(head.identity):
+                    continue
                 if not head.holds_quota:
                     refusal = await self.quotas.try_start_run(head.identity)
                     if refusal is not None:

@@ -225,6 +225,21 @@ class Quotas:
             )
         return None
 
+    async def refusal(self, identity: Identity) -> QuotaExceeded | None:
+        """What ``try_start_run`` would refuse on tokens or runs per minute, taking nothing."""
+        limits = self.limits_for(identity)
+        if (refusal := await self.tokens_left(identity)) is not None:
+            return refusal
+        runs = self._items(limits)[0]
+        run_ids = self._ids(identity, RUNS)
+        if await self._moving.test(runs, *run_ids):
+            return None
+        return QuotaExceeded(
+            f"the {identity.tier} tier allows {limits.runs_per_minute} runs per minute",
+            limit=RUNS,
+            retry_after=await self._retry_after(self._moving, runs, run_ids),
+        )
+
     async def start_run(self, identity: Identity) -> None:
         """Like ``try_start_run`` but raises ``QuotaExceeded``."""
         if (refusal := await self.try_start_run(identity)) is not None:

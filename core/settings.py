@@ -131,6 +131,9 @@ class TierLimits(BaseModel):
     llm_tokens_per_day: int = Field(default=200_000, ge=1)
     policy: Literal["reject", "queue"] = "reject"
     max_queued: int = Field(default=10, ge=0)
+    # The share of a replica's run slots this tier's runs may hold at once: a lower tier's
+    # burst leaves the rest to the others (at least one slot).
+    max_active_share: float = Field(default=1.0, gt=0, le=1)
 
 
 class QuotaSettings(BaseModel):

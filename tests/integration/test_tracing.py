@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -61,12 +62,16 @@ def test_one_trace_id_everywhere(
         if s.attributes and s.attributes.get("keel.run_id") == frames[0].data["run_id"]
     ]
     assert len(run_spans) == 1
-    mine = [
-        s for s in spans.get_finished_spans() if s.context.trace_id == run_spans[0].context.trace_id
-    ]
+    run_trace = run_spans[0].context.trace_id
+    mine = [s for s in spans.get_finished_spans() if s.context.trace_id == run_trace]
     assert {format(s.context.trace_id, "032x") for s in mine} == {trace_id}
     names = [s.name for s in mine]
-    # The official instrumentations: the HTTP server span, and SQL statements of the run.
+    # The official instrumentations: the HTTP server span (it ends just after the streamed
+    # response, so wait for it), and SQL statements of the run.
+    deadline = time.monotonic() + 10
+    while not any(s.kind == SpanKind.SERVER for s in mine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        mine = [s for s in spans.get_finished_spans() if s.context.trace_id == run_trace]
     server = [s for s in mine if s.kind == SpanKind.SERVER]
     assert [s.name for s in server] == ["POST /v1/threads/{thread_id}/runs"]
     assert any((s.attributes or {}).get("db.system") == "postgresql" for s in mine)

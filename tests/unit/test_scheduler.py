@@ -82,3 +82,66 @@ async def test_a_full_queue_refuses_and_gives_nothing_away() -> None:
         assert err.value.limit == "max_queued" and s.queued("user:acme:ann") == 1
     finally:
         await s.close()
+
+
+async def test_a_tier_holds_at_most_its_share_of_the_slots() -> None:
+    quotas = Quotas(
+        QuotaSettings(
+            free={
+                "policy": "reject",
+                "max_queued": 0,
+                "concurrent_runs": 5,
+                "runs_per_minute": 100,
+                "max_active_share": 0.5,
+            },
+            pro={"policy": "queue", "max_queued": 5, "concurrent_runs": 5, "max_active_share": 1},
+        )
+    )
+    s = FairScheduler(quotas, 4)
+    try:
+        free = [await s.submit(Identity(u, "acme", tier="free")) for u in ("ann", "ben")]
+        assert all(t.granted for t in free) and s.tier_active["free"] == 2
+        # Within her quota, but the free tier's half of the 4 slots is taken.
+        with pytest.raises(QuotaExceeded) as refused:
+            await s.submit(Identity("cat", "acme", tier="free"))
+        assert (refused.value.limit, refused.value.retry_after) == ("capacity", 1.0)
+        # The paying tier still finds the other half.
+        pro = [await s.submit(Identity(u, "acme", tier="pro")) for u in ("dan", "eve")]
+        assert all(t.granted for t in pro) and s.active == 4
+        await free[0].finish()
+        again = await s.submit(Identity("cat", "acme", tier="free"))
+        assert again.granted and s.tier_active == {"free": 2, "pro": 2}
+    finally:
+        await s.close()
+
+
+async def test_a_queued_run_waits_for_its_tiers_share_not_just_a_free_slot() -> None:
+    s = _scheduler(capacity=4, max_active_share=0.25)
+    try:
+        first = await s.submit(_who("ann"))
+        second = await s.submit(_who("ben"))
+        assert first.granted and not second.granted and s.active == 1
+        await first.finish()
+        await _granted(second)
+        assert s.tier_active["pro"] == 1
+    finally:
+        await s.close()
+
+
+async def test_a_capacity_refusal_costs_no_run_of_the_users_quota() -> None:
+    free = {"policy": "reject", "max_queued": 0, "concurrent_runs": 5, "runs_per_minute": 1}
+    s = FairScheduler(Quotas(QuotaSettings(free={**free, "max_active_share": 0.5})), 2)
+    try:
+        held = await s.submit(Identity("ann", "acme", tier="free"))
+        for _ in range(3):
+            with pytest.raises(QuotaExceeded) as refused:
+                await s.submit(Identity("ben", "acme", tier="free"))
+            assert refused.value.limit == "capacity"
+        await held.finish()
+        # Ben's one run per minute is still his.
+        assert (await s.submit(Identity("ben", "acme", tier="free"))).granted
+        with pytest.raises(QuotaExceeded) as over:
+            await s.submit(Identity("ann", "acme", tier="free"))
+        assert over.value.limit == "runs_per_minute"
+    finally:
+        await s.close()
