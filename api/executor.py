@@ -37,6 +37,7 @@ from core.settings import Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
+from memory.layers import MemoryLayers
 from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class RunExecutor:
         chat_model: BaseChatModel | None = None,
         *,
         tools: ToolGateway | None = None,
+        memory: MemoryLayers | None = None,
     ) -> None:
         """Wire the executor to the compiled graph, the stores and the tool gateway."""
         self.settings = settings
@@ -103,6 +105,7 @@ class RunExecutor:
         self.broker = broker
         self.chat_model = chat_model
         self.tools = tools
+        self.memory = memory
         self.active: dict[str, RunHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -399,6 +402,7 @@ class RunExecutor:
             chat_model=self.chat_model,
             agent=agent,
             tools=self.tools,
+            memory=self.memory,
         )
         config: Any = {
             "configurable": configurable,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 
 from core.settings import LLMSettings, get_settings
+from memory.layers import MemoryLayers
 from tools.gateway import ToolGateway
 
 
@@ -19,7 +20,8 @@ class RunContext:
     """Who runs, under which trace, with which model settings.
 
     ``chat_model`` overrides the model built from ``llm`` (scripted models in unit tests);
-    ``tools`` is the app's tool gateway (``None``: tool steps answer from the model alone).
+    ``tools`` is the app's tool gateway (``None``: tool steps answer from the model alone);
+    ``memory`` the session and long-term stores (``None``: only short-term memory).
     """
 
     user_id: str = "anonymous"
@@ -33,3 +35,4 @@ class RunContext:
     chat_model: BaseChatModel | None = None
     agent: str = "research"
     tools: ToolGateway | None = None
+    memory: MemoryLayers | None = None
