@@ -13,7 +13,7 @@ from core.settings import MemorySettings
 from graphs.context import RunContext
 from graphs.graph import build_graph
 from memory.layers import MemoryLayers
-from memory.short_term import count_tokens, count_text, window
+from memory.short_term import count_text, count_tokens, window
 from tests.fakes.scripted import scripted
 
 TOPICS = ["Rust", "Go", "Python", "Kotlin", "Zig", "Elixir"]
@@ -45,8 +45,9 @@ def test_window_keeps_the_newest_turns_and_folds_the_rest() -> None:
     assert win.recent[-1].text == _answer(29)
     assert win.folded == len(history) - len(win.recent) == win.newly_folded
     assert "Turn 29" not in win.summary and win.summary.splitlines()[-1].startswith("- Assistant")
-    again = window(history, summary=win.summary, folded=win.folded, budget_tokens=600,
-                   summary_max_tokens=150)
+    again = window(
+        history, summary=win.summary, folded=win.folded, budget_tokens=600, summary_max_tokens=150
+    )
     assert (again.summary, again.newly_folded) == (win.summary, 0)
 
 
@@ -72,6 +73,8 @@ async def test_a_30_turn_conversation_stays_under_the_budget_and_saves_tokens() 
     assert max(windows) <= budget
     assert full[-1] > 5 * budget
     saving = 1 - sum(windows) / sum(full)
-    print(f"30 turns: {sum(full)} history tokens sent in full, {sum(windows)} windowed "
-          f"({saving:.0%} fewer); last turn {full[-1]} vs {windows[-1]}")
+    print(
+        f"30 turns: {sum(full)} history tokens sent in full, {sum(windows)} windowed "
+        f"({saving:.0%} fewer); last turn {full[-1]} vs {windows[-1]}"
+    )
     assert saving > 0.5
