@@ -17,6 +17,7 @@ the contract suite every ``SessionMemory`` passes.
 
 from __future__ import annotations
 
+import fcntl
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,6 +173,23 @@ class QdrantSessionMemory:
         await self.embedder.aclose()
 
 
+class FolderInUse(RuntimeError):
+    """Another Qdrant local-mode client (in any process) owns the folder."""
+
+
+def _check_folder_free(path: Path) -> None:
+    """Refuse a local-mode folder another client holds (qdrant-client leaks a file if it tries)."""
+    lock = path / ".lock"
+    if not lock.exists():
+        return
+    with lock.open("r+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FolderInUse(f"{path} is already used by another Qdrant local client") from exc
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
 async def open_session_memory(
     settings: SessionMemorySettings, data_dir: Path, embedder: Embedder | None = None
 ) -> QdrantSessionMemory:
@@ -182,6 +200,7 @@ async def open_session_memory(
     else:
         path = data_dir / "qdrant"
         path.mkdir(parents=True, exist_ok=True)
+        _check_folder_free(path)
         client = AsyncQdrantClient(path=str(path))
         local = True
     store = QdrantSessionMemory(

@@ -13,7 +13,13 @@ from qdrant_client import AsyncQdrantClient
 
 from core.settings import SessionMemorySettings
 from memory.embeddings import MiniLMEmbedder, OpenAIEmbedder
-from memory.session import Fact, QdrantSessionMemory, SessionMemory, open_session_memory
+from memory.session import (
+    Fact,
+    FolderInUse,
+    QdrantSessionMemory,
+    SessionMemory,
+    open_session_memory,
+)
 from tests.fakes.embeddings_server import EmbeddingsServer
 
 FACTS = [
@@ -133,3 +139,15 @@ async def test_min_score_drops_unrelated_facts_and_forget_clears_a_thread(
     assert await store.recall("acme", "t1", "quantum chromodynamics lattice", min_score=0.5) == []
     await store.forget_thread("acme", "t1")
     assert await store.recall("acme", "t1", QUERIES[0][0]) == []
+
+
+@pytest.mark.asyncio
+async def test_a_second_local_client_on_the_same_folder_is_refused_cleanly(
+    tmp_path: Path, minilm: MiniLMEmbedder
+) -> None:
+    first = await open_session_memory(SessionMemorySettings(), tmp_path, embedder=minilm)
+    with pytest.raises(FolderInUse):
+        await open_session_memory(SessionMemorySettings(), tmp_path, embedder=minilm)
+    await first.close()
+    second = await open_session_memory(SessionMemorySettings(), tmp_path, embedder=minilm)
+    await second.close()
