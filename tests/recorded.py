@@ -15,6 +15,8 @@ from tests.fakes.scripted import scripted
 
 # Events the executor adds around the graph's own: not reproduced by a graph-only replay.
 _EXECUTOR_EVENTS = {"run_started", "run_finished"}
+# The memory nodes read and write stores (session, long-term) a recording does not hold.
+_MEMORY_NODES = {"memory_router", "remember"}
 
 
 def normalise(events: list[dict[str, Any]]) -> list[tuple[str, str | None, Any]]:
@@ -22,8 +24,10 @@ def normalise(events: list[dict[str, Any]]) -> list[tuple[str, str | None, Any]]
     (token boundaries depend on the model's tokenizer, the text does not)."""
     out: list[tuple[str, str | None, Any]] = []
     for ev in events:
-        if ev["type"] in _EXECUTOR_EVENTS or (
-            ev["type"] == "agent_status" and ev.get("node") is None
+        if (
+            ev["type"] in _EXECUTOR_EVENTS
+            or ev.get("node") in _MEMORY_NODES
+            or (ev["type"] == "agent_status" and ev.get("node") is None)
         ):
             continue
         data = {k: v for k, v in ev["data"].items() if v is not None}
