@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api import problems
 from api.deps import Services
@@ -19,6 +20,8 @@ from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
 from core.errors import Unavailable
+from core.otel import configure as configure_tracing
+from core.otel import provider
 from core.quotas import forget, quotas_for
 from core.settings import Settings
 from core.tracing import install_log_context
@@ -31,6 +34,7 @@ from tools.gateway import ToolGateway
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
     """Build the app for ``settings``; ``chat_model`` overrides the configured LLM (tests)."""
     install_log_context()
+    configure_tracing(settings.tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,7 +53,10 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
             event_log, broker = EventLog(pool, instance), Broker()
-            async with ToolGateway(settings) as gateway, open_memory(settings, pool) as layers:
+            async with (
+                ToolGateway(settings, pool=pool) as gateway,
+                open_memory(settings, pool) as layers,
+            ):
                 executor = RunExecutor(
                     settings,
                     graph,
@@ -100,4 +107,9 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(memory.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
+    if settings.tracing.enabled:
+        # The server span wraps the whole stack; TraceMiddleware adopts its trace id.
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=provider(), excluded_urls="/healthz,/readyz,/metrics"
+        )
     return app

@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from core.otel import instrument_httpx
     from core.tracing import configure_logging
 
     settings = get_settings()
@@ -58,6 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         settings = start_dependencies(settings, stack)
         app = create_app(settings)
+        if settings.tracing.enabled:
+            instrument_httpx()
         host, port = settings.server.host, settings.server.port
         print(f"keel: serving on http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; make that unwind the stack

@@ -78,7 +78,10 @@ def _public_error(exc: BaseException) -> tuple[str, str]:
     if api_errors:
         status = getattr(api_errors[-1], "status_code", None)
         what = f"HTTP {status}" if status else type(api_errors[-1]).__name__
-        return "model_error", f"The language model failed ({what})."
+        return "model_error", (
+            f"The language model is not answering right now ({what}). Please try again in a"
+            " moment, or rephrase your question."
+        )
     return "run_failed", "The run failed; quote the trace_id to find out why."
 
 
@@ -402,6 +405,8 @@ class RunExecutor:
             chat_model=self.chat_model,
             agent=agent,
             tools=self.tools,
+            timezone=ident.tz or self.settings.tools.default_timezone,
+            llm_fault=self.settings.faults.llm,
             memory=self.memory,
         )
         config: Any = {

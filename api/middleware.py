@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem
@@ -21,9 +22,15 @@ class TraceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The OTel server span (FastAPI instrumentation, outermost) already honoured an
+        # incoming traceparent or minted an id: adopt it, so both ids are one value.
+        current = trace.get_current_span().get_span_context()
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"traceparent", b"").decode("latin-1")
-        trace_id = trace_id_from_traceparent(raw) or new_trace_id()
+        if current.is_valid:
+            trace_id = format(current.trace_id, "032x")
+        else:
+            trace_id = trace_id_from_traceparent(raw) or new_trace_id()
         scope.setdefault("state", {})["trace_id"] = trace_id
         token = trace_id_var.set(trace_id)
 

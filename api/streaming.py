@@ -96,6 +96,33 @@ class EventLog:
             cur = await conn.execute(sql, args)
             return [row["body"] for row in await cur.fetchall()]
 
+    async def frames(
+        self, thread_id: str, after: int = 0, run_id: str | None = None, page: int = 2000
+    ) -> AsyncIterator[str]:
+        """The thread's events as ready-made SSE frames, a page per chunk (the replay path).
+
+        Postgres formats the frames from the stored JSON, so a replay never parses and
+        re-serialises each event in Python.
+        """
+        where = "thread_id = %s AND seq > %s" + (" AND run_id = %s" if run_id else "")
+        sql = (
+            "SELECT string_agg(format(E'id: %%s\\nevent: %%s\\ndata: %%s\\n\\n', seq, type,"
+            " body::text), '' ORDER BY seq) AS frames, max(seq) AS last, count(*) AS n"
+            f" FROM (SELECT seq, type, body FROM events WHERE {where} ORDER BY seq LIMIT %s) e"
+        )
+        last = after
+        while True:
+            args: list[Any] = [thread_id, last, *([run_id] if run_id else []), page]
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(sql, args)
+                row = await cur.fetchone()
+            if row is None or not row["n"]:
+                return
+            yield row["frames"]
+            if row["n"] < page:
+                return
+            last = row["last"]
+
 
 class Broker:
     """Fan-out to live subscribers, per thread: local events directly, remote ones as a wake-up."""

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.replay [--reps 20]
 
-Builds threads of ~100 and ~1,000 events (10 turns of ~100 events each, scripted model over
-the OpenAI wire protocol, embedded Postgres), then times, interleaved, median of ``reps``:
+Builds threads of at least 100 and 1,000 events (whole turns of a scripted model over the
+OpenAI wire protocol, embedded Postgres), then times, interleaved, median of ``reps``:
 the whole ``GET /v1/replay/{thread}`` over HTTP, and ``graph.aget_state_history`` over the
 same thread's checkpoints in process. Prints one JSON row per figure.
 """
@@ -33,28 +33,32 @@ from tests.fakes.openai_server import FakeOpenAI
 ANSWER = " ".join(f"w{i}" for i in range(93))  # with the run's other events: ~100 per turn
 
 
-def serve(settings: Settings) -> tuple[uvicorn.Server, str]:
+def serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=port, log_level="warning", loop="asyncio"
         )
     )
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.02)
-    return server, f"http://127.0.0.1:{port}"
+    return server, thread, f"http://127.0.0.1:{port}"
 
 
-def make_thread(c: httpx.Client, fake: FakeOpenAI, turns: int) -> str:
+def make_thread(c: httpx.Client, fake: FakeOpenAI, events: int) -> str:
+    """A thread of at least ``events`` events, made of whole turns."""
     tid: str = c.post("/v1/threads").json()["thread_id"]
-    for _ in range(turns):
+    last = 0
+    while last < events:
         fake.script.extend(
             [json.dumps({"steps": [{"description": "s", "tool": "none"}]}), "finding", ANSWER]
         )
         with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "go"}}) as r:
-            for _ in r.iter_lines():
-                pass
+            r.raise_for_status()
+            ids = [line for line in r.iter_lines() if line.startswith("id: ")]
+        last = int(ids[-1][4:])
     return tid
 
 
@@ -95,13 +99,14 @@ def main() -> None:
             data_dir=tmp,
             database={"url": pg.url},
             llm={"provider": "openai", "base_url": fake.base_url},
+            quotas={"free": {"runs_per_minute": 100_000}},
         )
         server, thread, url = serve(settings)
         token = issue_token(settings.auth, user="bench", tenant="bench", scopes=[])
         with httpx.Client(
             base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}
         ) as c:
-            small, big = make_thread(c, fake, 1), make_thread(c, fake, 10)
+            small, big = make_thread(c, fake, 100), make_thread(c, fake, 1000)
             rows: dict[str, list[float]] = {"replay_100": [], "replay_1000": [], "history": []}
             counts: dict[str, int] = {}
             for _ in range(a.reps):

@@ -95,6 +95,7 @@ class ToolResultData(_Data):
     duration_ms: float | None = None
     server: str | None = None
     version: str | None = None
+    cached_at: str | None = None  # set when the result came from the cache (degraded)
 
 
 class ToolErrorData(_Data):
@@ -116,7 +117,10 @@ class RepairData(_Data):
     tool_name: str
     before: dict[str, Any]
     after: dict[str, Any]
-    method: str
+    method: str  # deterministic | llm
+    call_id: str | None = None
+    changes: list[str] = Field(default_factory=list)  # the rules applied, e.g. "enum since"
+    valid: bool = True  # whether the arguments passed the schema after this step
 
 
 class WarningData(_Data):
@@ -124,6 +128,7 @@ class WarningData(_Data):
 
     code: str
     message: str
+    tool_name: str | None = None
 
 
 class CodeBlockData(_Data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jwt
 
@@ -24,6 +25,7 @@ class Identity:
     scopes: frozenset[str] = field(default_factory=frozenset)
     tier: Tier = "free"
     api_key_id: str | None = None
+    tz: str | None = None  # IANA time zone (claim ``tz``): relative dates in tool arguments
 
     def has_scope(self, scope: str) -> bool:
         """Whether the caller holds ``scope``."""
@@ -38,6 +40,7 @@ def issue_token(
     scopes: list[str],
     tier: Tier = "free",
     ttl_s: int | None = None,
+    tz: str | None = None,
 ) -> str:
     """Sign a token for ``user`` (used by ``keel token`` and by tests)."""
     now = int(time.time())
@@ -50,6 +53,8 @@ def issue_token(
         "iat": now,
         "exp": now + (ttl_s if ttl_s is not None else auth.token_ttl_s),
     }
+    if tz:
+        claims["tz"] = tz
     return jwt.encode(claims, auth.jwt_secret, algorithm=auth.jwt_algorithm)
 
 
@@ -76,4 +81,15 @@ def verify_token(auth: AuthSettings, token: str) -> Identity:
     sub, tenant = claims["sub"], claims["tenant"]
     if not isinstance(sub, str) or not isinstance(tenant, str) or not sub or not tenant:
         raise AuthenticationFailed("invalid token: sub and tenant must be non-empty strings")
-    return Identity(user_id=sub, tenant=tenant, scopes=frozenset(scopes), tier=tier)
+    tz = claims.get("tz")
+    if tz is not None and (not isinstance(tz, str) or not _known_zone(tz)):
+        raise AuthenticationFailed("invalid token: tz must be an IANA time zone name")
+    return Identity(user_id=sub, tenant=tenant, scopes=frozenset(scopes), tier=tier, tz=tz)
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

@@ -9,11 +9,12 @@ secrets are refused outside ``dev`` and ``test``.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +63,17 @@ class LocalModelSettings(BaseModel):
     start_timeout_s: float = 60.0
 
 
+class FallbackModelSettings(BaseModel):
+    """The model asked when the main one times out or fails (5xx) after its retry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str
+    model: str = "local"
+    api_key: str = "local"
+    timeout_s: float = 60.0
+
+
 class LLMSettings(BaseModel):
     """The chat model, always reached through ``langchain_openai.ChatOpenAI``."""
 
@@ -77,6 +89,7 @@ class LLMSettings(BaseModel):
     step_max_tokens: int = 160
     timeout_s: float = 120.0
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
+    fallback: FallbackModelSettings | None = None
 
 
 class AuthSettings(BaseModel):
@@ -134,8 +147,12 @@ class QuotaSettings(BaseModel):
 
 
 class TracingSettings(BaseModel):
-    """OpenTelemetry export: OTLP/HTTP when an endpoint is set, else optionally the console."""
+    """OpenTelemetry spans, exported by OTLP/HTTP when an endpoint is set, or to the console.
 
+    ``enabled: false`` makes every span a no-op (the trace_id still flows everywhere else).
+    """
+
+    enabled: bool = True
     otlp_endpoint: str | None = None
     console: bool = False
     service_name: str = "keel"
@@ -179,14 +196,88 @@ class SandboxSettings(BaseModel):
     uid: int = 60_000
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def _seconds(value: Any) -> Any:
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else value
+
+
+# A tool failure, by kind: ``tools.errors.failure_kind`` maps error codes onto these.
+FailureKind = Literal["rate_limited", "timeout", "unavailable", "failed", "circuit_open"]
+
+
+class RetrySettings(BaseModel):
+    """Retries of a failed tool call: jittered exponential backoff, only for the codes in ``on``."""
+
+    attempts: int = Field(default=2, ge=1)
+    backoff_s: float = Field(default=0.2, ge=0)
+    max_backoff_s: float = Field(default=2.0, ge=0)
+    on: list[FailureKind] = Field(default_factory=lambda: list[FailureKind](["unavailable"]))
+
+
+class BreakerSettings(BaseModel):
+    """A circuit breaker per tool server.
+
+    It opens after ``threshold`` failures in a row and lets one trial call through after
+    ``cooldown_s`` (half-open).
+    """
+
+    threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
 class ToolSettings(BaseModel):
-    """The tool gateway: lock file, call timeout, GitHub access and the sandbox."""
+    """The tool gateway: lock file, timeouts, retries, breaker, repair, GitHub, the sandbox."""
 
     lock_file: Path = Path("tools.lock")
     call_timeout_s: float = 30.0
+    default_timezone: str = "UTC"
+    repair_llm_attempts: int = Field(default=2, ge=0, le=2)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     github_api: str = "https://api.github.com"
     github_token: str | None = None
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+
+class FallbackRule(BaseModel):
+    """How one pinned server degrades: on which failure codes, to what.
+
+    ``use: cache`` answers from an earlier successful result no older than ``max_age``
+    (seconds, or ``30m``/``12h``/``1d``); ``use: tool`` calls the pin ``tool`` instead;
+    ``use: skip`` goes on without the step's tool.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    on: list[FailureKind]
+    use: Literal["cache", "tool", "skip"]
+    max_age: Annotated[float, BeforeValidator(_seconds)] = 86_400.0
+    tool: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare ``on:`` key as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+FaultMode = Literal["rate_limited", "timeout", "crash"]
+
+
+class FaultSettings(BaseModel):
+    """Fault injection for tests and demos; must stay empty in prod.
+
+    ``tools`` makes a pinned server's tools answer 429, hang past the call timeout or crash
+    (inside the real server process); ``llm: timeout`` makes every model call time out.
+    """
+
+    tools: dict[str, FaultMode] = Field(default_factory=dict)
+    llm: Literal["timeout"] | None = None
 
 
 class SessionMemorySettings(BaseModel):
@@ -247,6 +338,8 @@ class Settings(BaseSettings):
     mcp_servers: dict[str, McpServerPin] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=lambda: {"research": AgentSettings()})
     tools: ToolSettings = Field(default_factory=ToolSettings)
+    fallbacks: dict[str, FallbackRule] = Field(default_factory=dict)
+    faults: FaultSettings = Field(default_factory=FaultSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @classmethod
@@ -277,6 +370,14 @@ class Settings(BaseSettings):
             unknown = [t for t in spec.tools if t not in self.mcp_servers]
             if unknown:
                 raise ValueError(f"agent {agent!r} pins unknown mcp_servers {unknown}")
+        for pin, rule in self.fallbacks.items():
+            if pin not in self.mcp_servers or (rule.use == "tool" and rule.tool is None):
+                raise ValueError(f"fallbacks.{pin}: unknown pin, or use: tool without tool")
+            if rule.tool is not None and rule.tool not in self.mcp_servers:
+                raise ValueError(f"fallbacks.{pin}.tool: unknown pin {rule.tool!r}")
+        unknown_faults = [p for p in self.faults.tools if p not in self.mcp_servers]
+        if unknown_faults:
+            raise ValueError(f"faults.tools names unknown mcp_servers {unknown_faults}")
         if self.env == "prod":
             if (
                 self.auth.jwt_secret.startswith(PLACEHOLDER_PREFIX)
@@ -288,6 +389,8 @@ class Settings(BaseSettings):
                 )
             if self.auth.dev_tokens:
                 raise ValueError("auth.dev_tokens must be false in prod")
+            if self.faults.tools or self.faults.llm:
+                raise ValueError("faults must be empty in prod (fault injection is for tests)")
             if not self.quotas.storage_url.startswith(("redis://", "rediss://")):
                 raise ValueError("quotas.storage_url must be redis:// in prod (shared by replicas)")
             if (

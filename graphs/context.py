@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
@@ -35,4 +36,6 @@ class RunContext:
     chat_model: BaseChatModel | None = None
     agent: str = "research"
     tools: ToolGateway | None = None
+    timezone: str = "UTC"  # the user's (JWT claim ``tz``), for dates in tool arguments
+    llm_fault: Literal["timeout"] | None = None  # ``faults.llm``: tests and demos only
     memory: MemoryLayers | None = None

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,25 @@ async def close_models() -> None:
     loop = asyncio.get_running_loop()
     for key in [k for k in _models if k[1] is loop]:
         await _models.pop(key).root_async_client.close()
+    while _silent:
+        _silent.pop().close()
+
+
+_silent: list[socket.socket] = []
+
+
+def silent_endpoint() -> str:
+    """A base URL that accepts connections and never answers (``faults.llm: timeout``).
+
+    A listening socket nobody accepts from: the kernel completes the handshake, the request
+    sits in its buffer, and the client's own read timeout fires, as with a hung model server.
+    """
+    if not _silent:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        _silent.append(sock)
+    return f"http://127.0.0.1:{_silent[0].getsockname()[1]}/v1"
 
 
 def _build(llm: LLMSettings) -> ChatOpenAI:

@@ -34,3 +34,10 @@ table, write it as a CSV file in the current directory. No network, no files els
 
 MEETING_ARGS = """Extract the meeting to book. Answer with JSON {"title": "...",
 "starts_at": "YYYY-MM-DDTHH:MM:SS+00:00", "duration_min": 30}."""
+
+REPAIR_ARGS = """The arguments for the tool {tool} failed its schema.
+Schema: {schema}
+Arguments: {args}
+Validation error: {error}
+Answer with the corrected arguments as JSON that satisfies the schema. Keep the user's intent;
+change only what the error names."""

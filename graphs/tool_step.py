@@ -1,10 +1,17 @@
-"""Tool use in the graph (practice 16): one plan step → one gateway call, told as typed events.
+"""Tool use in the graph (practices 11, 15, 16): one plan step → one gateway call, as events.
 
 The planner chooses the tool (an enum in ``graphs/state.py``); this module picks the server's
 tool, derives its arguments and calls it through the gateway. Arguments are deterministic where
 the step's text suffices (language and period for github_trending, the query for documents,
 the window for the calendar); code and meetings come from a second json_schema structured call,
 which small models fill reliably because the schema is enforced as a grammar.
+
+Before the call the arguments are validated against the tool's own schema and repaired
+(``tools/validation.py``): rules first, then the model given the exact error (``repair``
+events), else a ``tool_error`` with ``expected`` and ``hint`` and the step goes on without the
+tool. When the call fails with a kind the pin's ``fallbacks`` rule lists, the step degrades as
+the rule says — cached result, another pin, or skip — and says so in a ``warning``; the
+finding records the degraded source so the summary can name it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.exceptions import OutputParserException
@@ -28,9 +36,11 @@ from core.identity import Identity
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import model_for
-from tools.errors import ToolError
+from graphs.nodes import structured
+from tools.errors import ToolError, failure_kind
+from tools.fallback import CachedResult
 from tools.gateway import ToolOutcome, ToolSpec
+from tools.validation import ArgumentsInvalid, Repair, RepairModel, validate_and_repair
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,7 @@ class StepTool:
 
     note: str
     usage: dict[str, int] = field(default_factory=dict)
+    degraded: str | None = None  # which source answered in a degraded way, for the summary
 
 
 def tool_of(server: str, text: str) -> str | None:
@@ -107,8 +118,7 @@ def period_of(text: str) -> str:
 async def _structured(
     ctx: RunContext, schema: type[BaseModel], instruction: str, text: str
 ) -> tuple[BaseModel | None, dict[str, int]]:
-    model = model_for(ctx, ctx.llm.step_max_tokens * 2)
-    runnable = model.with_structured_output(schema, method="json_schema", include_raw=True)
+    runnable = structured(ctx, ctx.llm.step_max_tokens * 2, schema)
     try:
         out: Any = await runnable.ainvoke([SystemMessage(instruction), HumanMessage(text)])
     except (ValidationError, OutputParserException):
@@ -215,6 +225,106 @@ async def run_tool_step(
         err = ToolError(f"no valid arguments for {spec.qualified} from the model")
         _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
         return StepTool(note=f"(tool {spec.qualified} not called: no valid arguments)", usage=usage)
+    try:
+        args = await _repaired(writer, node, ctx, spec, args, call_id, usage)
+        return await _call(writer, node, ctx, spec, args, call_id, usage)
+    except ToolError as exc:
+        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
+        if isinstance(exc, ArgumentsInvalid):
+            return StepTool(
+                note=f"(tool {spec.qualified} not called: {exc.detail}; answer without it)",
+                usage=usage,
+            )
+        degraded = await _degrade(writer, node, ctx, spec, args, exc, step, question, index)
+        if degraded is not None:
+            extra = degraded.usage
+            degraded.usage = {k: usage.get(k, 0) + extra.get(k, 0) for k in {*usage, *extra}}
+            return degraded
+        return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
+    except KeelError as exc:
+        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
+        return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
+
+
+async def _repaired(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    spec: ToolSpec,
+    args: dict[str, Any],
+    call_id: str,
+    usage: dict[str, int],
+) -> dict[str, Any]:
+    """``args`` valid for ``spec``'s schema, each repair told as a ``repair`` event."""
+    assert ctx.tools is not None
+
+    def told(repairs: list[Repair]) -> None:
+        for r in repairs:
+            emit(
+                writer,
+                "repair",
+                node,
+                call_id=call_id,
+                tool_name=spec.qualified,
+                before=r.before,
+                after=r.after,
+                method=r.method,
+                changes=list(r.changes),
+                valid=r.valid,
+            )
+
+    try:
+        repaired = await validate_and_repair(
+            spec.input_schema,
+            args,
+            tz=ctx.timezone,
+            now=datetime.now(UTC),
+            llm=_model_repair(ctx, spec, usage),
+            max_llm_attempts=ctx.tools.settings.tools.repair_llm_attempts,
+            keep=frozenset({"idempotency_key"}),
+        )
+    except ArgumentsInvalid as exc:
+        told(exc.repairs)
+        raise
+    told(repaired.repairs)
+    return repaired.args
+
+
+def _model_repair(ctx: RunContext, spec: ToolSpec, usage: dict[str, int]) -> RepairModel:
+    """The model's rewrite of invalid arguments: the schema is enforced as structured output."""
+    schema = {**spec.input_schema, "title": re.sub(r"[^A-Za-z0-9_-]", "_", spec.name) + "_args"}
+
+    async def rewrite(_: dict[str, Any], args: dict[str, Any], error: str) -> dict[str, Any] | None:
+        runnable = structured(ctx, ctx.llm.step_max_tokens * 2, schema)
+        prompt = prompts.REPAIR_ARGS.format(
+            tool=spec.qualified,
+            schema=json.dumps(spec.input_schema),
+            args=json.dumps(args, default=str),
+            error=error,
+        )
+        try:
+            out: Any = await runnable.ainvoke([SystemMessage(prompt), HumanMessage(error)])
+        except (ValidationError, OutputParserException, ValueError):
+            return None
+        for k, v in usage_of(out.get("raw")).items():
+            usage[k] = usage.get(k, 0) + v
+        parsed = out.get("parsed")
+        return parsed if isinstance(parsed, dict) else None
+
+    return rewrite
+
+
+async def _call(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    spec: ToolSpec,
+    args: dict[str, Any],
+    call_id: str,
+    usage: dict[str, int],
+) -> StepTool:
+    """Call ``spec`` through the gateway, telling the call and its result."""
+    assert ctx.tools is not None
     shown = {k: v for k, v in args.items() if k != "idempotency_key"}
     emit(
         writer,
@@ -227,11 +337,7 @@ async def run_tool_step(
         args=shown,
     )
     identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
-    try:
-        outcome = await ctx.tools.call(spec, args, identity=identity, trace_id=ctx.trace_id)
-    except KeelError as exc:
-        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
-        return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
+    outcome = await ctx.tools.call(spec, args, identity=identity, trace_id=ctx.trace_id)
     result = _emit_outputs(writer, node, ctx, outcome)
     limit = _sandbox_limit(outcome)
     if limit:
@@ -251,6 +357,119 @@ async def run_tool_step(
         duration_ms=outcome.duration_ms,
     )
     return StepTool(note=_note(outcome)[:_MAX_NOTE], usage=usage)
+
+
+async def _degrade(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    spec: ToolSpec,
+    args: dict[str, Any],
+    exc: ToolError,
+    step: dict[str, Any],
+    question: str,
+    index: int,
+) -> StepTool | None:
+    """Answer the step as ``fallbacks.<pin>`` says after ``exc``; ``None``: no rule applies."""
+    assert ctx.tools is not None
+    kind = failure_kind(exc.code)
+    if kind == "circuit_open":
+        warn(
+            writer,
+            node,
+            "circuit_open",
+            spec.qualified,
+            f"{spec.qualified} is paused: {exc.detail}",
+        )
+    rule = ctx.tools.fallback_rule(spec.pin)
+    if rule is None or kind is None or (kind not in rule.on and kind != "circuit_open"):
+        return None
+    label = f"{spec.server} {spec.version}"
+    if rule.use == "cache":
+        hit = await ctx.tools.cached(spec, args, ctx.tenant)
+        if hit is not None:
+            return _from_cache(writer, node, spec, hit, kind, label)
+        message = (
+            f"{label} failed ({kind}) and has no fresh cached result: step answered without it"
+        )
+    elif rule.use == "tool" and rule.tool is not None:
+        used = await _fallback_tool(writer, node, ctx, rule.tool, spec, kind, step, question, index)
+        if used is not None:
+            return used
+        message = (
+            f"{label} failed ({kind}) and so did its fallback {rule.tool}: step answered without it"
+        )
+    else:
+        message = f"{label} failed ({kind}): answered without it"
+    warn(writer, node, "tool_skipped", spec.qualified, message)
+    return StepTool(note=f"(tool {spec.qualified} skipped: {kind})", degraded=message)
+
+
+def _from_cache(
+    writer: StreamWriter, node: str, spec: ToolSpec, hit: CachedResult, kind: str, label: str
+) -> StepTool:
+    age = _age(datetime.now(UTC) - hit.stored_at)
+    message = f"{label} is failing ({kind}): using its cached result from {age} ago"
+    warn(writer, node, "tool_cached", spec.qualified, message)
+    emit(
+        writer,
+        "tool_result",
+        node,
+        call_id=uuid.uuid4().hex[:16],
+        tool_name=spec.qualified,
+        server=spec.server,
+        version=spec.version,
+        result=hit.result,
+        cached_at=hit.stored_at.isoformat(),
+    )
+    outcome = ToolOutcome(spec=spec, result=hit.result, text=hit.text, duration_ms=0.0)
+    return StepTool(note=_note(outcome)[:_MAX_NOTE], degraded=f"{label}: cached, {age} old")
+
+
+async def _fallback_tool(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    pin: str,
+    failed: ToolSpec,
+    kind: str,
+    step: dict[str, Any],
+    question: str,
+    index: int,
+) -> StepTool | None:
+    assert ctx.tools is not None
+    call_id = uuid.uuid4().hex[:16]
+    try:
+        spec = ctx.tools.resolve_pin(pin, failed.name)
+        args, usage = await derive_args(spec, step, question, ctx, index)
+        if args is None:
+            return None
+        message = (
+            f"{failed.server} {failed.version} is failing ({kind}):"
+            f" answered by {spec.server} {spec.version} instead"
+        )
+        warn(writer, node, "tool_fallback", failed.qualified, message)
+        args = await _repaired(writer, node, ctx, spec, args, call_id, usage)
+        used = await _call(writer, node, ctx, spec, args, call_id, usage)
+    except KeelError as exc:
+        _tool_error(writer, node, call_id, pin, exc, None, ctx.trace_id)
+        return None
+    used.degraded = message
+    return used
+
+
+def warn(writer: StreamWriter, node: str, code: str, tool_name: str | None, message: str) -> None:
+    """A ``warning`` event: something degraded, the run goes on."""
+    log.warning(message, extra={"keel": {"code": code, "tool": tool_name}})
+    emit(writer, "warning", node, code=code, message=message, tool_name=tool_name)
+
+
+def _age(delta: Any) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def _sandbox_limit(outcome: ToolOutcome) -> str | None:
@@ -294,6 +513,9 @@ def _tool_error(
     hint = getattr(exc, "hint", None)
     if hint:
         data["hint"] = hint
+    expected = getattr(exc, "expected", None)
+    if expected:
+        data["expected"] = expected
     if spec is not None:
         data.update(server=spec.server, version=spec.version)
     emit(writer, "tool_error", node, **data)

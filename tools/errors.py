@@ -63,3 +63,32 @@ class ToolFailed(ToolError):
 
     code = "tool_failed"
     title = "Tool reported an error"
+
+
+class ToolRateLimited(ToolError):
+    """The tool (or the service behind it) answered 429: too many requests."""
+
+    code = "rate_limited"
+    title = "Tool rate limited"
+
+
+class CircuitOpen(ToolError):
+    """The server failed too often; calls are refused without reaching it until a cool-down."""
+
+    code = "circuit_open"
+    title = "Tool paused after repeated failures"
+
+
+# Error code → failure kind, the names ``fallbacks.<pin>.on`` and ``tools.retry.on`` use.
+_KINDS = {
+    "rate_limited": "rate_limited",
+    "tool_timeout": "timeout",
+    "tool_unavailable": "unavailable",
+    "tool_failed": "failed",
+    "circuit_open": "circuit_open",
+}
+
+
+def failure_kind(code: str) -> str | None:
+    """The failure kind of an error code (``None``: not a failure fallbacks apply to)."""
+    return _KINDS.get(code)

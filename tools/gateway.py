@@ -4,15 +4,19 @@ Every pinned server (``mcp_servers`` named by some agent in ``agents``) runs as 
 process with one kept MCP session, owned by its own task so a crashing server cannot take the
 caller down. At start-up each server's version must match its pin and its tool schemas must
 match ``tools.lock``; a server that drifted is refused with a message naming the drift.
-A call goes: pin check (the agent pins this server) → permission check (the tool's declared
-permissions against the run's JWT scopes, outside the LLM) → call on the kept session with a
-timeout → result. A denied call never reaches the server.
+A call goes: pin check (the agent pins this server) → argument check against the tool's
+schema (``tools/validation.py``; the graph repairs before calling) → permission check (the
+tool's declared permissions against the run's JWT scopes, outside the LLM) → quota →
+circuit breaker → retries → call on the kept session with a timeout → result, kept in the
+result cache when the pin degrades to it (``tools/fallback.py``). A denied or invalid call
+never reaches the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -27,25 +31,36 @@ from mcp import ClientSession, McpError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
 from opentelemetry import trace
+from psycopg_pool import AsyncConnectionPool
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from core.errors import KeelError
 from core.identity import Identity
 from core.otel import tracer
 from core.quotas import check_tool_call
-from core.settings import ROOT, McpServerPin, Settings
+from core.settings import ROOT, FallbackRule, FaultMode, McpServerPin, Settings
 from tools import lock as lockfile
 from tools.artifacts import ArtifactStore
+from tools.audit import ToolAudit
 from tools.errors import (
+    CircuitOpen,
     PermissionDenied,
     ToolDrift,
     ToolError,
     ToolFailed,
+    ToolRateLimited,
     ToolTimeout,
     ToolUnavailable,
     UnknownTool,
     UnpinnedVersion,
+    failure_kind,
 )
+from tools.fallback import CachedResult, ResultCache
 from tools.sandbox import sandbox_available
 from tools.servers.common import PERMISSIONS_META, TENANT_META, TRACE_META, USER_META
+from tools.validation import ArgumentsInvalid, describe_errors, expected_of, validate
 
 log = logging.getLogger(__name__)
 _tracer = tracer("keel.tools")
@@ -167,21 +182,63 @@ class _Server:
 class ToolGateway:
     """Pinned tool servers behind one checked call path."""
 
-    def __init__(self, settings: Settings, *, database_url: str | None = None) -> None:
-        """Prepare the gateway for ``settings`` (nothing starts until ``start``)."""
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database_url: str | None = None,
+        pool: AsyncConnectionPool[Any] | None = None,
+    ) -> None:
+        """Prepare the gateway for ``settings`` (nothing starts until ``start``).
+
+        ``pool`` (the app's) holds the result cache and the audit trail; without it no pin
+        degrades to cache and no call is audited.
+        """
         self.settings = settings
         self.database_url = database_url or settings.database.url
         self.log_dir = settings.data_dir / "tools"
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
+        self.cache = ResultCache(pool) if pool is not None else None
+        self.audit = ToolAudit(pool) if pool is not None else None
         self._servers: dict[str, _Server] = {}
         self._specs: dict[str, list[ToolSpec]] = {}
         self.refused: dict[str, str] = {}
         self._restart_lock = asyncio.Lock()
+        breaker = settings.tools.breaker
+        # Only failures of the server count towards opening its circuit; a tool that ran and
+        # reported an error (a bad query) is an answer, not an outage, and a cancelled run's
+        # call says nothing about the server.
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=breaker.threshold,
+            default_ttl=breaker.cooldown_s,
+            exclude=[ToolFailed, asyncio.CancelledError],
+        )
 
     def pinned(self) -> dict[str, McpServerPin]:
-        """The servers some agent pins (an old version runs while any agent pins it)."""
+        """The servers some agent pins, and their fallbacks (an old version runs while used)."""
         names = {t for a in self.settings.agents.values() for t in a.tools}
+        names |= {r.tool for p, r in self.settings.fallbacks.items() if p in names and r.tool}
         return {n: p for n, p in self.settings.mcp_servers.items() if n in names}
+
+    def fallback_rule(self, pin: str) -> FallbackRule | None:
+        """How ``pin`` degrades, if it does."""
+        return self.settings.fallbacks.get(pin)
+
+    def fault_file(self, pin_name: str) -> Path:
+        """Where the server reads an injected fault (``faults.tools``) on every call."""
+        return self.log_dir / f"{pin_name}.fault.json"
+
+    def inject_fault(self, pin_name: str, mode: FaultMode | None) -> None:
+        """Make ``pin_name``'s tools fail as ``mode`` says from the next call (``None``: stop).
+
+        For tests and demos; ``Settings`` refuses configured faults in prod.
+        """
+        path = self.fault_file(pin_name)
+        if mode is None:
+            path.unlink(missing_ok=True)
+            return
+        sleep_s = self.settings.tools.call_timeout_s + 5
+        path.write_text(json.dumps({"mode": mode, "sleep_s": sleep_s}))
 
     def log_file(self, pin_name: str) -> Path:
         """The server's own invocation log."""
@@ -195,6 +252,7 @@ class ToolGateway:
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "KEEL_TOOL_LOG": str(self.log_file(pin_name)),
+            "KEEL_TOOL_FAULT_FILE": str(self.fault_file(pin_name)),
             "KEEL_GITHUB_API": self.settings.tools.github_api,
             "KEEL_SANDBOX": self.settings.tools.sandbox.model_dump_json(),
         }
@@ -256,6 +314,8 @@ class ToolGateway:
     async def start(self, *, check_lock: bool = True) -> None:
         """Start every pinned server; refuse (and log) any that fails, drifts or mismatches."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        for pin_name in self.settings.mcp_servers:
+            self.inject_fault(pin_name, self.settings.faults.tools.get(pin_name))
         locked = lockfile.read_lock(self.settings.tools.lock_file) if check_lock else {}
 
         async def one(pin_name: str, pin: McpServerPin) -> None:
@@ -337,6 +397,24 @@ class ToolGateway:
             raise UnknownTool(f"{pin} has no tool {tool!r}")
         return chosen[0]
 
+    def resolve_pin(self, pin: str, tool: str | None = None) -> ToolSpec:
+        """The tool of pin ``pin`` (its first unless ``tool``), as a fallback names it."""
+        if pin in self.refused:
+            raise ToolDrift(self.refused[pin])
+        specs = [s for s in self._specs.get(pin, []) if tool is None or s.name == tool]
+        if not specs:
+            raise UnknownTool(f"{pin} has no tool {tool!r} running")
+        return specs[0]
+
+    async def cached(
+        self, spec: ToolSpec, args: dict[str, Any], tenant: str
+    ) -> CachedResult | None:
+        """The cached result of this call, if the pin degrades to cache and one is fresh."""
+        rule = self.fallback_rule(spec.pin)
+        if self.cache is None or rule is None or rule.use != "cache":
+            return None
+        return await self.cache.get(tenant, spec.qualified, spec.version, args, rule.max_age)
+
     async def _live_server(self, spec: ToolSpec) -> _Server:
         srv = self._servers.get(spec.pin)
         if srv is not None and srv.alive:
@@ -380,16 +458,98 @@ class ToolGateway:
         trace_id: str = "",
         timeout_s: float | None = None,
     ) -> ToolOutcome:
-        """Check permissions, then call ``spec`` on its kept session.
+        """Check arguments and permissions, then call ``spec`` through its breaker and retries.
 
         Raises:
+            ArgumentsInvalid: the arguments fail the tool's schema (the server is not called).
             PermissionDenied: a declared permission is missing (the server is not called).
             QuotaExceeded: the caller's tool calls per minute are used up (code
                 ``quota_exceeded``; the server is not called).
-            ToolTimeout, ToolUnavailable, ToolFailed: the call itself failed.
+            CircuitOpen: the server failed ``tools.breaker.threshold`` times in a row and
+                its cool-down has not passed (the server is not called).
+            ToolTimeout, ToolUnavailable, ToolRateLimited, ToolFailed: the call failed
+                (after the retries ``tools.retry`` allows).
         """
+        decision, outcome = "denied", "internal_error"
+        try:
+            self._admit(spec, args, identity)
+            await check_tool_call(identity, self.settings)
+            decision = "allowed"
+            result = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+            outcome = "ok"
+            return result
+        except KeelError as exc:
+            outcome = exc.code
+            if exc.code == "circuit_open":
+                decision = "denied"
+            raise
+        finally:
+            if self.audit is not None:
+                await self.audit.record(
+                    trace_id=trace_id,
+                    tenant=identity.tenant,
+                    user_id=identity.user_id,
+                    tool=spec.qualified,
+                    version=spec.version,
+                    args=args,
+                    decision=decision,
+                    outcome=outcome,
+                )
+
+    def _admit(self, spec: ToolSpec, args: dict[str, Any], identity: Identity) -> None:
+        errors = validate(spec.input_schema, args)
+        if errors:
+            key = str(errors[0]["loc"][0]) if errors[0]["loc"] else ""
+            expected = expected_of(spec.input_schema.get("properties", {}).get(key, {}))
+            raise ArgumentsInvalid(describe_errors(errors), expected, "repair the arguments", [])
         self.check_permissions(spec, identity.scopes)
-        await check_tool_call(identity, self.settings)
+
+    async def _resilient_call(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        trace_id: str,
+        timeout_s: float | None,
+    ) -> ToolOutcome:
+        retry = self.settings.tools.retry
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_random_exponential(multiplier=retry.backoff_s, max=retry.max_backoff_s),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, ToolError) and failure_kind(e.code) in retry.on
+            ),
+            reraise=True,
+        )
+        breaker = await self._breakers.get_breaker(spec.pin)
+        outcome: ToolOutcome | None = None
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    async with breaker:
+                        outcome = await self._call_once(spec, args, identity, trace_id, timeout_s)
+                except OpenedState as exc:
+                    cooldown = self.settings.tools.breaker.cooldown_s
+                    raise CircuitOpen(
+                        f"{spec.qualified}: paused after repeated failures; retried after"
+                        f" a {cooldown:g} s cool-down"
+                    ) from exc
+        assert outcome is not None
+        rule = self.fallback_rule(spec.pin)
+        if self.cache is not None and rule is not None and rule.use == "cache":
+            await self.cache.put(
+                identity.tenant, spec.qualified, spec.version, args, outcome.result, outcome.text
+            )
+        return outcome
+
+    async def _call_once(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        trace_id: str,
+        timeout_s: float | None,
+    ) -> ToolOutcome:
         srv = await self._live_server(spec)
         session = srv.session
         if session is None:
@@ -418,6 +578,10 @@ class ToolGateway:
             if "timed out" in exc.error.message.lower():
                 raise ToolTimeout(f"{spec.qualified}: no answer within {timeout:g} s") from exc
             raise ToolFailed(f"{spec.qualified}: {exc.error.message}") from exc
+        except RuntimeError as exc:  # the MCP client checks results against the output schema
+            err = ToolFailed(f"{spec.qualified}: {exc}")
+            err.code = "invalid_output"
+            raise err from exc
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         return _outcome(spec, result, duration_ms)
 
@@ -425,6 +589,8 @@ class ToolGateway:
 def _outcome(spec: ToolSpec, result: CallToolResult, duration_ms: float) -> ToolOutcome:
     text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
     if result.isError:
+        if "[rate_limited]" in text:
+            raise ToolRateLimited(f"{spec.qualified}: too many requests (429)")
         raise ToolFailed(f"{spec.qualified}: {text[:500] or 'error'}")
     structured: Any = result.structuredContent
     if isinstance(structured, dict) and set(structured) == {"result"}:

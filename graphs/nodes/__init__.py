@@ -1,19 +1,106 @@
-"""The research agent's nodes: small typed async functions of (state, runtime)."""
+"""The research agent's nodes: small typed async functions of (state, runtime).
+
+Nodes reach the model through ``chat`` and ``structured``. When ``llm.fallback`` is set, each
+is the main model with the fallback behind it (LangChain's ``with_fallbacks``): a call that
+still times out or fails (connection, 5xx, 429) after the client's own retry goes to the
+fallback model, announced as a ``warning`` with code ``llm_fallback``. When both fail the
+error reaches the executor, which ends the run with ``agent_status: error`` and a plain
+request to try again or rephrase. ``faults.llm: timeout`` points the main model at an
+endpoint that never answers, so it times out for real (after ``llm.timeout_s``, retried once).
+"""
 
 from __future__ import annotations
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, HumanMessage
+from typing import Any
+
+import openai
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langgraph.config import get_stream_writer
+from pydantic import BaseModel
 
 from graphs.context import RunContext
-from graphs.llm import chat_model
+from graphs.emit import emit
+from graphs.llm import chat_model, silent_endpoint
+
+# What sends a call to the fallback model: the main one is unreachable, slow or failing.
+MODEL_FAILURES = (
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.InternalServerError,
+    openai.RateLimitError,
+)
 
 
 def model_for(ctx: RunContext, max_tokens: int) -> BaseChatModel:
-    """The run's chat model, capped at ``max_tokens`` (small models otherwise loop to the end)."""
+    """The run's main chat model, capped at ``max_tokens`` (small models otherwise loop)."""
     if ctx.chat_model is not None:
         return ctx.chat_model
-    return chat_model(ctx.llm.model_copy(update={"max_tokens": max_tokens}))
+    update: dict[str, Any] = {"max_tokens": max_tokens}
+    if ctx.llm_fault == "timeout":
+        update["base_url"] = silent_endpoint()
+    return chat_model(ctx.llm.model_copy(update=update))
+
+
+def _fallback_for(ctx: RunContext, max_tokens: int) -> BaseChatModel | None:
+    fb = ctx.llm.fallback
+    if fb is None or ctx.chat_model is not None:
+        return None
+    return chat_model(
+        ctx.llm.model_copy(
+            update={
+                "provider": "openai",
+                "base_url": fb.base_url,
+                "model": fb.model,
+                "api_key": fb.api_key,
+                "timeout_s": fb.timeout_s,
+                "max_tokens": max_tokens,
+                "fallback": None,
+            }
+        )
+    )
+
+
+def _announce(ctx: RunContext) -> Runnable[Any, Any]:
+    def tell(value: Any) -> Any:
+        fb = ctx.llm.fallback
+        emit(
+            get_stream_writer(),
+            "warning",
+            None,
+            code="llm_fallback",
+            message=(
+                f"The main model ({ctx.llm.model}) did not answer in time or failed:"
+                f" answering with the fallback model ({fb.model if fb else '?'})."
+            ),
+        )
+        return value
+
+    return RunnableLambda(tell)
+
+
+def chat(ctx: RunContext, max_tokens: int) -> Runnable[LanguageModelInput, AIMessage]:
+    """The model for plain and streamed answers, with the fallback model behind it."""
+    main = model_for(ctx, max_tokens)
+    fallback = _fallback_for(ctx, max_tokens)
+    if fallback is None:
+        return main
+    return main.with_fallbacks([_announce(ctx) | fallback], exceptions_to_handle=MODEL_FAILURES)
+
+
+def structured(
+    ctx: RunContext, max_tokens: int, schema: type[BaseModel] | dict[str, Any]
+) -> Runnable[LanguageModelInput, Any]:
+    """The model with ``schema`` as json_schema structured output (raw kept), and fallback."""
+    main = model_for(ctx, max_tokens).with_structured_output(
+        schema, method="json_schema", include_raw=True
+    )
+    fallback = _fallback_for(ctx, max_tokens)
+    if fallback is None:
+        return main
+    backup = fallback.with_structured_output(schema, method="json_schema", include_raw=True)
+    return main.with_fallbacks([_announce(ctx) | backup], exceptions_to_handle=MODEL_FAILURES)
 
 
 def last_question(messages: list[AnyMessage]) -> str:

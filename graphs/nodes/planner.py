@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import last_question, model_for
+from graphs.nodes import last_question, structured
 from graphs.state import Plan, PlanStep, State
 
 NODE = "planner"
@@ -32,10 +32,9 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     asked = f"Q: {question}"
     if recalled.get("conversation"):
         asked = f"Earlier in this conversation:\n{recalled['conversation']}\n\n{asked}"
-    model = model_for(runtime.context, runtime.context.llm.plan_max_tokens)
-    structured = model.with_structured_output(Plan, method="json_schema", include_raw=True)
+    model = structured(runtime.context, runtime.context.llm.plan_max_tokens, Plan)
     try:
-        out: Any = await structured.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])
+        out: Any = await model.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])
     except (ValidationError, OutputParserException):
         out = {}
     plan: Plan | None = out.get("parsed")

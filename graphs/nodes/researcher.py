@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import last_question, model_for
+from graphs.nodes import chat, last_question
 from graphs.state import State
 from graphs.tool_step import run_tool_step
 
@@ -31,6 +31,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     question = last_question(state["messages"])
     prompt = f"Question: {question}\nSub-question: {step['description']}"
     usage: dict[str, int] = {}
+    degraded: str | None = None
     if step["tool"] != "none" and ctx.tools is None:
         emit(
             writer,
@@ -41,16 +42,19 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         )
     elif step["tool"] != "none":
         used = await run_tool_step(writer, NODE, ctx, step, question, index)
-        usage = used.usage
+        usage, degraded = used.usage, used.degraded
         prompt += f"\nTool result:\n{used.note}"
     status(writer, NODE, "thinking", detail=step["description"])
-    model = model_for(ctx, ctx.llm.step_max_tokens)
+    model = chat(ctx, ctx.llm.step_max_tokens)
     reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
     text = reply.text.strip()
     emit(writer, "step_result", NODE, index=index, description=step["description"], text=text)
     step_usage = usage_of(reply)
     total = {k: usage.get(k, 0) + step_usage.get(k, 0) for k in {*usage, *step_usage}}
-    return {"findings": [*findings, {"index": index, "text": text}], "usage": total}
+    finding: dict[str, Any] = {"index": index, "text": text}
+    if degraded:
+        finding["degraded"] = degraded
+    return {"findings": [*findings, finding], "usage": total}
 
 
 def after_researcher(state: State) -> Literal["researcher", "summarizer"]:

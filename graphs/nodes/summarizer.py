@@ -1,4 +1,8 @@
-"""The summarizer: streams the final answer token by token as ``text_delta`` events."""
+"""The summarizer: streams the final answer token by token as ``text_delta`` events.
+
+When a step's tool degraded (cache, fallback tool, skipped), the answer ends with a line
+naming the degraded sources, so a reader never takes a cached answer for a live one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from langgraph.runtime import Runtime
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import last_question, model_for
+from graphs.nodes import chat, last_question
 from graphs.state import State
 
 NODE = "summarizer"
@@ -24,7 +28,7 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         f"{i + 1}. {s['description']}: {f['text']}"
         for i, (s, f) in enumerate(zip(state["plan"], state.get("findings", []), strict=False))
     )
-    model = model_for(runtime.context, runtime.context.llm.max_tokens)
+    model = chat(runtime.context, runtime.context.llm.max_tokens)
     prompt = [
         SystemMessage(prompts.SUMMARIZER),
         HumanMessage(
@@ -34,10 +38,16 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     ]
     full: AIMessageChunk | None = None
     async for chunk in model.astream(prompt):
+        assert isinstance(chunk, AIMessageChunk)
         if chunk.text:
             emit(writer, "text_delta", NODE, text=chunk.text)
         full = chunk if full is None else full + chunk
     answer = full.text if full is not None else ""
+    degraded = [f["degraded"] for f in state.get("findings", []) if f.get("degraded")]
+    if degraded:
+        note = "\n\nDegraded sources: " + "; ".join(degraded) + "."
+        emit(writer, "text_delta", NODE, text=note)
+        answer += note
     return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,21 +17,26 @@ class ScriptedChatModel(GenericFakeChatModel):
 
     def with_structured_output(  # type: ignore[override]
         self,
-        schema: type[BaseModel],
+        schema: type[BaseModel] | dict[str, Any],
         *,
         method: str = "json_schema",
         include_raw: bool = False,
         **_: Any,
     ) -> Runnable[Any, Any]:
-        """Parse the next scripted reply into ``schema`` like ChatOpenAI's json_schema mode."""
+        """Parse the next scripted reply into ``schema`` like ChatOpenAI's json_schema mode
+        (a dict schema gives the parsed JSON object, unvalidated, as ChatOpenAI does)."""
         assert method == "json_schema"
 
         async def parse(messages: Any) -> Any:
             raw = await self.ainvoke(messages)
+            parsed: BaseModel | dict[str, Any] | None
+            error: Exception | None = None
             try:
-                parsed: BaseModel | None = schema.model_validate_json(raw.text)
-                error = None
-            except ValidationError as exc:
+                if isinstance(schema, dict):
+                    parsed = json.loads(raw.text)
+                else:
+                    parsed = schema.model_validate_json(raw.text)
+            except (ValidationError, json.JSONDecodeError) as exc:
                 parsed, error = None, exc
             if include_raw:
                 return {"raw": raw, "parsed": parsed, "parsing_error": error}

@@ -85,3 +85,55 @@ async def test_replay_catches_a_changed_graph(live: LiveServer, fake_llm: FakeOp
     step = next(e for e in tampered if e["type"] == "step_result")
     step["data"] = {**step["data"], "text": "something else"}
     assert normalise(await replay(rec)) != normalise(tampered)
+
+
+@pytest.mark.asyncio
+async def test_record_then_replay_a_run_with_tools_and_a_repair(
+    live: LiveServer, fake_llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_llm.script.extend(
+        [
+            json.dumps(
+                {
+                    "steps": [
+                        {"description": "Trending Python repositories", "tool": "github_trending"},
+                        {"description": "Book a review after coffee", "tool": "calendar"},
+                    ]
+                }
+            ),
+            "transformers leads.",
+            json.dumps({"title": "Review", "starts_at": "after coffee", "duration_min": 30}),
+            json.dumps({"title": "Review", "starts_at": "2026-11-24T10:00:00+00:00"}),
+            "Booked at ten.",
+            "Trending: transformers; review booked.",
+        ]
+    )
+    token = live.token("alice", "acme", scopes=["write:calendar"])
+    with live.client() as c:
+        c.headers["Authorization"] = f"Bearer {token}"
+        tid = c.post("/v1/threads").json()["thread_id"]
+        _, frames = stream_run(c, tid, "Trending Python repos, and book a review after coffee")
+    kinds = [f.data["type"] for f in frames]
+    assert kinds.count("tool_result") == 2 and kinds.count("repair") == 1
+    out = tmp_path / "tools.json"
+    subprocess.run(
+        [sys.executable, "-m", "api.cli", "record", tid, "-o", str(out), "--url", live.url]
+        + ["--user", "alice", "--tenant", "acme"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rec = load(out)
+    assert [t["tool_name"] for t in rec["tool_outputs"]] == [
+        "github_trending.trending_repos",
+        "calendar.schedule_meeting",
+    ]
+    assert {(t["qualified_name"], t["version"]) for t in rec["tools"]} == {
+        ("github_trending.trending_repos", "2.0.0"),
+        ("calendar.schedule_meeting", "1.0.0"),
+    }
+    assert len(rec["model_outputs"]) == 6
+    assert normalise(await replay(rec)) == normalise(rec["events"])
+    # A graph that calls its tools differently no longer matches the recording.
+    rec["tool_outputs"][0]["result"] = {"source": "snapshot", "repos": []}
+    assert normalise(await replay(rec)) != normalise(rec["events"])

@@ -139,7 +139,8 @@ def test_model_outage_ends_with_error_and_run_finished(
     assert tail == [("agent_status", "error"), ("error", None), ("run_finished", "error")]
     assert frames[-2].data["data"] == {
         "code": "model_error",
-        "message": "The language model failed (HTTP 500).",
+        "message": "The language model is not answering right now (HTTP 500). Please try"
+        " again in a moment, or rephrase your question.",
     }
     assert "Traceback" not in frames[-2].data["data"]["message"]
     assert live.sql("SELECT status FROM runs WHERE thread_id = %s", thread_id) == [

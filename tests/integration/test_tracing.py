@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from core.otel import add_processor
 from tests.conftest import LiveServer, stream_run
@@ -65,6 +66,10 @@ def test_one_trace_id_everywhere(
     ]
     assert {format(s.context.trace_id, "032x") for s in mine} == {trace_id}
     names = [s.name for s in mine]
+    # The official instrumentations: the HTTP server span, and SQL statements of the run.
+    server = [s for s in mine if s.kind == SpanKind.SERVER]
+    assert [s.name for s in server] == ["POST /v1/threads/{thread_id}/runs"]
+    assert any((s.attributes or {}).get("db.system") == "postgresql" for s in mine)
     assert names.count("node planner") == 1
     assert names.count("node researcher") == 2
     assert names.count("node summarizer") == 1

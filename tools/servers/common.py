@@ -58,11 +58,38 @@ def caller(ctx: Context[Any, Any, Any] | None) -> dict[str, str]:
     }
 
 
+class InjectedFault(Exception):
+    """A fault injected for tests and demos; the gateway reads its ``[kind]`` prefix."""
+
+
 def invoked(ctx: Context[Any, Any, Any] | None, tool: str, args: dict[str, Any]) -> dict[str, str]:
-    """Log an invocation and return the caller."""
+    """Log an invocation, apply an injected fault if one is set, and return the caller."""
     who = caller(ctx)
     log_line("invoke", tool=tool, args=args, **who)
+    _inject_fault()
     return who
+
+
+def _inject_fault() -> None:
+    """Fail as ``$KEEL_TOOL_FAULT_FILE`` says (written by the gateway from ``faults``).
+
+    The file is read on every call so a fault can be switched on and off while the server
+    runs: ``rate_limited`` answers like an HTTP 429, ``timeout`` hangs past the caller's
+    deadline, ``crash`` kills the process mid-call.
+    """
+    path = os.environ.get("KEEL_TOOL_FAULT_FILE")
+    if not path or not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        fault = json.load(f)
+    mode = fault.get("mode")
+    log_line("fault", mode=mode)
+    if mode == "rate_limited":
+        raise InjectedFault("[rate_limited] 429 Too Many Requests (injected fault)")
+    if mode == "timeout":
+        time.sleep(float(fault.get("sleep_s", 60)))
+    if mode == "crash":
+        os._exit(70)
 
 
 def serve(server: FastMCP, argv: list[str] | None = None) -> None:
