@@ -15,7 +15,7 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import meta, threads, tools, traces, usage
+from api.routes import memory, meta, threads, tools, traces, usage
 from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
@@ -27,6 +27,7 @@ from core.settings import Settings
 from core.tracing import install_log_context
 from graphs.graph import build_graph
 from graphs.llm import close_models
+from memory.layers import open_memory
 from tools.gateway import ToolGateway
 
 
@@ -52,15 +53,34 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
             event_log, broker = EventLog(pool, instance), Broker()
-            async with ToolGateway(settings, pool=pool) as gateway:
+            async with (
+                ToolGateway(settings, pool=pool) as gateway,
+                open_memory(settings, pool) as layers,
+            ):
                 executor = RunExecutor(
-                    settings, graph, pool, event_log, broker, chat_model, tools=gateway
+                    settings,
+                    graph,
+                    pool,
+                    event_log,
+                    broker,
+                    chat_model,
+                    tools=gateway,
+                    memory=layers,
                 )
                 listener = Listener(settings.database.url, broker, instance, executor.cancel_local)
                 await listener.start()
                 await executor.start_heartbeat()
                 app.state.services = Services(
-                    settings, pool, graph, event_log, broker, executor, quotas, scheduler, gateway
+                    settings,
+                    pool,
+                    graph,
+                    event_log,
+                    broker,
+                    executor,
+                    quotas,
+                    scheduler,
+                    gateway,
+                    memory=layers,
                 )
                 yield
                 await executor.shutdown()
@@ -84,6 +104,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(usage.router)
     app.include_router(tools.router)
     app.include_router(traces.router)
+    app.include_router(memory.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:

@@ -214,6 +214,31 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from core.db import migrate, open_pool
+    from memory.long_term import Keyring, LongTermMemory
+
+    settings = get_settings()
+    mem = settings.memory
+
+    async def go() -> None:
+        pool = await open_pool(_database_url(settings), 1, 2)
+        try:
+            async with pool.connection() as conn:
+                await migrate(conn)
+            done = await LongTermMemory(
+                pool, Keyring(mem.master_key, mem.previous_master_keys)
+            ).rotate()
+        finally:
+            await pool.close()
+        print(f"keel memory rotate-key: {done} long-term records re-encrypted")
+
+    asyncio.run(go())
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     import json
 
@@ -335,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["lock"])
     p.add_argument("pins", nargs="*", help="only these mcp_servers entries (default: all)")
     p.set_defaults(fn=_tools)
+    p = sub.add_parser("memory", help="`keel memory rotate-key` re-encrypts long-term memory")
+    p.add_argument("action", choices=["rotate-key"])
+    p.set_defaults(fn=_memory)
     p = sub.add_parser("ingest", help="add Markdown/text files to the documents corpus")
     p.add_argument("paths", nargs="+")
     p.add_argument("--tenant", default="default")

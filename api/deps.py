@@ -18,6 +18,7 @@ from core.errors import AuthenticationFailed, NotFound
 from core.identity import Identity, verify_token
 from core.quotas import Quotas
 from core.settings import Settings
+from memory.layers import MemoryLayers
 from tools.gateway import ToolGateway
 
 
@@ -34,6 +35,7 @@ class Services:
     quotas: Quotas
     scheduler: FairScheduler
     tools: ToolGateway
+    memory: MemoryLayers | None = None
 
 
 def services(request: Request) -> Services:

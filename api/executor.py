@@ -37,6 +37,7 @@ from core.settings import Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
+from memory.layers import MemoryLayers
 from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class RunExecutor:
         chat_model: BaseChatModel | None = None,
         *,
         tools: ToolGateway | None = None,
+        memory: MemoryLayers | None = None,
     ) -> None:
         """Wire the executor to the compiled graph, the stores and the tool gateway."""
         self.settings = settings
@@ -106,6 +108,7 @@ class RunExecutor:
         self.broker = broker
         self.chat_model = chat_model
         self.tools = tools
+        self.memory = memory
         self.active: dict[str, RunHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -404,6 +407,7 @@ class RunExecutor:
             tools=self.tools,
             timezone=ident.tz or self.settings.tools.default_timezone,
             llm_fault=self.settings.faults.llm,
+            memory=self.memory,
         )
         config: Any = {
             "configurable": configurable,

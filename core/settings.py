@@ -283,6 +283,45 @@ class FaultSettings(BaseModel):
     llm: Literal["timeout"] | None = None
 
 
+class SessionMemorySettings(BaseModel):
+    """Session memory: Qdrant (local folder or server URL) and the embedding model.
+
+    ``url`` unset: qdrant-client local mode in ``<data_dir>/qdrant`` (one process).
+    ``embeddings_base_url`` unset: the packaged all-MiniLM-L6-v2 (int8 ONNX, CPU); set: any
+    OpenAI-compatible ``/v1/embeddings`` endpoint serving ``embeddings_model``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    url: str | None = None
+    api_key: str | None = None
+    collection: str = "keel_session"
+    embeddings_base_url: str | None = None
+    embeddings_model: str = "all-MiniLM-L6-v2"
+    embeddings_api_key: str = "local"
+    dimensions: int = 384
+    limit: int = 4
+    min_score: float = 0.35
+    reuse_score: float = 0.6
+
+
+class MemorySettings(BaseModel):
+    """Layered memory: the short-term token budget, session memory and the long-term key.
+
+    ``master_key`` derives one AES-GCM key per tenant (HKDF); ``previous_master_keys`` still
+    decrypt rows written before a rotation (``keel memory rotate-key`` re-encrypts them).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    short_term_budget_tokens: int = Field(default=1500, ge=64)
+    summary_max_tokens: int = Field(default=300, ge=16)
+    master_key: str = f"{PLACEHOLDER_PREFIX}-dev-memory-master-key-32-bytes-long"
+    previous_master_keys: tuple[str, ...] = ()
+    session: SessionMemorySettings = Field(default_factory=SessionMemorySettings)
+
+
 class Settings(BaseSettings):
     """Keel's whole configuration, validated at start-up."""
 
@@ -304,6 +343,7 @@ class Settings(BaseSettings):
     tools: ToolSettings = Field(default_factory=ToolSettings)
     fallbacks: dict[str, FallbackRule] = Field(default_factory=dict)
     faults: FaultSettings = Field(default_factory=FaultSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -356,6 +396,14 @@ class Settings(BaseSettings):
                 raise ValueError("faults must be empty in prod (fault injection is for tests)")
             if not self.quotas.storage_url.startswith(("redis://", "rediss://")):
                 raise ValueError("quotas.storage_url must be redis:// in prod (shared by replicas)")
+            if (
+                self.memory.master_key.startswith(PLACEHOLDER_PREFIX)
+                or len(self.memory.master_key) < 32
+            ):
+                raise ValueError(
+                    "memory.master_key is a placeholder or shorter than 32 bytes; "
+                    "set KEEL_MEMORY__MASTER_KEY outside dev"
+                )
         return self
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 
 from core.settings import LLMSettings, get_settings
+from memory.layers import MemoryLayers
 from tools.gateway import ToolGateway
 
 
@@ -20,7 +21,8 @@ class RunContext:
     """Who runs, under which trace, with which model settings.
 
     ``chat_model`` overrides the model built from ``llm`` (scripted models in unit tests);
-    ``tools`` is the app's tool gateway (``None``: tool steps answer from the model alone).
+    ``tools`` is the app's tool gateway (``None``: tool steps answer from the model alone);
+    ``memory`` the session and long-term stores (``None``: only short-term memory).
     """
 
     user_id: str = "anonymous"
@@ -36,3 +38,4 @@ class RunContext:
     tools: ToolGateway | None = None
     timezone: str = "UTC"  # the user's (JWT claim ``tz``), for dates in tool arguments
     llm_fault: Literal["timeout"] | None = None  # ``faults.llm``: tests and demos only
+    memory: MemoryLayers | None = None

@@ -35,8 +35,14 @@ class State(InputState, total=False):
     """Everything the nodes share; plan and findings are plain JSON so checkpoints stay portable.
 
     ``plan`` and ``findings`` belong to the current turn: the planner resets them.
+    ``recalled`` is what the memory router selected for this turn (conversation window,
+    session facts, profile fields, tools whose results are already known); ``summary`` and
+    ``folded`` are the running summary of older turns and how many turns it covers.
     """
 
     plan: list[dict[str, Any]]
     findings: list[dict[str, Any]]
+    recalled: dict[str, Any]
+    summary: str
+    folded: int
     usage: Annotated[dict[str, int], lambda a, b: {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}]

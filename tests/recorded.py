@@ -23,6 +23,8 @@ from tools.gateway import ToolGateway, ToolOutcome, ToolSpec
 
 # Events the executor adds around the graph's own: not reproduced by a graph-only replay.
 _EXECUTOR_EVENTS = {"run_started", "run_finished"}
+# The memory nodes read and write stores (session, long-term) a recording does not hold.
+_MEMORY_NODES = {"memory_router", "remember"}
 
 
 def normalise(events: list[dict[str, Any]]) -> list[tuple[str, str | None, Any]]:
@@ -30,8 +32,10 @@ def normalise(events: list[dict[str, Any]]) -> list[tuple[str, str | None, Any]]
     (token boundaries depend on the model's tokenizer, the text does not)."""
     out: list[tuple[str, str | None, Any]] = []
     for ev in events:
-        if ev["type"] in _EXECUTOR_EVENTS or (
-            ev["type"] == "agent_status" and ev.get("node") is None
+        if (
+            ev["type"] in _EXECUTOR_EVENTS
+            or ev.get("node") in _MEMORY_NODES
+            or (ev["type"] == "agent_status" and ev.get("node") is None)
         ):
             continue
         # A tool call's id is minted per run: matched loosely, like seq and times.

@@ -1,4 +1,9 @@
-"""The planner: a typed plan by structured output (json_schema, so small models stay valid)."""
+"""The planner: a typed plan by structured output (json_schema, so small models stay valid).
+
+It sees the question and the conversation window the memory router selected; a step for a tool
+whose result session memory already holds (``recalled["reuse_tools"]``) becomes a model-only
+step, so the tool is not called twice in a thread.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     writer = runtime.stream_writer
     status(writer, NODE, "planning")
     question = last_question(state["messages"])
+    recalled = state.get("recalled", {})
+    asked = f"Q: {question}"
+    if recalled.get("conversation"):
+        asked = f"Earlier in this conversation:\n{recalled['conversation']}\n\n{asked}"
     model = structured(runtime.context, runtime.context.llm.plan_max_tokens, Plan)
     try:
-        out: Any = await model.ainvoke(
-            [SystemMessage(prompts.PLANNER), HumanMessage(f"Q: {question}")]
-        )
+        out: Any = await model.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])
     except (ValidationError, OutputParserException):
         out = {}
     plan: Plan | None = out.get("parsed")
@@ -40,6 +47,13 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             message="The planner's output was not a valid plan; answering in one step.",
         )
         plan = Plan(steps=[PlanStep(description=question[:200] or "answer", tool="none")])
-    steps = [s.model_dump() for s in plan.steps]
+    steps = [_reuse(s.model_dump(), recalled.get("reuse_tools", [])) for s in plan.steps]
     emit(writer, "plan", NODE, steps=steps)
     return {"plan": steps, "findings": [], "usage": usage_of(out.get("raw"))}
+
+
+def _reuse(step: dict[str, Any], known: list[str]) -> dict[str, Any]:
+    """A tool step whose result session memory already holds is answered from memory."""
+    if step["tool"] == "none" or step["tool"] not in known:
+        return step
+    return {"description": f"{step['description']} (from session memory)"[:200], "tool": "none"}

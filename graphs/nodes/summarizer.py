@@ -31,7 +31,10 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     model = chat(runtime.context, runtime.context.llm.max_tokens)
     prompt = [
         SystemMessage(prompts.SUMMARIZER),
-        HumanMessage(f"Question: {last_question(state['messages'])}\nNotes:\n{notes}"),
+        HumanMessage(
+            f"Question: {last_question(state['messages'])}\nNotes:\n{notes}"
+            + _recalled(state.get("recalled", {}))
+        ),
     ]
     full: AIMessageChunk | None = None
     async for chunk in model.astream(prompt):
@@ -46,3 +49,19 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         emit(writer, "text_delta", NODE, text=note)
         answer += note
     return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
+
+
+def _recalled(recalled: dict[str, Any]) -> str:
+    """What the memory router selected, as prompt text (empty when it selected nothing)."""
+    parts = []
+    if recalled.get("facts"):
+        parts.append(
+            "Known from this thread:\n" + "\n".join(f"- {f['text']}" for f in recalled["facts"])
+        )
+    if recalled.get("profile"):
+        parts.append(
+            "About the user:\n" + "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
+        )
+    if recalled.get("conversation"):
+        parts.append(recalled["conversation"])
+    return "".join(f"\n\n{p}" for p in parts)

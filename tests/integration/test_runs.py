@@ -88,13 +88,15 @@ def test_history_lists_checkpoints_of_each_step(live: LiveServer) -> None:
     assert r.status_code == 200
     history = r.json()
     assert [h["node"] for h in history] == [
+        "remember",
         "summarizer",
         "researcher",
         "planner",
+        "memory_router",
         "__start__",
         "input",
     ][: len(history)]
-    assert [h["step"] for h in history] == [3, 2, 1, 0, -1]
+    assert [h["step"] for h in history] == [5, 4, 3, 2, 1, 0, -1]
     assert history[0]["next"] == []
     assert history[1]["parent_checkpoint_id"] == history[2]["checkpoint_id"]
 

@@ -80,6 +80,7 @@ def test_trending_python_run_calls_github_v2(live: LiveServer, fake_llm: FakeOpe
         ("step_result", None),
         ("agent_status", "summarizing"),
         *[("text_delta", None)] * 4,
+        ("memory", None),  # the tool finding is kept in session memory
         ("agent_status", "done"),
         ("run_finished", "success"),
     ]

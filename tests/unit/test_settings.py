@@ -34,9 +34,17 @@ def test_prod_refuses_the_placeholder_secret(monkeypatch: pytest.MonkeyPatch) ->
         Settings()
 
 
+def test_prod_refuses_the_placeholder_memory_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_ENV", "prod")
+    monkeypatch.setenv("KEEL_AUTH__JWT_SECRET", "k" * 48)
+    with pytest.raises(ValidationError, match="memory.master_key"):
+        Settings()
+
+
 def test_prod_accepts_a_real_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEL_ENV", "prod")
     monkeypatch.setenv("KEEL_AUTH__JWT_SECRET", "k" * 48)
+    monkeypatch.setenv("KEEL_MEMORY__MASTER_KEY", "m" * 48)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/keel")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://vllm:8000/v1")
     s = Settings()

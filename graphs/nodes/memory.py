@@ -1,0 +1,170 @@
+"""The memory router and the session writer (practice 14): memory is reached only here.
+
+``memory_router`` runs before the planner. It trims the conversation to the short-term budget
+(folding older turns into the running summary), then decides by cheap rules which other layers
+the question needs (``memory/router.py``), reads only those, and emits a ``memory`` event per
+layer it touched (``store``, ``op``, ``hits``). The planner and summarizer see only what it put
+in ``recalled``; profile fields appear there only with the scope ``memory:long_term`` and only
+when the question selects them.
+
+``remember`` runs after the summarizer and stores the turn's facts in session memory: each tool
+step's finding (source ``step:<tool>:<hash of the step>``) and a user's statement (source
+``said:<hash>``), so a retried or replayed turn overwrites instead of duplicating. A later
+question whose closest session fact came from a tool (score ≥ ``reuse_score``) is answered from
+that fact: the planner drops the tool call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.runtime import Runtime
+from langgraph.types import StreamWriter
+
+from core.identity import Identity
+from core.settings import MemorySettings, get_settings
+from graphs.context import RunContext
+from graphs.emit import emit, status
+from graphs.nodes import last_question
+from graphs.state import State
+from memory.long_term import SCOPE
+from memory.router import is_personal, is_statement, select_fields
+from memory.session import Fact
+from memory.short_term import window
+
+log = logging.getLogger(__name__)
+ROUTER = "memory_router"
+WRITER = "remember"
+
+
+def _settings(ctx: RunContext) -> MemorySettings:
+    return ctx.memory.settings if ctx.memory is not None else get_settings().memory
+
+
+def _degraded(writer: StreamWriter, node: str, layer: str, exc: Exception) -> None:
+    log.warning("memory layer failed", extra={"keel": {"layer": layer, "error": repr(exc)}})
+    emit(
+        writer,
+        "warning",
+        node,
+        code="memory_unavailable",
+        message=f"{layer} memory is unavailable; going on without it.",
+    )
+
+
+async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Select what this turn may know beyond the question, and nothing else."""
+    writer, ctx = runtime.stream_writer, runtime.context
+    settings = _settings(ctx)
+    messages = state["messages"]
+    question = last_question(messages)
+    history = messages[:-1] if messages and isinstance(messages[-1], HumanMessage) else messages
+    win = window(
+        history,
+        summary=state.get("summary", ""),
+        folded=state.get("folded", 0),
+        budget_tokens=settings.short_term_budget_tokens,
+        summary_max_tokens=settings.summary_max_tokens,
+    )
+    if win.newly_folded:
+        emit(writer, "memory", ROUTER, store="short_term", op="write", hits=win.newly_folded)
+    recalled: dict[str, Any] = {
+        "conversation": win.render(),
+        "facts": [],
+        "profile": {},
+        "reuse_tools": [],
+    }
+    layers = ctx.memory
+    session = layers.session if layers is not None else None
+    long_term = layers.long_term if layers is not None else None
+    use_session = session is not None and any(isinstance(m, AIMessage) for m in history)
+    use_long_term = long_term is not None and SCOPE in ctx.scopes and is_personal(question)
+    if use_session or use_long_term:
+        status(writer, ROUTER, "retrieving_memory")
+    if use_session and session is not None:
+        try:
+            hits = await session.recall(
+                ctx.tenant,
+                ctx.thread_id,
+                question,
+                limit=settings.session.limit,
+                min_score=settings.session.min_score,
+            )
+        except Exception as exc:
+            _degraded(writer, ROUTER, "session", exc)
+            hits = []
+        else:
+            emit(writer, "memory", ROUTER, store="session", op="read", hits=len(hits))
+        recalled["facts"] = [
+            {"text": h.fact.text, "kind": h.fact.kind, "score": round(h.score, 3)} for h in hits
+        ]
+        recalled["reuse_tools"] = sorted(
+            {
+                str(h.fact.meta["tool"])
+                for h in hits
+                if h.fact.kind == "tool_result"
+                and "tool" in h.fact.meta
+                and h.score >= settings.session.reuse_score
+            }
+        )
+    if use_long_term and long_term is not None:
+        identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+        try:
+            profile = await long_term.get(identity)
+            embedder = getattr(session, "embedder", None)
+            chosen = await select_fields(question, profile.fields, embedder)
+        except Exception as exc:
+            _degraded(writer, ROUTER, "long-term", exc)
+        else:
+            emit(writer, "memory", ROUTER, store="long_term", op="read", hits=len(chosen))
+            recalled["profile"] = {name: profile.fields[name] for name in chosen}
+    return {"recalled": recalled, "summary": win.summary, "folded": win.folded}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.strip().lower().encode()).hexdigest()[:16]
+
+
+async def remember(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Store this turn's tool findings and the user's statement in session memory."""
+    ctx = runtime.context
+    session = ctx.memory.session if ctx.memory is not None else None
+    if session is None:
+        return {}
+    facts: list[Fact] = []
+    for step, finding in zip(state.get("plan", []), state.get("findings", []), strict=False):
+        if step["tool"] == "none" or not finding.get("text"):
+            continue
+        facts.append(
+            Fact(
+                tenant=ctx.tenant,
+                thread_id=ctx.thread_id,
+                source=f"step:{step['tool']}:{_digest(step['description'])}",
+                kind="tool_result",
+                text=f"{step['description']}: {finding['text']}"[:8000],
+                meta={"tool": step["tool"], "run_id": ctx.run_id},
+            )
+        )
+    question = last_question(state["messages"])
+    if is_statement(question):
+        facts.append(
+            Fact(
+                tenant=ctx.tenant,
+                thread_id=ctx.thread_id,
+                source=f"said:{_digest(question)}",
+                kind="user_statement",
+                text=question[:8000],
+            )
+        )
+    if not facts:
+        return {}
+    try:
+        written = await session.remember(facts)
+    except Exception as exc:
+        _degraded(runtime.stream_writer, WRITER, "session", exc)
+        return {}
+    emit(runtime.stream_writer, "memory", WRITER, store="session", op="write", hits=written)
+    return {}
