@@ -252,7 +252,7 @@ def main() -> int:
             "KEEL_QUOTAS__MAX_ACTIVE_RUNS": "16",
             "KEEL_QUOTAS__FREE__CONCURRENT_RUNS": "1",
             "KEEL_QUOTAS__FREE__MAX_QUEUED": "0",
-            "KEEL_QUOTAS__FREE__MAX_ACTIVE_SHARE": os.environ.get("BENCH_FREE_SHARE", "0.25"),
+            "KEEL_QUOTAS__FREE__MAX_ACTIVE_SHARE": os.environ.get("BENCH_FREE_SHARE", "0.125"),
         }
         me = [sys.executable, __file__]
         procs.append(subprocess.Popen([*me, "llm", "--port", str(llm_port)], env=env))
