@@ -15,7 +15,7 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import memory, meta, threads, tools, traces, usage
+from api.routes import feedback, memory, meta, threads, tools, traces, usage
 from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
@@ -102,6 +102,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(meta.router)
     app.include_router(threads.router)
     app.include_router(usage.router)
+    app.include_router(feedback.router)
     app.include_router(tools.router)
     app.include_router(traces.router)
     app.include_router(memory.router)

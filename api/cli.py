@@ -214,6 +214,31 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback(args: argparse.Namespace) -> int:
+    """``keel feedback export``: feedback with question, answer and tool calls, as JSONL."""
+    import asyncio
+    import json
+
+    from api.feedback import export_rows
+    from core.db import open_pool
+
+    settings = get_settings()
+
+    async def go() -> int:
+        pool = await open_pool(_database_url(settings), 1, 2)
+        try:
+            rows = await export_rows(pool, args.tenant)
+        finally:
+            await pool.close()
+        with open(args.output, "w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, default=str) + "\n")
+        print(f"keel feedback export: {len(rows)} rows to {args.output}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(go())
+
+
 def _memory(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -350,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=None)
     p.add_argument("--max-events", type=int, default=None)
     p.set_defaults(fn=_prune)
+    p = sub.add_parser("feedback", help="`keel feedback export -o FILE` writes feedback as JSONL")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--tenant", default=None, help="only this tenant's feedback")
+    p.set_defaults(fn=_feedback)
     p = sub.add_parser("record", help="save a run's events and model outputs for replay tests")
     p.add_argument("thread_id")
     p.add_argument("--run-id", default=None, help="default: the thread's last run")

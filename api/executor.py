@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from api.feedback import FeedbackStore, VariantRouter
 from api.metrics import observe_event
 from api.scheduler import Ticket
 from api.streaming import Broker, EventLog, notify_cancel
@@ -33,7 +34,7 @@ from core.errors import Conflict, KeelError
 from core.events import Event, NodeEvent, RunStatus, envelope, now
 from core.identity import Identity
 from core.otel import context_for, tracer
-from core.settings import Settings
+from core.settings import LLMSettings, Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
@@ -62,6 +63,8 @@ class RunHandle:
     usage: dict[str, int] = field(default_factory=dict)
     ticket: Ticket | None = None
     max_duration_s: float | None = None
+    variant: str | None = None
+    variant_reason: str | None = None
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -109,6 +112,11 @@ class RunExecutor:
         self.chat_model = chat_model
         self.tools = tools
         self.memory = memory
+        self.feedback = FeedbackStore(pool, settings)
+        self._routers = {
+            name: VariantRouter(settings, spec.routing.seed)
+            for name, spec in settings.agents.items()
+        }
         self.active: dict[str, RunHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -171,12 +179,20 @@ class RunExecutor:
         handle = RunHandle(
             run_id, thread_id, trace_id, identity, ticket=ticket, max_duration_s=max_duration_s
         )
+        spec = self.settings.agents[agent]
+        learn = spec.routing.policy == "thompson" and len(spec.variants) > 1
+        outcomes = await self.feedback.outcomes(agent, identity.tier) if learn else {}
+        handle.variant, handle.variant_reason = self._routers[agent].choose(spec, outcomes)
         async with self.pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO runs (run_id, thread_id, trace_id, agent, status)"
-                " VALUES (%s, %s, %s, %s, 'queued')",
-                (run_id, thread_id, trace_id, agent),
+                "INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier,"
+                " status) VALUES (%s, %s, %s, %s, %s, %s, 'queued')",
+                (run_id, thread_id, trace_id, agent, handle.variant, identity.tier),
             )
+        try:
+            await self.feedback.note_follow_up(identity, thread_id, run_id)
+        except Exception:  # an implicit signal never stops a run
+            log.exception("could not record the follow-up signal")
         self.active[run_id] = handle
         handle.task = asyncio.create_task(
             self._run(handle, message, agent, checkpoint_id), name=f"run-{run_id}"
@@ -308,10 +324,16 @@ class RunExecutor:
             handle,
             NodeEvent(
                 type="run_started",
-                data={"agent": agent, "message": message, "parent_checkpoint_id": checkpoint_id},
+                data={
+                    "agent": agent,
+                    "message": message,
+                    "parent_checkpoint_id": checkpoint_id,
+                    "agent_variant": handle.variant,
+                    "variant_reason": handle.variant_reason,
+                },
             ),
         )
-        log.info("run started")
+        log.info("run started", extra={"keel": {"agent_variant": handle.variant}})
         deadline: asyncio.Timeout | None = None
         try:
             if cancelled:
@@ -332,6 +354,7 @@ class RunExecutor:
                         "keel.run_id": handle.run_id,
                         "keel.thread_id": handle.thread_id,
                         "keel.agent": agent,
+                        "keel.agent_variant": handle.variant or "",
                         "keel.user_id": handle.identity.user_id,
                         "keel.tenant": handle.identity.tenant,
                     },
@@ -401,7 +424,7 @@ class RunExecutor:
             trace_id=handle.trace_id,
             run_id=handle.run_id,
             thread_id=handle.thread_id,
-            llm=self.settings.llm,
+            llm=self._llm_for(agent, handle.variant),
             chat_model=self.chat_model,
             agent=agent,
             tools=self.tools,
@@ -419,6 +442,7 @@ class RunExecutor:
                 "user_id": ident.user_id,
                 "tenant": ident.tenant,
                 "agent": agent,
+                "agent_variant": handle.variant,
             },
         }
         async for mode, chunk in self.graph.astream(
@@ -434,6 +458,18 @@ class RunExecutor:
                     if isinstance(update, dict) and "usage" in update:
                         for k, v in update["usage"].items():
                             handle.usage[k] = handle.usage.get(k, 0) + int(v)
+
+    def _llm_for(self, agent: str, variant: str | None) -> LLMSettings:
+        """The model settings with ``variant``'s changes applied."""
+        spec = self.settings.agents[agent].variants.get(variant or "")
+        if spec is None:
+            return self.settings.llm
+        update: dict[str, Any] = {}
+        if spec.model is not None:
+            update["model"] = spec.model
+        if spec.temperature is not None:
+            update["temperature"] = spec.temperature
+        return self.settings.llm.model_copy(update=update)
 
     async def _finish(self, handle: RunHandle, status: str) -> None:
         """Close the run's row when its events could not be written."""

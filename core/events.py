@@ -36,6 +36,8 @@ class RunStartedData(_Data):
     agent: str
     message: str
     parent_checkpoint_id: str | None = None
+    agent_variant: str | None = None  # the variant the feedback router chose, if any
+    variant_reason: str | None = None  # why: fixed, exploration, or the Thompson draws
 
 
 class AgentStatusData(_Data):

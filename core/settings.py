@@ -180,10 +180,39 @@ class McpServerPin(BaseModel):
     command: list[str] | None = None
 
 
+class VariantSettings(BaseModel):
+    """One variant of an agent: what it changes in the model call (A/B strategies)."""
+
+    model: str | None = None
+    temperature: float | None = None
+    description: str = ""
+
+
+class RoutingSettings(BaseModel):
+    """How a run picks its agent's variant.
+
+    ``fixed`` always takes ``default``; ``thompson`` samples on feedback and explores
+    uniformly with probability ``exploration_floor``; ``seed`` makes choices reproducible.
+    """
+
+    policy: Literal["fixed", "thompson"] = "fixed"
+    default: str | None = None
+    exploration_floor: float = Field(default=0.1, ge=0, le=1)
+    seed: int | None = None
+
+
 class AgentSettings(BaseModel):
-    """An agent and the pinned tool servers (keys of ``mcp_servers``) it may use."""
+    """An agent, the pinned tool servers (keys of ``mcp_servers``) it may use, its variants."""
 
     tools: list[str] = Field(default_factory=list)
+    variants: dict[str, VariantSettings] = Field(default_factory=dict)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+
+class FeedbackSettings(BaseModel):
+    """Implicit signals: a follow-up within ``follow_up_window_s`` marks the last answer."""
+
+    follow_up_window_s: float = Field(default=60.0, gt=0)
 
 
 class SandboxSettings(BaseModel):
@@ -343,6 +372,7 @@ class Settings(BaseSettings):
     tools: ToolSettings = Field(default_factory=ToolSettings)
     fallbacks: dict[str, FallbackRule] = Field(default_factory=dict)
     faults: FaultSettings = Field(default_factory=FaultSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @classmethod
@@ -373,6 +403,9 @@ class Settings(BaseSettings):
             unknown = [t for t in spec.tools if t not in self.mcp_servers]
             if unknown:
                 raise ValueError(f"agent {agent!r} pins unknown mcp_servers {unknown}")
+            default = spec.routing.default
+            if default is not None and default not in spec.variants:
+                raise ValueError(f"agents.{agent}.routing.default names no variant: {default!r}")
         for pin, rule in self.fallbacks.items():
             if pin not in self.mcp_servers or (rule.use == "tool" and rule.tool is None):
                 raise ValueError(f"fallbacks.{pin}: unknown pin, or use: tool without tool")
