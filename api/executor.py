@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from api import langsmith_runs
 from api.feedback import FeedbackStore, VariantRouter
 from api.metrics import observe_event
 from api.scheduler import Ticket
@@ -432,10 +434,16 @@ class RunExecutor:
             llm_fault=self.settings.faults.llm,
             memory=self.memory,
         )
+        callbacks: list[Any] = [SpanCallbacks(otel_context.get_current())]
+        if (smith := langsmith_runs.tracer()) is not None:
+            callbacks.append(smith)
+        pins = self.settings.agents[agent].tools
         config: Any = {
             "configurable": configurable,
             "recursion_limit": self.settings.runs.recursion_limit,
-            "callbacks": [SpanCallbacks(otel_context.get_current())],
+            "callbacks": callbacks,
+            # The LangSmith root run is Keel's run.
+            "run_id": uuid.UUID(handle.run_id),
             "metadata": {
                 "trace_id": handle.trace_id,
                 "keel_run_id": handle.run_id,
@@ -443,6 +451,7 @@ class RunExecutor:
                 "tenant": ident.tenant,
                 "agent": agent,
                 "agent_variant": handle.variant,
+                "tool_versions": {p: self.settings.mcp_servers[p].version for p in pins},
             },
         }
         async for mode, chunk in self.graph.astream(

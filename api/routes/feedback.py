@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import langsmith_runs
 from api.deps import CurrentIdentity, Svc
 from api.feedback import Rating, SignalKind
 from core.errors import Forbidden
@@ -52,6 +53,8 @@ async def post_feedback(body: FeedbackIn, svc: Svc, identity: CurrentIdentity) -
     run = await svc.executor.feedback.rate(
         identity, body.run_id, body.rating, body.reason, body.comment
     )
+    score = 1.0 if body.rating == "thumbs_up" else 0.0
+    await langsmith_runs.send_feedback(run.run_id, score, body.comment, identity.user_id)
     return Stored.model_validate(run, from_attributes=True)
 
 
