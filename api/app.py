@@ -105,6 +105,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(feedback.router)
     app.include_router(tools.router)
     app.include_router(traces.router)
+    app.include_router(traces.page)
     app.include_router(memory.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)

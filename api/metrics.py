@@ -18,11 +18,15 @@ from core.events import (
     Warning_,
 )
 
-RUNS = Counter("keel_runs_total", "Runs finished, by agent and status", ["agent", "status"])
+RUNS = Counter(
+    "keel_runs_total",
+    "Runs finished, by agent, agent variant (A/B) and status",
+    ["agent", "variant", "status"],
+)
 RUN_SECONDS = Histogram(
     "keel_run_duration_seconds",
-    "Run duration from run_started to run_finished",
-    ["status"],
+    "Run duration from run_started to run_finished, by agent variant and status",
+    ["variant", "status"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 EVENTS = Counter("keel_events_total", "Events written to the event log, by type", ["type"])
@@ -45,19 +49,20 @@ DEGRADATIONS = Counter("keel_degradations_total", "Warnings told to users, by co
 QUOTA_REJECTIONS = Counter("keel_quota_rejections_total", "Requests refused by a quota", ["limit"])
 OPEN_STREAMS = Gauge("keel_open_streams", "SSE streams being served")
 
-# Agent of each run, from run_started, so run_finished can be labelled with it.
-_agents: dict[str, str] = {}
+# Agent and variant of each run, from run_started, so run_finished can be labelled with them.
+_agents: dict[str, tuple[str, str]] = {}
 
 
 def observe_event(ev: Event) -> None:
     """Count one event (called once per event, when it is written)."""
     EVENTS.labels(ev.type).inc()
     if isinstance(ev, RunStarted):
-        _agents[ev.run_id] = ev.data.agent
+        _agents[ev.run_id] = (ev.data.agent, ev.data.agent_variant or "")
     elif isinstance(ev, RunFinished):
         status = ev.data.status
-        RUNS.labels(_agents.pop(ev.run_id, "unknown"), status).inc()
-        RUN_SECONDS.labels(status).observe(ev.data.duration_ms / 1000)
+        agent, variant = _agents.pop(ev.run_id, ("unknown", ""))
+        RUNS.labels(agent, variant, status).inc()
+        RUN_SECONDS.labels(variant, status).observe(ev.data.duration_ms / 1000)
         TOKENS.labels("input").inc(ev.data.usage.input_tokens)
         TOKENS.labels("output").inc(ev.data.usage.output_tokens)
     elif isinstance(ev, ToolResult):

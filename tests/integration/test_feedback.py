@@ -171,5 +171,8 @@ def test_run_started_carries_the_chosen_variant_and_why(variants: LiveServer) ->
                 taught[chosen] += 1
         picks = [_run(c)[2]["data"]["agent_variant"] for _ in range(8)]
     assert picks.count("thorough") >= 6
+    # The variant labels the run metrics too, so two strategies can be compared.
+    metrics = httpx.get(f"{variants.url}/metrics").text
+    assert 'keel_runs_total{agent="research",status="success",variant="thorough"}' in metrics
     rows = variants.sql("SELECT DISTINCT agent_variant FROM runs WHERE agent_variant IS NOT NULL")
     assert {r["agent_variant"] for r in rows} == {"concise", "thorough"}

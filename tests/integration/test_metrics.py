@@ -51,7 +51,10 @@ def test_a_run_with_a_tool_call_and_a_degradation_is_counted(
         _, frames = stream_run(c, tid, "Trending Rust repos, plotted")
     after = _scrape(live)
     types = [f.data["type"] for f in frames]
-    assert _delta(before, after, "keel_runs_total", agent="research", status="success") == 1
+    assert (
+        _delta(before, after, "keel_runs_total", agent="research", variant="", status="success")
+        == 1
+    )
     assert _delta(before, after, "keel_events_total", type="text_delta") == types.count(
         "text_delta"
     )
@@ -73,7 +76,9 @@ def test_a_run_with_a_tool_call_and_a_degradation_is_counted(
     assert _delta(before, after, "keel_errors_total", code=codes[0]) == 1
     usage = frames[-1].data["data"]["usage"]
     assert _delta(before, after, "keel_llm_tokens_total", kind="output") == usage["output_tokens"]
-    assert _delta(before, after, "keel_run_duration_seconds_count", status="success") == 1
+    assert (
+        _delta(before, after, "keel_run_duration_seconds_count", variant="", status="success") == 1
+    )
     assert after[("keel_open_streams", ())] == 0
 
 
@@ -85,4 +90,6 @@ def test_model_errors_are_counted_by_code(live: LiveServer, fake_llm: FakeOpenAI
         stream_run(c, tid, "hi")
     after = _scrape(live)
     assert _delta(before, after, "keel_errors_total", code="model_error") == 1
-    assert _delta(before, after, "keel_runs_total", agent="research", status="error") == 1
+    assert (
+        _delta(before, after, "keel_runs_total", agent="research", variant="", status="error") == 1
+    )

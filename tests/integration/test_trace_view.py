@@ -59,3 +59,13 @@ def test_trace_of_another_user_is_404(live: LiveServer) -> None:
     assert r.headers["content-type"] == "application/problem+json"
     with live.client() as c:
         assert c.get("/v1/traces/not-a-trace-id").status_code == 422
+
+
+def test_trace_page_draws_the_waterfall_from_the_trace_api(live: LiveServer) -> None:
+    with live.client() as c:
+        page = c.get("/traces/" + "ab" * 16)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        # The page reads the same JSON the API serves, with the user's token.
+        assert "fetch(`/v1/traces/${tid}`" in page.text and "Authorization" in page.text
+        assert c.get("/traces/not-a-trace").status_code == 422
