@@ -1,4 +1,4 @@
-"""The ``keel`` command: serve, token, apikey, studio, record, prune, tools lock, ingest."""
+"""The ``keel`` command: serve, token, apikey, studio, record, prune, tools lock, ingest, doctor."""
 
 from __future__ import annotations
 
@@ -340,6 +340,21 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """``keel doctor``: one line per configured dependency; exit 1 when any check fails."""
+    import asyncio
+
+    from api.doctor import run_checks
+
+    names = [n for n in args.only.split(",") if n] if args.only else None
+    checks = asyncio.run(run_checks(get_settings(), names))
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = [c.name for c in checks if not c.ok]
+    print(f"keel doctor: {len(checks) - len(failed)} ok, {len(failed)} failed", flush=True)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keel`` console script."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
@@ -397,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("--tenant", default="default")
     p.set_defaults(fn=_ingest)
+    p = sub.add_parser("doctor", help="check every configured dependency, one line each")
+    p.add_argument("--only", default="", help="comma-separated checks (default: all)")
+    p.set_defaults(fn=_doctor)
     args = parser.parse_args(argv)
     code: int = args.fn(args)
     return code

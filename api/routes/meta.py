@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import Svc
+from api.doctor import check_quota_store, tools_check
 from api.metrics import render
 from core.events import events_json_schema
 
@@ -23,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(svc: Svc) -> JSONResponse:
-    """Postgres answers and the model server is healthy; 503 otherwise."""
+    """Postgres, the quota store, the tool servers and the local model are fine; else 503."""
     checks: dict[str, str] = {}
     try:
         async with svc.pool.connection(timeout=2) as conn:
@@ -31,6 +32,12 @@ async def readyz(svc: Svc) -> JSONResponse:
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = f"error: {type(exc).__name__}"
+    quota = await check_quota_store(svc.settings)
+    if quota is not None:
+        checks[quota.name] = "ok" if quota.ok else f"error: {quota.detail}"
+    if svc.tools.pinned():
+        tools = tools_check(svc.tools.refused, list(svc.tools.lock_entries()))
+        checks[tools.name] = "ok" if tools.ok else f"error: {tools.detail}"
     base = svc.settings.llm.base_url
     if base and svc.settings.llm.provider == "local":
         try:

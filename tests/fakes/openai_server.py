@@ -42,6 +42,7 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/health", self._health),
+                Route("/v1/models", self._models),
             ]
         )
         self._server: uvicorn.Server | None = None
@@ -82,6 +83,9 @@ class FakeOpenAI:
         self.script.clear()
         self.requests.clear()
         self.delay_s = 0.0
+
+    async def _models(self, _: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     async def _health(self, _: Request) -> Response:
         return JSONResponse({"status": "ok"})
