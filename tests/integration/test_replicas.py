@@ -104,6 +104,10 @@ def replicas(
         "KEEL_LLM__BASE_URL": fake_llm.base_url,
         "KEEL_LLM__MODEL": "fake",
         "KEEL_LOG__LEVEL": "WARNING",
+        "KEEL_MEMORY__MASTER_KEY": secrets.token_urlsafe(48),
+        # No Qdrant server here: session memory runs in local mode (one replica holds the
+        # folder, the other runs without session memory); long-term memory is in Postgres.
+        "KEEL_MEMORY__SESSION__URL": "",
     }
     started: list[Replica] = []
     try:
@@ -187,3 +191,27 @@ def test_a_quota_spent_through_a_refuses_on_b(
     assert refused.status_code == 429, refused.text
     assert "runs_per_minute" in refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+def test_feedback_and_long_term_memory_written_on_a_are_visible_from_b(
+    replicas: tuple[Replica, Replica, AuthSettings],
+) -> None:
+    a, b, auth = replicas
+    scopes = ["memory:long_term", "admin:feedback"]
+    token = issue_token(auth, user="carol", tenant="acme", scopes=scopes)
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(base_url=a.url, headers=headers, timeout=60) as ca,
+        httpx.Client(base_url=b.url, headers=headers, timeout=60) as cb,
+    ):
+        tid = ca.post("/v1/threads").json()["thread_id"]
+        with ca.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "hi"}}) as r:
+            assert r.status_code == 200, r.read()
+            run_id = parse(r.iter_lines())[0].data["run_id"]
+        rated = ca.post("/v1/feedback", json={"run_id": run_id, "rating": "thumbs_up"})
+        assert rated.status_code == 201, rated.text
+        summary = cb.get("/v1/feedback/summary").json()
+        assert [(row["ratings"], row["thumbs_up"]) for row in summary["by_model"]] == [(1, 1)]
+        put = ca.put("/v1/memory/long-term", json={"fields": {"city": "Lisbon"}})
+        assert put.status_code == 200, put.text
+        assert cb.get("/v1/memory/long-term").json()["fields"] == {"city": "Lisbon"}

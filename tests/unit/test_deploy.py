@@ -41,7 +41,7 @@ def test_compose_runs_two_api_replicas_behind_a_proxy_with_the_backing_services(
     assert {"proxy", "postgres", "redis", "qdrant", "otel-collector", "jaeger", "llm"} <= set(
         services
     )
-    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    nginx = (ROOT / "config" / "deploy" / "nginx.conf").read_text()
     assert "proxy_buffering off;" in nginx
 
 
