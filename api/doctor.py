@@ -92,19 +92,11 @@ async def check_quota_store(settings: Settings) -> Check | None:
     return Check("quota_store", True, _redact(url))
 
 
-def _qdrant_url(settings: Settings) -> str | None:
-    memory = getattr(settings, "memory", None)
-    for field in ("qdrant_url", "url"):
-        value = getattr(memory, field, None)
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
-            return value
-    return None
-
-
 async def check_qdrant(settings: Settings) -> Check | None:
-    """A Qdrant server answers ``/readyz``; skipped when no memory server is configured."""
-    url = _qdrant_url(settings)
-    if url is None:
+    """A Qdrant server answers ``/readyz``; skipped in local mode (no ``memory.session.url``)."""
+    session = settings.memory.session
+    url = session.url
+    if not session.enabled or not url:
         return None
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:

@@ -69,3 +69,11 @@ def test_tools_and_sandbox_are_checked(db_url: str, tmp_path: Path) -> None:
     checks = {c.name: c for c in asyncio.run(run_checks(settings, ["tools", "sandbox"]))}
     assert checks["tools"].ok, checks["tools"].line()
     assert "sandbox" in checks
+
+
+def test_an_unreachable_qdrant_server_fails_one_line() -> None:
+    port = _closed_port()
+    settings = Settings(env="test", memory={"session": {"url": f"http://127.0.0.1:{port}"}})
+    [check] = asyncio.run(run_checks(settings, ["qdrant"]))
+    assert (check.name, check.ok) == ("qdrant", False)
+    assert f"http://127.0.0.1:{port}" in check.line() and "ConnectError" in check.line()
