@@ -99,12 +99,55 @@ class EventLog:
     async def frames(
         self, thread_id: str, after: int = 0, run_id: str | None = None, page: int = 2000
     ) -> AsyncIterator[str]:
-        """The thread's events as ready-made SSE frames, a page per chunk (the replay path).
+        """The thread's events as ready-made SSE frames (the replay path).
 
-        Postgres formats the frames from the stored JSON, so a replay never parses and
-        re-serialises each event in Python.
+        A finished run is one row of ``event_pages`` (rendered by a trigger when its
+        ``run_finished`` is written, migration 0007), so a replay of finished runs reads a row
+        per run; seq ranges with no page (a run still going, a page dropped by pruning, an
+        ``after`` inside a run) are formatted by Postgres from the stored JSON, ``page``
+        events at a time. Either way nothing is parsed or re-serialised in Python.
         """
+        run_filter = " AND run_id = %s" if run_id else ""
+        sql = (
+            "SELECT p.first_seq, p.last_seq, p.frames, t.top"
+            " FROM (SELECT max(seq) AS top FROM events WHERE thread_id = %s) t"
+            " LEFT JOIN LATERAL (SELECT first_seq, last_seq, frames FROM event_pages"
+            f"  WHERE thread_id = %s AND first_seq > %s{run_filter}"
+            "  ORDER BY first_seq LIMIT %s) p ON true ORDER BY p.first_seq"
+        )
+        per_fetch = 64
+        cursor = after
+        while True:
+            args: list[Any] = [thread_id, thread_id, cursor, *([run_id] if run_id else [])]
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(sql, [*args, per_fetch])
+                rows = await cur.fetchall()
+            top = rows[0]["top"] or 0
+            pages = [row for row in rows if row["first_seq"] is not None]
+            for row in pages:
+                if row["first_seq"] > cursor + 1:
+                    gap = self._formatted(thread_id, cursor, run_id, page, below=row["first_seq"])
+                    async for chunk in gap:
+                        yield chunk
+                yield row["frames"]
+                cursor = row["last_seq"]
+            if len(pages) < per_fetch:
+                break
+        if cursor < top:
+            async for chunk in self._formatted(thread_id, cursor, run_id, page):
+                yield chunk
+
+    async def _formatted(
+        self,
+        thread_id: str,
+        after: int,
+        run_id: str | None,
+        page: int,
+        below: int | None = None,
+    ) -> AsyncIterator[str]:
+        """Frames for events with ``after < seq < below``, formatted by Postgres."""
         where = "thread_id = %s AND seq > %s" + (" AND run_id = %s" if run_id else "")
+        where += " AND seq < %s" if below is not None else ""
         sql = (
             "SELECT string_agg(format(E'id: %%s\\nevent: %%s\\ndata: %%s\\n\\n', seq, type,"
             " body::text), '' ORDER BY seq) AS frames, max(seq) AS last, count(*) AS n"
@@ -112,7 +155,8 @@ class EventLog:
         )
         last = after
         while True:
-            args: list[Any] = [thread_id, last, *([run_id] if run_id else []), page]
+            args: list[Any] = [thread_id, last, *([run_id] if run_id else [])]
+            args += [*([below] if below is not None else []), page]
             async with self.pool.connection() as conn:
                 cur = await conn.execute(sql, args)
                 row = await cur.fetchone()

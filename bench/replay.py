@@ -4,8 +4,9 @@
 
 Builds threads of at least 100 and 1,000 events (whole turns of a scripted model over the
 OpenAI wire protocol, embedded Postgres), then times, interleaved, median of ``reps``:
-the whole ``GET /v1/replay/{thread}`` over HTTP, and ``graph.aget_state_history`` over the
-same thread's checkpoints in process. Prints one JSON row per figure.
+the whole ``GET /v1/replay/{thread}`` over HTTP, the replay's server-side read alone
+(``EventLog.frames`` in process), and ``graph.aget_state_history`` over the same thread's
+checkpoints in process. Prints one JSON row per figure.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from api.streaming import EventLog
 from core.db import EmbeddedPostgres, free_port, open_pool
 from core.identity import issue_token
 from core.settings import Settings
@@ -69,6 +71,19 @@ def time_replay(c: httpx.Client, tid: str) -> tuple[float, int]:
     return time.perf_counter() - t0, n
 
 
+async def time_frames(url: str, tid: str) -> float:
+    """The replay's server-side work alone: reading the frames in process, no HTTP."""
+    pool = await open_pool(url, 1, 2)
+    log = EventLog(pool)
+    [_ async for _ in log.frames(tid)]  # a warm connection, as the API's pool has
+    t0 = time.perf_counter()
+    n = sum([len(chunk) async for chunk in log.frames(tid)])
+    took = time.perf_counter() - t0
+    await pool.close()
+    assert n > 0
+    return took
+
+
 async def time_history(url: str, tid: str, reps: int) -> list[tuple[float, int]]:
     pool = await open_pool(url, 1, 2)
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -76,6 +91,7 @@ async def time_history(url: str, tid: str, reps: int) -> list[tuple[float, int]]
     graph = build_graph(AsyncPostgresSaver(pool))
     out = []
     config: Any = {"configurable": {"thread_id": tid}}
+    [_ async for _ in graph.aget_state_history(config)]  # warm, like the replay's read
     for _ in range(reps):
         t0 = time.perf_counter()
         n = len([s async for s in graph.aget_state_history(config)])
@@ -107,13 +123,19 @@ def main() -> None:
             base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}
         ) as c:
             small, big = make_thread(c, fake, 100), make_thread(c, fake, 1000)
-            rows: dict[str, list[float]] = {"replay_100": [], "replay_1000": [], "history": []}
+            rows: dict[str, list[float]] = {
+                "replay_100": [],
+                "replay_1000": [],
+                "frames_1000": [],
+                "history": [],
+            }
             counts: dict[str, int] = {}
             for _ in range(a.reps):
                 t, counts["replay_100"] = time_replay(c, small)
                 rows["replay_100"].append(t)
                 t, counts["replay_1000"] = time_replay(c, big)
                 rows["replay_1000"].append(t)
+                rows["frames_1000"].append(asyncio.run(time_frames(pg.url, big)))
                 ((t, counts["history"]),) = asyncio.run(time_history(pg.url, big, 1))
                 rows["history"].append(t)
         server.should_exit = True
@@ -128,6 +150,14 @@ def main() -> None:
                 "n": a.reps,
                 "events": counts["replay_1000"],
                 "checkpoints": counts["history"],
+            },
+            {
+                "figure": "replay's server-side read (in process, no HTTP) / aget_state_history",
+                "ratio": med["frames_1000"] / med["history"],
+                "a": med["frames_1000"],
+                "b": med["history"],
+                "n": a.reps,
+                "events": counts["replay_1000"],
             },
             {
                 "figure": "replay t(1,000 events) / t(100 events)",

@@ -275,6 +275,35 @@ def test_replay_pace_original_keeps_the_recorded_gaps(
     assert slow >= 0.8  # 20 tokens recorded 50 ms apart are replayed with their gaps
 
 
+def test_replay_reads_a_page_per_finished_run_and_fills_what_has_none(live: LiveServer) -> None:
+    with live.client() as c:
+        tid = _thread(c)
+        runs = [stream_run(c, tid, f"question {i}")[1][0].data["run_id"] for i in range(3)]
+        full = _full_log(c, tid)
+
+        def replay(**params: Any) -> list[dict[str, Any]]:
+            with c.stream("GET", f"/v1/replay/{tid}", params=params) as r:
+                return [f.data for f in parse(r.iter_lines())]
+
+        pages = live.sql(
+            "SELECT run_id, first_seq, last_seq FROM event_pages WHERE thread_id = %s"
+            " ORDER BY first_seq",
+            tid,
+        )
+        # One page per finished run; together they cover the log without gap or overlap.
+        assert [p["run_id"] for p in pages] == runs
+        assert [p["first_seq"] for p in pages] == [1] + [p["last_seq"] + 1 for p in pages[:-1]]
+        assert pages[-1]["last_seq"] == full[-1]["seq"] == len(full)
+        assert replay() == full
+        middle = pages[1]["first_seq"] + 3
+        assert replay(after=middle) == full[middle:]  # starts inside a page: the log fills in
+        assert replay(run_id=runs[1]) == [e for e in full if e["run_id"] == runs[1]]
+        # A page that is gone (as after pruning) is served from the events themselves.
+        live.sql("DELETE FROM event_pages WHERE run_id = %s", runs[1])
+        assert replay() == full
+        assert replay(run_id=runs[1]) == [e for e in full if e["run_id"] == runs[1]]
+
+
 def _checkpoints(c: httpx.Client, tid: str) -> dict[str, dict[str, Any]]:
     rows = c.get(f"/v1/threads/{tid}/history", params={"limit": 1000}).json()
     return {h["checkpoint_id"]: h for h in rows}
