@@ -121,10 +121,10 @@ def keel_settings_json(db_url: str, llm_url: str, data_dir: str) -> str:
     )
 
 
-def start_keel(db_url: str, llm_url: str, data_dir: Path) -> Proc:
-    """Keel's API on ``db_url`` in its own process."""
+def start_keel(db_url: str, llm_url: str, data_dir: Path, profile: str = "") -> Proc:
+    """Keel's API on ``db_url`` in its own process (under cProfile with ``profile``)."""
     port = free_port()
-    args = _py("keel", "--port", str(port), "--settings")
+    args = _py("keel", "--port", str(port), "--profile", profile, "--settings")
     args.append(keel_settings_json(db_url, llm_url, str(data_dir)))
     return Proc("keel", args, f"http://127.0.0.1:{port}", "/healthz", env=_env(), cwd=ROOT)
 
@@ -254,7 +254,25 @@ def _serve_keel(a: argparse.Namespace) -> None:
     from core.settings import Settings
 
     settings = Settings(**json.loads(a.settings))
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=a.port, log_level="warning")
+    app = create_app(settings)
+    if not a.profile:
+        uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+        return
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+    finally:
+        prof.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(prof, stream=out)
+        stats.sort_stats("tottime").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(60)
+        Path(a.profile).write_text(out.getvalue())
 
 
 def _serve_raw(a: argparse.Namespace) -> None:
@@ -292,6 +310,7 @@ def main() -> None:
     p.add_argument("--settings", default="{}")
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--bytes", type=int, default=250)
+    p.add_argument("--profile", default="", help="keel: write a cProfile summary here on exit")
     a = p.parse_args()
     {"model": _serve_model, "keel": _serve_keel, "raw": _serve_raw}[a.what](a)
 

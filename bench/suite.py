@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -76,8 +77,9 @@ def median(xs: list[float]) -> float:
 class Stack:
     """The processes under test, started on first use and stopped together."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, profile: str = "") -> None:
         self.work = work
+        self.profile = profile
         self._pg: Any = None
         self._procs: dict[str, Proc] = {}
         self._token = ""
@@ -111,7 +113,9 @@ class Stack:
     @property
     def keel(self) -> str:
         model, db = self.model, self.pg_url
-        return self._proc("keel", lambda: servers.start_keel(db, model, self.work / "keel")).url
+        return self._proc(
+            "keel", lambda: servers.start_keel(db, model, self.work / "keel", self.profile)
+        ).url
 
     @property
     def langgraph(self) -> str:
@@ -516,6 +520,85 @@ async def fig_quota(s: Stack, a: Args) -> list[Row]:
     ]
 
 
+def _checkpoint_bytes(db_url: str, thread_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT coalesce(sum(octet_length(checkpoint::text)), 0) FROM checkpoints"
+            "         WHERE thread_id = %(t)s)"
+            "     + (SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_blobs"
+            "         WHERE thread_id = %(t)s)"
+            "     + (SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_writes"
+            "         WHERE thread_id = %(t)s)",
+            {"t": thread_id},
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def fig_growth(s: Stack, a: Args) -> list[Row]:
+    """Per-turn cost as one thread grows: checkpoint bytes written by a turn, replay time."""
+    default = "10,30" if a.quick else "10,100,300"
+    marks = [int(x) for x in os.environ.get("BENCH_GROWTH_TURNS", default).split(",")]
+    at: dict[int, dict[str, float]] = {}
+    async with s.keel_client() as c:
+        tid = await keel_thread(c)
+        before = 0
+        for turn in range(1, marks[-1] + 1):
+            if turn in marks:
+                before = await asyncio.to_thread(_checkpoint_bytes, s.pg_url, tid)
+            run = await keel_run(c, tid=tid)
+            if turn in marks:
+                total = await asyncio.to_thread(_checkpoint_bytes, s.pg_url, tid)
+                replays = []
+                for _ in range(max(3, min(a.n, 10))):
+                    t0 = time.perf_counter()
+                    async with c.stream("GET", f"/v1/replay/{tid}") as r:
+                        async for _chunk in r.aiter_bytes():
+                            pass
+                    replays.append(time.perf_counter() - t0)
+                at[turn] = {
+                    "turn_bytes": float(total - before),
+                    "total_bytes": float(total),
+                    "replay_s": median(replays),
+                    "run_s": run.finished,
+                }
+    lo, hi = marks[-2], marks[-1]
+    extra = {str(k): v for k, v in at.items()}
+    note = f"one thread, {hi} turns; at turns {', '.join(map(str, marks))}: " + "; ".join(
+        f"turn {k}: {v['turn_bytes'] / 1024:.1f} KiB written, thread {v['total_bytes'] / 2**20:.2f}"
+        f" MiB, replay {v['replay_s'] * 1000:.1f} ms, run {v['run_s'] * 1000:.0f} ms"
+        for k, v in at.items()
+    )
+    return [
+        Row(
+            f"checkpoint bytes written by turn {hi} ÷ by turn {lo} (constant = linear growth)",
+            "growth_bytes",
+            at[hi]["turn_bytes"],
+            at[lo]["turn_bytes"],
+            at[hi]["turn_bytes"] / at[lo]["turn_bytes"],
+            1,
+            "<= 1.2",
+            unit="bytes",
+            a_label=f"turn {hi}",
+            b_label=f"turn {lo}",
+            note=note,
+            extra=extra,
+        ),
+        Row(
+            f"replay of the whole thread at {hi} turns ÷ at {lo} turns",
+            "growth_replay",
+            at[hi]["replay_s"],
+            at[lo]["replay_s"],
+            at[hi]["replay_s"] / at[lo]["replay_s"],
+            max(3, min(a.n, 10)),
+            f"<= {1.2 * hi / lo:g}",
+            b_label=f"{lo} turns",
+            note=f"linear growth: at most {hi / lo:g} x (+20 %)",
+        ),
+    ]
+
+
 FIGURES: dict[str, Figure] = {
     "sse_vs_astream": fig_sse_vs_astream,
     "first_event": fig_first_event,
@@ -525,6 +608,7 @@ FIGURES: dict[str, Figure] = {
     "many_streams": fig_many_streams,
     "write_per_step": fig_write_per_step,
     "quota": fig_quota,
+    "growth": fig_growth,
 }
 
 
@@ -550,8 +634,6 @@ def table(rows: list[Row]) -> str:
 
 
 def machine() -> str:
-    import os
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -582,8 +664,8 @@ def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float)
     )
 
 
-async def run(names: list[str], a: Args, work: Path) -> list[Row]:
-    stack = Stack(work)
+async def run(names: list[str], a: Args, work: Path, profile: str = "") -> list[Row]:
+    stack = Stack(work, profile)
     rows: list[Row] = []
     try:
         for name in names:
@@ -615,8 +697,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown figures: {', '.join(sorted(unknown))}")
     a = Args(n=ns.n or (3 if ns.quick else 20), quick=ns.quick)
     started, t0 = datetime.now(UTC), time.perf_counter()
+    # BENCH_PROFILE=1: Keel's API runs under cProfile; its summary goes to <out>/profile-*.txt.
+    profile = ""
+    if os.environ.get("BENCH_PROFILE"):
+        Path(ns.out).mkdir(parents=True, exist_ok=True)
+        profile = str(Path(ns.out).resolve() / f"profile-{'-'.join(names)}.txt")
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
-        rows = asyncio.run(run(names, a, Path(tmp)))
+        rows = asyncio.run(run(names, a, Path(tmp), profile))
     command = "keel bench " + " ".join(argv if argv is not None else [])
     write(rows, Path(ns.out), command.strip(), started, time.perf_counter() - t0)
     print(table(rows))

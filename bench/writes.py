@@ -28,7 +28,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from api.executor import RunExecutor
 from api.streaming import Broker, EventLog
 from core.db import migrate, open_pool
-from core.events import Event
+from core.events import Event, RunFinished
 from core.identity import Identity
 from core.settings import Settings
 from graphs.graph import build_graph
@@ -58,31 +58,66 @@ class RecordingLog(EventLog):
         await super().append(events)
 
 
+class LegacyLog(EventLog):
+    """The event-log append before issue 12 (a transaction of executemany + UPDATE + NOTIFY,
+    bodies as Jsonb of ``model_dump``), kept to show the optimisation's before and after."""
+
+    async def append(self, events: Sequence[Event]) -> None:
+        from psycopg.types.json import Jsonb
+
+        last = events[-1]
+        note = json.dumps({"i": self.instance, "t": last.thread_id, "s": last.seq})
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO events (thread_id, seq, run_id, type, ts, body)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (e.thread_id, e.seq, e.run_id, e.type, e.ts, Jsonb(e.model_dump(mode="json")))
+                    for e in events
+                ],
+            )
+            for e in events:
+                if isinstance(e, RunFinished):
+                    await cur.execute(
+                        "UPDATE runs SET status = %s, finished_at = now(), usage = %s"
+                        " WHERE run_id = %s",
+                        (e.data.status, Jsonb(e.data.usage.model_dump()), e.run_id),
+                    )
+            await cur.execute("SELECT pg_notify(%s, %s)", ("keel_events", note))
+
+
 def _on_thread(config: Any, thread_id: str) -> Any:
     return {**config, "configurable": {**config["configurable"], "thread_id": thread_id}}
 
 
-async def _reissue(saver: RecordingSaver, log: RecordingLog, thread_id: str) -> tuple[float, float]:
-    """Re-issue a run's checkpoint writes and event batches on a new thread, one at a time.
+async def _reissue_checkpoints(saver: RecordingSaver, thread_id: str) -> float:
+    """Re-issue a run's checkpoint writes on a new thread, one at a time; total seconds.
 
     During a run they overlap with the graph's own work (checkpoints are written in the
     background), so timing them there would count the event loop's other work; alone, each
-    costs what Postgres and the driver cost. Returns (checkpoint seconds, event-log seconds).
+    costs what Postgres and the driver cost.
     """
-    ckpt = 0.0
+    spent = 0.0
     for name, args, kw in saver.calls:
         t0 = time.perf_counter()
         await getattr(AsyncPostgresSaver, name)(
             saver, _on_thread(args[0], thread_id), *args[1:], **kw
         )
-        ckpt += time.perf_counter() - t0
-    events = 0.0
-    for batch in log.batches:
+        spent += time.perf_counter() - t0
+    return spent
+
+
+async def _reissue_events(
+    batches: list[list[Event]], thread_id: str, writer: EventLog, append: Any
+) -> float:
+    """Re-issue a run's event batches on a new thread with ``append``; total seconds."""
+    spent = 0.0
+    for batch in batches:
         moved = [e.model_copy(update={"thread_id": thread_id}) for e in batch]
         t0 = time.perf_counter()
-        await EventLog.append(log, moved)
-        events += time.perf_counter() - t0
-    return ckpt, events
+        await append(writer, moved)
+        spent += time.perf_counter() - t0
+    return spent
 
 
 async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
@@ -108,6 +143,7 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
         executor = RunExecutor(settings, build_graph(saver), pool, log, Broker())
         who = Identity("bench", "bench")
         per_step, ckpt_step, log_step, raw, batches, events, steps = [], [], [], [], [], [], []
+        legacy_step: list[float] = []
         for i in range(runs + 1):
             saver.calls.clear()
             log.batches.clear()
@@ -133,13 +169,19 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
             if not row or row["status"] != "success":
                 raise RuntimeError(f"bench run ended {row and row['status']}; see the log")
             n_steps = sum(1 for c in saver.calls if c[0] == "aput") - 1  # not the input
-            copy = uuid.uuid4().hex
+            copies = [uuid.uuid4().hex for _ in range(2)]
             async with pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO threads (thread_id, tenant, user_id) VALUES (%s, 'b', 'b')",
-                    (copy,),
-                )
-            ckpt, evlog = await _reissue(saver, log, copy)
+                for copy in copies:
+                    await conn.execute(
+                        "INSERT INTO threads (thread_id, tenant, user_id) VALUES (%s, 'b', 'b')",
+                        (copy,),
+                    )
+            ckpt = await _reissue_checkpoints(saver, copies[0])
+            sides = [("now", EventLog.append), ("legacy", LegacyLog.append)]
+            spent = {}
+            for (side, append), copy in zip(sides if i % 2 else sides[::-1], copies, strict=True):
+                spent[side] = await _reissue_events(log.batches, copy, log, append)
+            evlog = spent["now"]
             for _ in range(5):
                 async with pool.connection() as conn:
                     t0 = time.perf_counter()
@@ -153,6 +195,7 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
             steps.append(n_steps)
             ckpt_step.append(ckpt / n_steps)
             log_step.append(evlog / n_steps)
+            legacy_step.append(spent["legacy"] / n_steps)
             per_step.append((ckpt + evlog) / n_steps)
             batches.append(len(log.batches))
             events.append(sum(len(b) for b in log.batches))
@@ -163,6 +206,7 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
             "n": runs,
             "checkpoint_per_step": med(ckpt_step),
             "event_log_per_step": med(log_step),
+            "event_log_per_step_before": med(legacy_step),
             "steps_per_run": med(steps),
             "event_batches_per_run": med(batches),
             "events_per_run": med(events),
