@@ -41,6 +41,9 @@ class DatabaseSettings(BaseModel):
     pool_min: int = 1
     pool_max: int = 10
     embedded_port: int = 0
+    # "async": checkpoint transactions commit without waiting for the WAL flush
+    # (synchronous_commit=off on their own pool); the event log always waits (README, Benchmarks).
+    checkpoint_commit: Literal["sync", "async"] = "async"
 
 
 class LocalModelSettings(BaseModel):
