@@ -110,8 +110,13 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:
-        # The server span wraps the whole stack; TraceMiddleware adopts its trace id.
+        # The server span wraps the whole stack; TraceMiddleware adopts its trace id. No span
+        # per ASGI send/receive: a stream would get one per event, which costs more than the
+        # event and buries the run's own spans.
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=provider(), excluded_urls="/healthz,/readyz,/metrics"
+            app,
+            tracer_provider=provider(),
+            excluded_urls="/healthz,/readyz,/metrics",
+            exclude_spans=["receive", "send"],
         )
     return app
