@@ -23,6 +23,8 @@ _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "SSE stream of envelopes"}
 }
 Message = Annotated[str, StringConstraints(min_length=1, max_length=16_000)]
+# A seq is a Postgres bigint: a larger Last-Event-ID or ?after= is a 422, not a failed query.
+MAX_SEQ = 2**63 - 1
 
 
 class ThreadOut(BaseModel):
@@ -149,8 +151,8 @@ async def stream_thread(
     svc: Svc,
     identity: CurrentIdentity,
     trace_id: TraceId,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=MAX_SEQ)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> EventSourceResponse:
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
     await owned_thread(svc, identity, thread_id)
@@ -166,7 +168,7 @@ async def replay_thread(
     identity: CurrentIdentity,
     trace_id: TraceId,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     pace: Literal["fast", "original"] = "fast",
 ) -> Response:
     """Re-stream the recorded events of a thread from the event log (never from checkpoints).

@@ -175,3 +175,20 @@ def test_bad_last_event_id(live: LiveServer, thread_id: str) -> None:
     with live.client() as c:
         r = c.get(f"/v1/threads/{thread_id}/stream", headers={"Last-Event-ID": "abc"})
     _assert_problem(r, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("header", str(2**63)), ("query", str(2**63)), ("header", "9" * 400), ("replay", str(2**63))],
+)
+def test_last_event_id_beyond_bigint_is_422_not_500(
+    live: LiveServer, thread_id: str, where: str, value: str
+) -> None:
+    with live.client() as c:
+        if where == "header":
+            r = c.get(f"/v1/threads/{thread_id}/stream", headers={"Last-Event-ID": value})
+        elif where == "query":
+            r = c.get(f"/v1/threads/{thread_id}/stream", params={"after": value})
+        else:
+            r = c.get(f"/v1/replay/{thread_id}", params={"after": value})
+    _assert_problem(r, 422, "validation_error")
