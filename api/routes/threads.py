@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
 from api.metrics import OPEN_STREAMS
 from api.streaming import paced, sse_item, tail
+from api.text import StorableText
 from core.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/v1", tags=["threads"])
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["threads"])
 _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "SSE stream of envelopes"}
 }
-Message = Annotated[str, StringConstraints(min_length=1, max_length=16_000)]
+Message = Annotated[StorableText, StringConstraints(min_length=1, max_length=16_000)]
 # A seq is a Postgres bigint: a larger Last-Event-ID or ?after= is a 422, not a failed query.
 MAX_SEQ = 2**63 - 1
 
@@ -50,7 +51,7 @@ class RunRequest(BaseModel):
 
     input: RunInput
     agent: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = "research"
-    checkpoint_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    checkpoint_id: Annotated[StorableText, StringConstraints(max_length=64)] | None = None
 
 
 class CheckpointOut(BaseModel):
