@@ -23,6 +23,7 @@ from core.errors import Unavailable
 from core.otel import configure as configure_tracing
 from core.otel import provider
 from core.quotas import forget, quotas_for
+from core.serde import FailClosedSerializer
 from core.settings import Settings
 from core.tracing import install_log_context
 from graphs.graph import build_graph
@@ -48,7 +49,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         try:
             async with pool.connection() as conn:
                 await migrate(conn)
-            checkpointer = AsyncPostgresSaver(pool)
+            checkpointer = AsyncPostgresSaver(pool, serde=FailClosedSerializer())
             await checkpointer.setup()
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
