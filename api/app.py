@@ -42,7 +42,10 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         if not settings.database.url:
             raise Unavailable("database.url is not set (keel serve starts an embedded Postgres)")
         pool = await open_pool(
-            settings.database.url, settings.database.pool_min, settings.database.pool_max
+            settings.database.url,
+            settings.database.pool_min,
+            settings.database.pool_max,
+            settings.database.pool_timeout_s,
         )
         quotas = quotas_for(settings.quotas)
         scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)

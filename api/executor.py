@@ -13,6 +13,7 @@ heartbeat, so a run left ``running`` by a crashed replica stops blocking its thr
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -20,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+import psycopg
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api import langsmith_runs
 from api.feedback import FeedbackStore, VariantRouter
@@ -47,7 +49,10 @@ log = logging.getLogger(__name__)
 _tracer = tracer("keel.run")
 
 _BATCH = 256
-_WRITE_RETRIES = 3
+# A batch that cannot be written is retried through a database outage (backoff capped at 1 s)
+# for this long: the events wait in memory, in order, so the log stays gap-free and the run's
+# stream ends once Postgres is back. Giving up sooner lost every later event of the run.
+_WRITE_GIVE_UP_S = 120.0
 
 
 @dataclass
@@ -67,6 +72,11 @@ class RunHandle:
     max_duration_s: float | None = None
     variant: str | None = None
     variant_reason: str | None = None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed write may succeed later (the database is down or restarting)."""
+    return isinstance(exc, (psycopg.OperationalError, PoolTimeout, OSError))
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -252,15 +262,17 @@ class RunExecutor:
                 if len(batch) >= _BATCH or handle.queue.empty():
                     break
                 item = handle.queue.get_nowait()
-            for attempt in range(_WRITE_RETRIES):
+            give_up = time.monotonic() + _WRITE_GIVE_UP_S
+            for attempt in itertools.count():
                 try:
                     await self.log.append(batch)
                     break
-                except Exception:
-                    if attempt == _WRITE_RETRIES - 1:
+                except Exception as exc:
+                    if time.monotonic() > give_up or not _transient(exc):
                         raise
-                    log.warning("event batch write failed; retrying", exc_info=True)
-                    await asyncio.sleep(0.2 * 2**attempt)
+                    if attempt == 0:
+                        log.warning("event batch write failed; retrying", exc_info=True)
+                    await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
             for ev in batch:
                 observe_event(ev)
             self.broker.publish(handle.thread_id, batch)
