@@ -7,7 +7,10 @@ publishes them to live subscribers. It always ends a run with ``run_finished``.
 One run at a time writes to a thread. A second run on a busy thread follows the configured
 double-texting policy: ``reject`` (409), ``enqueue`` (it waits for the current run, in this
 process), or ``interrupt`` (the current run is cancelled, then the new one starts). Runs send a
-heartbeat, so a run left ``running`` by a crashed replica stops blocking its thread.
+heartbeat, so a run left ``running`` by a crashed replica stops blocking its thread, and every
+replica closes such orphans (policy: fail, not resume): it appends ``agent_status: error``,
+``error{code: run_interrupted}`` and ``run_finished{error}`` after the run's last logged event,
+so a client resuming its stream ends cleanly and the thread takes new runs.
 """
 
 from __future__ import annotations
@@ -134,22 +137,74 @@ class RunExecutor:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start_heartbeat(self) -> None:
-        """Keep the ``heartbeat_at`` of this process's runs fresh."""
+        """Keep the ``heartbeat_at`` of this process's runs fresh, and close orphaned runs."""
         self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.runs.heartbeat_s)
-            if not self.active:
-                continue
             try:
-                async with self.pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)",
-                        (list(self.active),),
-                    )
+                if self.active:
+                    async with self.pool.connection() as conn:
+                        await conn.execute(
+                            "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)",
+                            (list(self.active),),
+                        )
+                await self.close_orphans()
             except Exception as exc:
                 log.warning("run heartbeat failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.settings.runs.heartbeat_s)
+
+    async def close_orphans(self) -> int:
+        """End the runs whose process died (no heartbeat for ``runs.stale_after_s``).
+
+        Each gets ``agent_status: error``, ``error{run_interrupted}`` and ``run_finished{error}``
+        after its thread's last event. Two replicas racing for one orphan cannot both write:
+        the second insert hits the ``(thread_id, seq)`` key and is dropped. Returns how many
+        this call closed.
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT run_id, thread_id, trace_id,"
+                " extract(epoch FROM now() - started_at) * 1000 AS age_ms FROM runs"
+                " WHERE status IN ('queued', 'running') AND NOT (run_id = ANY(%s))"
+                " AND heartbeat_at < now() - make_interval(secs => %s)",
+                (list(self.active), self.settings.runs.stale_after_s),
+            )
+            orphans = await cur.fetchall()
+        closed = 0
+        for row in orphans:
+            last = await self.log.last_seq(row["thread_id"])
+            message = "The server running this request stopped before it finished; ask again."
+            tail = [
+                NodeEvent(type="agent_status", data={"status": "error"}),
+                NodeEvent(type="error", data={"code": "run_interrupted", "message": message}),
+                NodeEvent(
+                    type="run_finished",
+                    data={"status": "error", "duration_ms": round(float(row["age_ms"]), 1)},
+                ),
+            ]
+            events = [
+                envelope(
+                    ev,
+                    seq=last + i,
+                    thread_id=row["thread_id"],
+                    run_id=row["run_id"],
+                    trace_id=row["trace_id"],
+                    ts=now(),
+                )
+                for i, ev in enumerate(tail, 1)
+            ]
+            try:
+                await self.log.append(events)
+            except psycopg.errors.UniqueViolation:
+                continue  # another replica closed it, or the run wrote after all
+            log.warning(
+                "closed an orphaned run",
+                extra={"keel": {"run_id": row["run_id"], "thread_id": row["thread_id"]}},
+            )
+            self.broker.publish(row["thread_id"], events)
+            closed += 1
+        return closed
 
     async def active_run(self, thread_id: str) -> str | None:
         """The newest live run (queued or running, on any replica) of ``thread_id``."""
