@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from core.db import free_port
 from core.identity import issue_token
@@ -105,6 +107,11 @@ class ApiProcess:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.kill9()
+
+    def sql(self, query: str, *args: object) -> list[dict[str, Any]]:
+        """Run ``query`` on the API's database."""
+        with psycopg.connect(self.env["KEEL_DATABASE__URL"], row_factory=dict_row) as conn:
+            return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
 
     def client(self, user: str = "alice", tenant: str = "acme", **kw: Any) -> httpx.Client:
         token = issue_token(self.auth, user=user, tenant=tenant, scopes=kw.pop("scopes", []))
