@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint pytest studio lock clean up
+.PHONY: install run test lint pytest chaos studio lock clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: install
 
 pytest: install
 	$(BIN)/python -m pytest
+
+# The reliability and security suite at full size (crashes, outages, a 30-minute soak); the
+# quick version of the same tests runs in `make test`. One line per figure at the end.
+chaos: install
+	KEEL_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos --timeout 3600
 
 studio: install
 	$(BIN)/keel studio

@@ -23,6 +23,7 @@ from core.errors import Unavailable
 from core.otel import configure as configure_tracing
 from core.otel import provider
 from core.quotas import forget, quotas_for
+from core.serde import FailClosedSerializer
 from core.settings import Settings
 from core.tracing import install_log_context
 from graphs.graph import build_graph
@@ -41,14 +42,17 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         if not settings.database.url:
             raise Unavailable("database.url is not set (keel serve starts an embedded Postgres)")
         pool = await open_pool(
-            settings.database.url, settings.database.pool_min, settings.database.pool_max
+            settings.database.url,
+            settings.database.pool_min,
+            settings.database.pool_max,
+            settings.database.pool_timeout_s,
         )
         quotas = quotas_for(settings.quotas)
         scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)
         try:
             async with pool.connection() as conn:
                 await migrate(conn)
-            checkpointer = AsyncPostgresSaver(pool)
+            checkpointer = AsyncPostgresSaver(pool, serde=FailClosedSerializer())
             await checkpointer.setup()
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex

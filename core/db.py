@@ -143,12 +143,20 @@ class EmbeddedPostgres:
         self.data_dir.chmod(0o700)
 
 
-async def open_pool(url: str, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool[Any]:
-    """An open pool of autocommit connections returning dict rows."""
+async def open_pool(
+    url: str, min_size: int = 1, max_size: int = 10, timeout_s: float = 30.0
+) -> AsyncConnectionPool[Any]:
+    """An open pool of autocommit connections returning dict rows.
+
+    A connection is checked when it is handed out (a broken one, e.g. after a Postgres
+    restart, is replaced instead of failing the request); ``timeout_s`` bounds the wait for one.
+    """
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
+        timeout=timeout_s,
+        check=AsyncConnectionPool.check_connection,
         kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
         open=False,
     )
