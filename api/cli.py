@@ -1,4 +1,4 @@
-"""The ``keel`` command: serve, token, apikey, studio, record, prune, tools lock, ingest, doctor."""
+"""The ``keel`` command line: serving, tokens and keys, maintenance, tools, benchmarks."""
 
 from __future__ import annotations
 
@@ -355,6 +355,19 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    """``keel bench``: run bench/suite.py (the benchmarks live in the checkout, not the wheel)."""
+    from core.settings import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    from bench import suite  # type: ignore[import-not-found,unused-ignore]
+
+    argv = (["--out", args.out] if args.out else []) + (["--quick"] if args.quick else [])
+    argv += (["--n", str(args.n)] if args.n else []) + (["--only", args.only] if args.only else [])
+    code: int = suite.main(argv)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keel`` console script."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
@@ -415,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="check every configured dependency, one line each")
     p.add_argument("--only", default="", help="comma-separated checks (default: all)")
     p.set_defaults(fn=_doctor)
+    p = sub.add_parser("bench", help="benchmarks against LangGraph Server and physical limits")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, smaller loads")
+    p.add_argument("--n", type=int, default=None, help="repetitions per figure (default 20)")
+    p.add_argument("--only", default="", help="comma-separated figures (default: all)")
+    p.add_argument("--out", default=None, help="folder for the results (default: bench/)")
+    p.set_defaults(fn=_bench)
     args = parser.parse_args(argv)
     code: int = args.fn(args)
     return code

@@ -24,10 +24,9 @@ from typing import Any
 
 from cachetools import LRUCache
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from core.events import Event
+from core.events import Event, RunFinished
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,23 @@ EVENTS_CHANNEL = "keel_events"
 CANCEL_CHANNEL = "keel_cancel"
 _WAKE: dict[str, Any] = {"type": "__wake__"}
 _MAX_REPLAY_GAP_S = 5.0
+
+# One statement per batch: the events, the run they close (if any) and the notification commit
+# together. Data-modifying CTEs run whether or not the outer query reads them; the page trigger
+# on run_finished fires at the end of the statement and sees every row of the batch.
+_APPEND = """
+WITH ins AS (
+    INSERT INTO events (thread_id, seq, run_id, type, ts, body)
+    SELECT * FROM unnest(%(threads)s::text[], %(seqs)s::bigint[], %(runs)s::text[],
+                         %(types)s::text[], %(ts)s::timestamptz[], %(bodies)s::jsonb[])
+), fin AS (
+    UPDATE runs SET status = f.status, finished_at = now(), usage = f.usage
+      FROM unnest(%(fin_runs)s::text[], %(fin_status)s::text[], %(fin_usage)s::jsonb[])
+           AS f(run_id, status, usage)
+     WHERE runs.run_id = f.run_id
+)
+SELECT pg_notify(%(channel)s, %(note)s)
+"""
 
 
 def _pages_size(pages: dict[int, tuple[str, int, str]]) -> int:
@@ -71,32 +87,32 @@ class EventLog:
             return int(row["s"]) if row else 0
 
     async def append(self, events: Sequence[Event]) -> None:
-        """Write ``events`` of one thread in one transaction and notify other replicas.
+        """Write ``events`` of one thread atomically and notify other replicas.
 
         A ``run_finished`` among them closes its row in ``runs`` in the same transaction, so
-        whoever sees the event also sees the run's final status.
+        whoever sees the event also sees the run's final status. The batch is one statement
+        (rows passed as arrays, bodies encoded once by pydantic and cast to jsonb by Postgres):
+        one round trip and one commit per batch, whatever its size.
         """
         if not events:
             return
         last = events[-1]
-        note = json.dumps({"i": self.instance, "t": last.thread_id, "s": last.seq})
-        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO events (thread_id, seq, run_id, type, ts, body)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (e.thread_id, e.seq, e.run_id, e.type, e.ts, Jsonb(e.model_dump(mode="json")))
-                    for e in events
-                ],
-            )
-            for e in events:
-                if e.type == "run_finished":
-                    await cur.execute(
-                        "UPDATE runs SET status = %s, finished_at = now(), usage = %s"
-                        " WHERE run_id = %s",
-                        (e.data.status, Jsonb(e.data.usage.model_dump()), e.run_id),
-                    )
-            await cur.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, note))
+        finished = [e for e in events if isinstance(e, RunFinished)]
+        args = {
+            "threads": [e.thread_id for e in events],
+            "seqs": [e.seq for e in events],
+            "runs": [e.run_id for e in events],
+            "types": [e.type for e in events],
+            "ts": [e.ts for e in events],
+            "bodies": [e.model_dump_json() for e in events],
+            "fin_runs": [e.run_id for e in finished],
+            "fin_status": [e.data.status for e in finished],
+            "fin_usage": [e.data.usage.model_dump_json() for e in finished],
+            "channel": EVENTS_CHANNEL,
+            "note": json.dumps({"i": self.instance, "t": last.thread_id, "s": last.seq}),
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(_APPEND, args)
 
     async def read(
         self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 100_000

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import tempfile
 import threading
@@ -110,10 +111,8 @@ async def time_history(url: str, tid: str, reps: int) -> list[tuple[float, int]]
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=20)
-    a = p.parse_args()
+def measure(reps: int = 20) -> list[dict[str, Any]]:
+    """The four figures as rows (``key``, ``figure``, ``ratio``, ``a``, ``b``, ``n``, ...)."""
     tmp = Path(tempfile.mkdtemp(prefix="keel-bench-"))
     pg = EmbeddedPostgres(tmp / "pg")
     pg.start()
@@ -141,7 +140,7 @@ def main() -> None:
                 "history": [],
             }
             counts: dict[str, int] = {}
-            for _ in range(a.reps):
+            for _ in range(reps):
                 t, counts["replay_100"] = time_replay(c, small)
                 rows["replay_100"].append(t)
                 t, counts["replay_1000"] = time_replay(c, big)
@@ -153,46 +152,57 @@ def main() -> None:
                 rows["history"].append(t)
         server.should_exit = True
         thread.join(30)
-        med = {k: statistics.median(v) for k, v in rows.items()}
-        for row in (
-            {
-                "figure": "replay of a 1,000-event thread / aget_state_history (same thread)",
-                "ratio": med["replay_1000"] / med["history"],
-                "a": med["replay_1000"],
-                "b": med["history"],
-                "n": a.reps,
-                "events": counts["replay_1000"],
-                "checkpoints": counts["history"],
-            },
-            {
-                "figure": "replay's server-side read (in process, no HTTP) / aget_state_history",
-                "ratio": med["frames_1000"] / med["history"],
-                "a": med["frames_1000"],
-                "b": med["history"],
-                "n": a.reps,
-                "events": counts["replay_1000"],
-            },
-            {
-                "figure": "replay's server-side read, pages already in memory / aget_state_history",
-                "ratio": med["frames_1000_repeat"] / med["history"],
-                "a": med["frames_1000_repeat"],
-                "b": med["history"],
-                "n": a.reps,
-                "events": counts["replay_1000"],
-            },
-            {
-                "figure": "replay t(1,000 events) / t(100 events)",
-                "ratio": med["replay_1000"] / med["replay_100"],
-                "a": med["replay_1000"],
-                "b": med["replay_100"],
-                "n": a.reps,
-                "events": counts["replay_100"],
-            },
-        ):
-            print(json.dumps(row))
     finally:
         fake.stop()
         pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    return [
+        {
+            "key": "replay_http",
+            "figure": "replay of a 1,000-event thread over HTTP ÷ aget_state_history",
+            "ratio": med["replay_1000"] / med["history"],
+            "a": med["replay_1000"],
+            "b": med["history"],
+            "n": reps,
+            "events": counts["replay_1000"],
+            "checkpoints": counts["history"],
+        },
+        {
+            "key": "replay_read",
+            "figure": "replay's server-side read (in process, no HTTP) ÷ aget_state_history",
+            "ratio": med["frames_1000"] / med["history"],
+            "a": med["frames_1000"],
+            "b": med["history"],
+            "n": reps,
+            "events": counts["replay_1000"],
+        },
+        {
+            "key": "replay_read_cached",
+            "figure": "replay's server-side read, pages already in memory ÷ aget_state_history",
+            "ratio": med["frames_1000_repeat"] / med["history"],
+            "a": med["frames_1000_repeat"],
+            "b": med["history"],
+            "n": reps,
+            "events": counts["replay_1000"],
+        },
+        {
+            "key": "replay_growth",
+            "figure": "replay t(1,000 events) ÷ t(100 events), over HTTP",
+            "ratio": med["replay_1000"] / med["replay_100"],
+            "a": med["replay_1000"],
+            "b": med["replay_100"],
+            "n": reps,
+            "events": counts["replay_100"],
+        },
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=20)
+    for row in measure(p.parse_args().reps):
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,721 @@
+"""Keel against LangGraph Server and the physical limits: issue 12's figures in one process tree.
+
+    .venv/bin/keel bench [--quick] [--n 20] [--only first_event,quota] [--out bench]
+
+Starts embedded Postgres, the scripted model (bench/servers.py: fixed latency per request,
+fixed plan, answers of a set length and pace), Keel's API and ``langgraph dev`` on the same
+graph and model, each in its own process, then runs each figure with A and B interleaved and
+reports medians. Writes ``<out>/results.json`` (one row per figure) and ``<out>/RESULTS.md``
+(the table for the README). Absolute times on a shared 2-core machine move; ratios taken
+side by side in one run are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import servers
+from bench.servers import Proc, directive
+
+LATENCY_MS = 10.0  # per model request: the LLM is present but does not dominate
+PLAN_STEPS = (
+    3  # the planner's maximum: memory_router, planner, 3 x researcher, summarizer, remember
+)
+ANSWER_WORDS = 5
+MESSAGE = "What is the answer?"
+
+
+@dataclass
+class Row:
+    """One figure: A against B, their ratio and the goal."""
+
+    figure: str
+    key: str
+    a: float
+    b: float
+    ratio: float
+    n: int
+    goal: str  # "<= 1.25" or ">= 2"
+    unit: str = "s"
+    a_label: str = "Keel"
+    b_label: str = ""
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the ratio meets the goal (None: no goal, reported for information)."""
+        if not self.goal:
+            return None
+        op, target = self.goal.split()
+        return self.ratio <= float(target) if op == "<=" else self.ratio >= float(target)
+
+    def json(self) -> dict[str, Any]:
+        """The row as written to results.json."""
+        return {**asdict(self), "met": self.met}
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+class Stack:
+    """The processes under test, started on first use and stopped together."""
+
+    def __init__(self, work: Path, profile: str = "") -> None:
+        self.work = work
+        self.profile = profile
+        self._pg: Any = None
+        self._procs: dict[str, Proc] = {}
+        self._token = ""
+
+    @property
+    def pg_url(self) -> str:
+        if self._pg is None:
+            from core.db import EmbeddedPostgres
+
+            self._pg = EmbeddedPostgres(self.work / "pg")
+            self._pg.start()
+        return str(self._pg.url)
+
+    def _proc(self, name: str, start: Callable[[], Proc]) -> Proc:
+        if name not in self._procs:
+            proc = start()
+            try:
+                proc.wait()
+            except BaseException:
+                proc.stop()
+                raise
+            self._procs[name] = proc
+        return self._procs[name]
+
+    @property
+    def model(self) -> str:
+        return self._proc(
+            "model", lambda: servers.start_model(LATENCY_MS, 0.0, PLAN_STEPS, ANSWER_WORDS)
+        ).url
+
+    @property
+    def keel(self) -> str:
+        model, db = self.model, self.pg_url
+        return self._proc(
+            "keel", lambda: servers.start_keel(db, model, self.work / "keel", self.profile)
+        ).url
+
+    @property
+    def langgraph(self) -> str:
+        model = self.model
+        return self._proc("langgraph", lambda: servers.start_langgraph(model, self.work / "lg")).url
+
+    def raw(self, events: int, frame_bytes: int) -> str:
+        return self._proc(
+            f"raw-{events}-{frame_bytes}", lambda: servers.start_raw(events, frame_bytes)
+        ).url
+
+    @property
+    def token(self) -> str:
+        if not self._token:
+            from core.identity import issue_token
+            from core.settings import Settings
+
+            settings = Settings(**json.loads(servers.keel_settings_json("x", "x", "x")))
+            self._token = issue_token(settings.auth, user="bench", tenant="bench", scopes=[])
+        return self._token
+
+    def keel_client(self, **kw: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.keel,
+            timeout=300,
+            headers={"Authorization": f"Bearer {self.token}"},
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+            **kw,
+        )
+
+    def langgraph_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.langgraph,
+            timeout=300,
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+        )
+
+    def stop(self) -> None:
+        for proc in reversed(list(self._procs.values())):
+            proc.stop()
+        if self._pg is not None:
+            self._pg.stop()
+
+
+@dataclass
+class RunTimes:
+    """Marks of one streamed run, in seconds from the POST."""
+
+    first_event: float
+    finished: float
+    events: int
+    deltas: int = 0
+    first_delta: float = 0.0
+    last_delta: float = 0.0
+
+
+async def _read_stream(r: httpx.Response, t0: float) -> RunTimes:
+    r.raise_for_status()
+    first, events, deltas, first_delta, last_delta = 0.0, 0, 0, 0.0, 0.0
+    async for line in r.aiter_lines():
+        if not line.startswith("event: "):
+            continue
+        now = time.perf_counter() - t0
+        if not events:
+            first = now
+        events += 1
+        if line == "event: text_delta" or line == "event: custom":
+            deltas += 1
+            first_delta = first_delta or now
+            last_delta = now
+    return RunTimes(first, time.perf_counter() - t0, events, deltas, first_delta, last_delta)
+
+
+async def keel_thread(c: httpx.AsyncClient) -> str:
+    r = await c.post("/v1/threads")
+    r.raise_for_status()
+    return str(r.json()["thread_id"])
+
+
+async def keel_run(c: httpx.AsyncClient, message: str = MESSAGE, tid: str = "") -> RunTimes:
+    tid = tid or await keel_thread(c)
+    t0 = time.perf_counter()
+    body = {"input": {"message": message}}
+    async with c.stream("POST", f"/v1/threads/{tid}/runs", json=body) as r:
+        return await _read_stream(r, t0)
+
+
+async def langgraph_thread(c: httpx.AsyncClient) -> str:
+    r = await c.post("/threads", json={})
+    r.raise_for_status()
+    return str(r.json()["thread_id"])
+
+
+async def langgraph_run(c: httpx.AsyncClient, message: str = MESSAGE, tid: str = "") -> RunTimes:
+    tid = tid or await langgraph_thread(c)
+    body = {
+        "assistant_id": "research",
+        "input": {"messages": [{"role": "user", "content": message}]},
+        "stream_mode": ["custom"],
+    }
+    t0 = time.perf_counter()
+    async with c.stream("POST", f"/threads/{tid}/runs/stream", json=body) as r:
+        times = await _read_stream(r, t0)
+    return times
+
+
+async def bare_astream(message: str = MESSAGE) -> float:
+    """The same graph with ``graph.astream`` in this process: no checkpointer, no HTTP."""
+    from langchain_core.messages import HumanMessage
+
+    from core.settings import Settings
+    from graphs.context import RunContext
+    from graphs.graph import build_graph
+
+    settings = Settings(**json.loads(servers.keel_settings_json("x", _model_url, "x")))
+    graph = _bare_graph.setdefault("g", build_graph(None))
+    context = RunContext(llm=settings.llm, run_id=uuid.uuid4().hex, thread_id=uuid.uuid4().hex)
+    t0 = time.perf_counter()
+    async for _ in graph.astream(
+        {"messages": [HumanMessage(message)]}, context=context, stream_mode="custom"
+    ):
+        pass
+    return time.perf_counter() - t0
+
+
+_bare_graph: dict[str, Any] = {}
+_model_url = ""
+
+Figure = Callable[["Stack", "Args"], Coroutine[Any, Any, list[Row]]]
+
+
+@dataclass
+class Args:
+    """What the figures read from the command line."""
+
+    n: int
+    quick: bool
+
+
+async def fig_sse_vs_astream(s: Stack, a: Args) -> list[Row]:
+    """Keel HTTP SSE run ÷ bare ``graph.astream`` (same graph, same model, 7 node steps)."""
+    global _model_url
+    _model_url = s.model
+    keel, bare = [], []
+    async with s.keel_client() as c:
+        await keel_run(c)
+        await bare_astream()
+        for i in range(a.n):
+            for side in ("keel", "bare") if i % 2 else ("bare", "keel"):
+                if side == "keel":
+                    keel.append((await keel_run(c)).finished)
+                else:
+                    bare.append(await bare_astream())
+    k, b = median(keel), median(bare)
+    return [
+        Row(
+            "Keel HTTP SSE run ÷ bare graph.astream (no checkpointer)",
+            "sse_vs_astream",
+            k,
+            b,
+            k / b,
+            a.n,
+            "<= 1.25",
+            b_label="graph.astream in process",
+            note=f"7 node steps, 5 model calls of {LATENCY_MS:g} ms latency each; Keel with"
+            " its Postgres checkpointer and event log (embedded Postgres)",
+        )
+    ]
+
+
+async def fig_first_event(s: Stack, a: Args) -> list[Row]:
+    """Time to first event and whole run: Keel ÷ ``langgraph dev``, interleaved."""
+    kf, lf, kr, lr = [], [], [], []
+    async with s.keel_client() as kc, s.langgraph_client() as lc:
+        await keel_run(kc)
+        await langgraph_run(lc)
+        for i in range(a.n):
+            ktid, ltid = await keel_thread(kc), await langgraph_thread(lc)
+            for side in ("keel", "lg") if i % 2 else ("lg", "keel"):
+                if side == "keel":
+                    t = await keel_run(kc, tid=ktid)
+                    kf.append(t.first_event)
+                    kr.append(t.finished)
+                else:
+                    t = await langgraph_run(lc, tid=ltid)
+                    lf.append(t.first_event)
+                    lr.append(t.finished)
+    return [
+        Row(
+            "time to first event: Keel ÷ langgraph dev",
+            "first_event",
+            median(kf),
+            median(lf),
+            median(kf) / median(lf),
+            a.n,
+            "<= 0.5",
+            b_label="langgraph dev (in-memory runtime)",
+            note="from the POST of the run to its first SSE event; Keel's first event is"
+            " run_started after the run is recorded in Postgres, LangGraph's is `metadata`",
+        ),
+        Row(
+            "whole run over HTTP: Keel ÷ langgraph dev",
+            "run_vs_langgraph",
+            median(kr),
+            median(lr),
+            median(kr) / median(lr),
+            a.n,
+            "",
+            b_label="langgraph dev (in-memory runtime)",
+            note="informative: Keel writes checkpoints and events to Postgres, langgraph dev"
+            " keeps them in memory",
+        ),
+    ]
+
+
+async def _throughput(
+    run: Callable[[], Coroutine[Any, Any, RunTimes]], total: int, inflight: int
+) -> float:
+    sem = asyncio.Semaphore(inflight)
+
+    async def one() -> None:
+        async with sem:
+            await run()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(total)))
+    return total / (time.perf_counter() - t0)
+
+
+async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
+    """Runs per second with 50 in flight: Keel ÷ ``langgraph dev``."""
+    inflight = 10 if a.quick else 50
+    total = 2 * inflight
+    reps = max(1, min(a.n, 5))
+    kr, lr = [], []
+    async with s.keel_client() as kc, s.langgraph_client() as lc:
+        await keel_run(kc)
+        await langgraph_run(lc)
+        for i in range(reps):
+            for side in ("keel", "lg") if i % 2 else ("lg", "keel"):
+                if side == "keel":
+                    kr.append(await _throughput(lambda: keel_run(kc), total, inflight))
+                else:
+                    lr.append(await _throughput(lambda: langgraph_run(lc), total, inflight))
+    return [
+        Row(
+            f"concurrent runs/s ({inflight} in flight): Keel ÷ langgraph dev",
+            "concurrent",
+            median(kr),
+            median(lr),
+            median(kr) / median(lr),
+            reps,
+            ">= 2",
+            unit="runs/s",
+            b_label="langgraph dev (in-memory runtime)",
+            note=f"{total} runs per repetition, each on a new thread, read to the end",
+        )
+    ]
+
+
+async def fig_stream_rate(s: Stack, a: Args) -> list[Row]:
+    """Events per second on one stream: Keel ÷ a bare Starlette StreamingResponse."""
+    events = 300 if a.quick else 2000
+    msg = f"{MESSAGE} {directive(events, 0)}"
+    async with s.keel_client() as c:
+        probe = await keel_run(c, msg)
+        raw_url = s.raw(probe.events, 260)
+        keel, raw = [], []
+        async with httpx.AsyncClient(base_url=raw_url, timeout=120) as rc:
+            for i in range(a.n):
+                for side in ("keel", "raw") if i % 2 else ("raw", "keel"):
+                    if side == "keel":
+                        t = await keel_run(c, msg)
+                        keel.append(t.events / t.finished)
+                    else:
+                        t0 = time.perf_counter()
+                        async with rc.stream("GET", "/stream") as r:
+                            t = await _read_stream(r, t0)
+                        raw.append(t.events / t.finished)
+    k, r_ = median(keel), median(raw)
+    return [
+        Row(
+            "events/s on one stream: Keel ÷ raw Starlette StreamingResponse",
+            "stream_rate",
+            k,
+            r_,
+            k / r_,
+            a.n,
+            ">= 0.6",
+            unit="events/s",
+            b_label="Starlette StreamingResponse",
+            note=f"one run streaming {probe.events} events (model words with no pause) vs the"
+            " same number of ~260-byte frames from a bare StreamingResponse",
+        )
+    ]
+
+
+async def fig_many_streams(s: Stack, a: Args) -> list[Row]:
+    """Many concurrent streams at 20 events/s each, driven by a separate load process."""
+    import subprocess
+    import sys
+
+    streams = 50 if a.quick else 500
+    rate, seconds = 20.0, (5.0 if a.quick else 15.0)
+    words = int(rate * seconds)
+    cmd = [sys.executable, "-m", "bench.load", "--url", s.keel, "--token", s.token]
+    cmd += ["--streams", str(streams), "--words", str(words), "--word-ms", str(1000 / rate)]
+    out = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, timeout=900, cwd=servers.ROOT
+    )
+    if out.returncode:
+        raise RuntimeError(f"load process failed: {out.stderr[-2000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    offered = streams * rate
+    return [
+        Row(
+            f"{streams} concurrent streams at {rate:g} events/s: delivered ÷ offered",
+            "many_streams",
+            res["delivered_per_s"],
+            offered,
+            res["delivered_per_s"] / offered,
+            1,
+            ">= 0.9",
+            unit="events/s",
+            b_label="offered",
+            note=f"text_delta events received by a separate load process over the window, each"
+            f" stream a run answering {words} words {1000 / rate:g} ms apart",
+            extra=res,
+        )
+    ]
+
+
+async def fig_replay(s: Stack, a: Args) -> list[Row]:
+    """bench.replay's figures (its own Postgres and server), with this run's repetitions."""
+    from bench import replay
+
+    rows = await asyncio.to_thread(replay.measure, a.n)
+    goals = {
+        "replay_http": "<= 0.02",
+        "replay_read": "<= 0.02",
+        "replay_read_cached": "<= 0.02",
+        "replay_growth": "<= 12",
+    }
+    labels = dict.fromkeys(
+        ("replay_http", "replay_read", "replay_read_cached"), "aget_state_history"
+    )
+    return [
+        Row(
+            r["figure"],
+            r["key"],
+            r["a"],
+            r["b"],
+            r["ratio"],
+            r["n"],
+            goals[r["key"]],
+            b_label=labels.get(r["key"], "t(100 events)"),
+            extra={k: v for k, v in r.items() if k in ("events", "checkpoints")},
+        )
+        for r in rows
+    ]
+
+
+async def fig_write_per_step(s: Stack, a: Args) -> list[Row]:
+    """Checkpoint + event-log write per step ÷ one raw Postgres commit."""
+    from bench import writes
+
+    res = await writes.measure(s.pg_url, s.model, a.n)
+    return [
+        Row(
+            "checkpoint + event-log write per step ÷ one raw Postgres commit",
+            "write_per_step",
+            res["per_step"],
+            res["raw_commit"],
+            res["per_step"] / res["raw_commit"],
+            res["n"],
+            "<= 1.5",
+            b_label="INSERT of one row + commit",
+            note="aput_writes + aput of a real research-graph step's checkpoint, plus the"
+            " event-log append of that step's events, on embedded Postgres",
+            extra={k: v for k, v in res.items() if k not in ("per_step", "raw_commit", "n")},
+        )
+    ]
+
+
+async def fig_quota(s: Stack, a: Args) -> list[Row]:
+    """One run's quota work (admit + release, memory storage) ÷ one scripted-model run."""
+    from bench.quota_load import _check_cost
+
+    runs = []
+    async with s.keel_client() as c:
+        await keel_run(c)
+        for _ in range(a.n):
+            runs.append((await keel_run(c)).finished)
+    costs = [await _check_cost("memory://", 200) for _ in range(a.n)]
+    q, r = median(costs), median(runs)
+    return [
+        Row(
+            "quota check ÷ scripted-model run",
+            "quota",
+            q,
+            r,
+            q / r,
+            a.n,
+            "<= 0.01",
+            b_label="one Keel run over HTTP",
+            note="admit + release of core.quotas on memory:// (bench.quota_load), mean of 200"
+            " per repetition",
+        )
+    ]
+
+
+def _checkpoint_bytes(db_url: str, thread_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT coalesce(sum(octet_length(checkpoint::text)), 0) FROM checkpoints"
+            "         WHERE thread_id = %(t)s)"
+            "     + (SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_blobs"
+            "         WHERE thread_id = %(t)s)"
+            "     + (SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_writes"
+            "         WHERE thread_id = %(t)s)",
+            {"t": thread_id},
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def fig_growth(s: Stack, a: Args) -> list[Row]:
+    """Per-turn cost as one thread grows: checkpoint bytes written by a turn, replay time."""
+    default = "10,30" if a.quick else "10,100,300"
+    marks = [int(x) for x in os.environ.get("BENCH_GROWTH_TURNS", default).split(",")]
+    at: dict[int, dict[str, float]] = {}
+    async with s.keel_client() as c:
+        tid = await keel_thread(c)
+        before = 0
+        for turn in range(1, marks[-1] + 1):
+            if turn in marks:
+                before = await asyncio.to_thread(_checkpoint_bytes, s.pg_url, tid)
+            run = await keel_run(c, tid=tid)
+            if turn in marks:
+                total = await asyncio.to_thread(_checkpoint_bytes, s.pg_url, tid)
+                replays = []
+                for _ in range(max(3, min(a.n, 10))):
+                    t0 = time.perf_counter()
+                    async with c.stream("GET", f"/v1/replay/{tid}") as r:
+                        async for _chunk in r.aiter_bytes():
+                            pass
+                    replays.append(time.perf_counter() - t0)
+                at[turn] = {
+                    "turn_bytes": float(total - before),
+                    "total_bytes": float(total),
+                    "replay_s": median(replays),
+                    "run_s": run.finished,
+                }
+    lo, hi = marks[-2], marks[-1]
+    extra = {str(k): v for k, v in at.items()}
+    note = f"one thread, {hi} turns; at turns {', '.join(map(str, marks))}: " + "; ".join(
+        f"turn {k}: {v['turn_bytes'] / 1024:.1f} KiB written, thread {v['total_bytes'] / 2**20:.2f}"
+        f" MiB, replay {v['replay_s'] * 1000:.1f} ms, run {v['run_s'] * 1000:.0f} ms"
+        for k, v in at.items()
+    )
+    return [
+        Row(
+            f"checkpoint bytes written by turn {hi} ÷ by turn {lo} (constant = linear growth)",
+            "growth_bytes",
+            at[hi]["turn_bytes"],
+            at[lo]["turn_bytes"],
+            at[hi]["turn_bytes"] / at[lo]["turn_bytes"],
+            1,
+            "<= 1.2",
+            unit="bytes",
+            a_label=f"turn {hi}",
+            b_label=f"turn {lo}",
+            note=note,
+            extra=extra,
+        ),
+        Row(
+            f"replay of the whole thread at {hi} turns ÷ at {lo} turns",
+            "growth_replay",
+            at[hi]["replay_s"],
+            at[lo]["replay_s"],
+            at[hi]["replay_s"] / at[lo]["replay_s"],
+            max(3, min(a.n, 10)),
+            f"<= {1.2 * hi / lo:g}",
+            b_label=f"{lo} turns",
+            note=f"linear growth: at most {hi / lo:g} x (+20 %)",
+        ),
+    ]
+
+
+FIGURES: dict[str, Figure] = {
+    "sse_vs_astream": fig_sse_vs_astream,
+    "first_event": fig_first_event,
+    "concurrent": fig_concurrent,
+    "replay": fig_replay,
+    "stream_rate": fig_stream_rate,
+    "many_streams": fig_many_streams,
+    "write_per_step": fig_write_per_step,
+    "quota": fig_quota,
+    "growth": fig_growth,
+}
+
+
+def _fmt(x: float, unit: str) -> str:
+    if unit == "s":
+        return f"{x * 1000:.2f} ms" if x < 10 else f"{x:.1f} s"
+    return f"{x:,.1f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    """The results as a markdown table."""
+    lines = [
+        "| figure | Keel | baseline / limit | ratio | goal | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = {True: "yes", False: "**no**", None: "—"}[r.met]
+        lines.append(
+            f"| {r.figure} | {_fmt(r.a, r.unit)} | {_fmt(r.b, r.unit)} ({r.b_label}) |"
+            f" {r.ratio:.4g} | {r.goal or '—'} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+
+
+def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "command": argv,
+        "seconds": round(took, 1),
+    }
+    (out / "results.json").write_text(
+        json.dumps({**meta, "rows": [r.json() for r in rows]}, indent=1) + "\n"
+    )
+    notes = "\n".join(f"- **{r.figure}**: {r.note}" for r in rows if r.note)
+    (out / "RESULTS.md").write_text(
+        f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, shared with other jobs;"
+        f" `{argv}` took {meta['seconds']} s. Medians of interleaved repetitions.\n\n"
+        f"{table(rows)}\n\n{notes}\n"
+    )
+
+
+async def run(names: list[str], a: Args, work: Path, profile: str = "") -> list[Row]:
+    stack = Stack(work, profile)
+    rows: list[Row] = []
+    try:
+        for name in names:
+            t0 = time.perf_counter()
+            got = await FIGURES[name](stack, a)
+            rows += got
+            for r in got:
+                print(
+                    f"{r.key:16s} {r.ratio:10.4g}  goal {r.goal or '-':8s}"
+                    f" ({_fmt(r.a, r.unit)} vs {_fmt(r.b, r.unit)};"
+                    f" {time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
+    finally:
+        stack.stop()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="keel bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, smaller loads")
+    p.add_argument("--n", type=int, default=None, help="repetitions per figure (default 20)")
+    p.add_argument("--only", default="", help=f"comma-separated: {', '.join(FIGURES)}")
+    p.add_argument("--out", default=str(servers.ROOT / "bench"), help="folder for the results")
+    ns = p.parse_args(argv)
+    names = [x for x in ns.only.split(",") if x] or list(FIGURES)
+    unknown = set(names) - set(FIGURES)
+    if unknown:
+        p.error(f"unknown figures: {', '.join(sorted(unknown))}")
+    a = Args(n=ns.n or (3 if ns.quick else 20), quick=ns.quick)
+    started, t0 = datetime.now(UTC), time.perf_counter()
+    # BENCH_PROFILE=1: Keel's API runs under cProfile; its summary goes to <out>/profile-*.txt.
+    profile = ""
+    if os.environ.get("BENCH_PROFILE"):
+        Path(ns.out).mkdir(parents=True, exist_ok=True)
+        profile = str(Path(ns.out).resolve() / f"profile-{'-'.join(names)}.txt")
+    with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
+        rows = asyncio.run(run(names, a, Path(tmp), profile))
+    command = "keel bench " + " ".join(argv if argv is not None else [])
+    write(rows, Path(ns.out), command.strip(), started, time.perf_counter() - t0)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
