@@ -15,7 +15,7 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import feedback, memory, meta, threads, tools, traces, usage
+from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
 from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
@@ -111,6 +111,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(traces.router)
     app.include_router(traces.page)
     app.include_router(memory.router)
+    app.include_router(ui.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:
