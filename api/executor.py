@@ -30,7 +30,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from api import langsmith_runs
 from api.feedback import FeedbackStore, VariantRouter
@@ -78,8 +78,10 @@ class RunHandle:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Whether a failed write may succeed later (the database is down or restarting)."""
-    return isinstance(exc, (psycopg.OperationalError, PoolTimeout, OSError))
+    """Whether a failed write may succeed later (anything but a refusal of the data itself)."""
+    return not isinstance(
+        exc, (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError)
+    )
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
