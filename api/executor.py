@@ -208,6 +208,16 @@ class RunExecutor:
             closed += 1
         return closed
 
+    def local_run(self, thread_id: str) -> str | None:
+        """A run of ``thread_id`` in this process, alive whatever its heartbeat says.
+
+        A database outage stops the heartbeat, not the run.
+        """
+        for handle in self.active.values():
+            if handle.thread_id == thread_id:
+                return handle.run_id
+        return None
+
     async def active_run(self, thread_id: str) -> str | None:
         """The newest live run (queued or running, on any replica) of ``thread_id``."""
         async with self.pool.connection() as conn:
