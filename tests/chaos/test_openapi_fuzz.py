@@ -6,7 +6,7 @@ does with hypothesis, already a dev dependency: it reads ``/openapi.json`` from 
 derives a strategy from each operation's parameters and JSON body schema (in-schema values,
 values just out of bounds, wrong types and unknown keys), and sends the examples with a valid
 token. No answer may be a 5xx, and every 4xx is problem+json with the trace_id.
-Quick: 20 examples per operation; ``make chaos``: 500.
+Quick: 10 examples per operation; ``make chaos``: 500.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.chaos.conftest import ApiProcess, scaled
 
-EXAMPLES = scaled(20, 500)
+EXAMPLES = scaled(10, 500)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),

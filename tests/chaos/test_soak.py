@@ -1,7 +1,7 @@
 """Soak (agentic resource overload, LLM10): mixed load on loopback against one ``keel serve``
 process — runs, resumed streams, replays, history, feedback, refused requests — in bounded
 request loops; the API's RSS, open file descriptors and Postgres connections are sampled and
-their slopes after warm-up reported. Quick: 40 rounds; ``make chaos``: 30 minutes.
+their slopes after warm-up reported. Quick: 20 rounds; ``make chaos``: 30 minutes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.chaos.conftest import FULL, ApiProcess, scaled
 from tests.fakes.openai_server import FakeOpenAI
 from tests.sse import parse
 
-ROUNDS = scaled(30, 10**9)
+ROUNDS = scaled(20, 10**9)
 DURATION_S = scaled(10**9, 30 * 60)
 
 
