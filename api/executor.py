@@ -30,7 +30,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from api import langsmith_runs
 from api.feedback import FeedbackStore, VariantRouter
@@ -78,8 +78,10 @@ class RunHandle:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Whether a failed write may succeed later (the database is down or restarting)."""
-    return isinstance(exc, (psycopg.OperationalError, PoolTimeout, OSError))
+    """Whether a failed write may succeed later (anything but a refusal of the data itself)."""
+    return not isinstance(
+        exc, (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError)
+    )
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -205,6 +207,16 @@ class RunExecutor:
             self.broker.publish(row["thread_id"], events)
             closed += 1
         return closed
+
+    def local_run(self, thread_id: str) -> str | None:
+        """A run of ``thread_id`` in this process, alive whatever its heartbeat says.
+
+        A database outage stops the heartbeat, not the run.
+        """
+        for handle in self.active.values():
+            if handle.thread_id == thread_id:
+                return handle.run_id
+        return None
 
     async def active_run(self, thread_id: str) -> str | None:
         """The newest live run (queued or running, on any replica) of ``thread_id``."""

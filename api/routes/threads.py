@@ -158,7 +158,7 @@ async def stream_thread(
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
     await owned_thread(svc, identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
-    active = await svc.executor.active_run(thread_id)
+    active = svc.executor.local_run(thread_id) or await svc.executor.active_run(thread_id)
     return _sse(tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id)
 
 

@@ -86,7 +86,9 @@ class ApiProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"keel serve exited:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                # Liveness, not /readyz: the jail uid's process limit is shared with every
+                # other sandbox on the machine, so python-v1 may be refused for a moment.
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

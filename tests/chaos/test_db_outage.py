@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from core.db import EmbeddedPostgres
@@ -24,7 +25,7 @@ from tests.conftest import LiveServer, make_settings
 from tests.fakes.openai_server import DEFAULT_PLAN, FakeOpenAI
 from tests.sse import iter_frames
 
-RESTARTS = scaled(2, 10)
+RESTARTS = scaled(1, 10)
 ANSWER = " ".join(f"word{i}" for i in range(120))
 
 
@@ -38,6 +39,20 @@ def pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 def _crash(pg: EmbeddedPostgres) -> None:
     pg._run([pg._bin("pg_ctl"), "-D", str(pg.data_dir), "-w", "-m", "immediate", "stop"])
+
+
+def _start(pg: EmbeddedPostgres) -> None:
+    """Start after a crash; crash recovery on a loaded machine can outlast pg_ctl's 60 s."""
+    try:
+        pg.start()
+    except RuntimeError:
+        for _ in range(600):
+            try:
+                psycopg.connect(pg.url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.5)
+        raise
 
 
 def test_postgres_restarts_mid_stream(
@@ -81,7 +96,7 @@ def test_postgres_restarts_mid_stream(
                     and r.headers["content-type"] == "application/problem+json"
                 )
                 down_statuses[f"{r.status_code}{'' if ok else ' (bad)'}"] += 1
-            pg.start()
+            _start(pg)
             restarted = time.monotonic()
             while c.post("/v1/threads", timeout=30).status_code != 201:
                 time.sleep(0.05)
