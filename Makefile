@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
+WEB    := web/dist/index.html
 
-.PHONY: install run test lint pytest studio lock clean up
+.PHONY: install web chromium run test lint pytest chaos studio lock clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,18 +18,38 @@ $(STAMP): pyproject.toml requirements.lock models.lock
 
 install: $(STAMP)
 
-run: install
+# The browser UI: npm ci from web/package-lock.json, then type-check and build into web/dist.
+$(WEB): web/package.json web/package-lock.json web/index.html web/tsconfig.json $(wildcard web/src/*.ts web/src/*/*.ts web/src/*.css)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+
+web: $(WEB)
+
+# Debian's Chromium for the end-to-end UI tests (Playwright drives /usr/bin/chromium; it
+# never downloads a browser of its own).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)
+
+chromium: $(CHROMIUM)
+
+run: install web
 	$(BIN)/keel serve
 
-test: install lint pytest
+test: install web chromium lint pytest
 
 lint: install
 	$(BIN)/ruff check core graphs tools memory api tests bench
 	$(BIN)/ruff format --check core graphs tools memory api tests
 	$(BIN)/mypy
 
-pytest: install
+pytest: install web
 	$(BIN)/python -m pytest
+
+# The reliability and security suite at full size (crashes, outages, a 30-minute soak); the
+# quick version of the same tests runs in `make test`. One line per figure at the end.
+chaos: install
+	KEEL_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos --timeout 3600
 
 studio: install
 	$(BIN)/keel studio
@@ -37,7 +58,7 @@ lock: $(VENV)
 	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python pyproject.toml --extra dev -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
+	rm -rf $(VENV) web/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
 
 up:
 	docker compose up --build

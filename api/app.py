@@ -17,7 +17,7 @@ from api import problems
 from api.deps import Services
 from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
-from api.routes import feedback, memory, meta, threads, tools, traces, usage
+from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
 from api.scheduler import FairScheduler
 from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
@@ -25,6 +25,7 @@ from core.errors import Unavailable
 from core.otel import configure as configure_tracing
 from core.otel import provider
 from core.quotas import forget, quotas_for
+from core.serde import FailClosedSerializer
 from core.settings import Settings
 from core.tracing import install_log_context
 from graphs.graph import build_graph
@@ -51,6 +52,7 @@ async def checkpoint_pool(
         settings.database.url or "",
         settings.database.pool_min,
         settings.database.pool_max,
+        settings.database.pool_timeout_s,
         synchronous_commit=False,
     )
 
@@ -65,7 +67,10 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         if not settings.database.url:
             raise Unavailable("database.url is not set (keel serve starts an embedded Postgres)")
         pool = await open_pool(
-            settings.database.url, settings.database.pool_min, settings.database.pool_max
+            settings.database.url,
+            settings.database.pool_min,
+            settings.database.pool_max,
+            settings.database.pool_timeout_s,
         )
         quotas = quotas_for(settings.quotas)
         scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)
@@ -74,7 +79,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             async with pool.connection() as conn:
                 await migrate(conn)
             ckpt_pool = await checkpoint_pool(settings, pool)
-            checkpointer = AsyncPostgresSaver(ckpt_pool)
+            checkpointer = AsyncPostgresSaver(ckpt_pool, serde=FailClosedSerializer())
             await checkpointer.setup()
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
@@ -135,11 +140,17 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(traces.router)
     app.include_router(traces.page)
     app.include_router(memory.router)
+    app.include_router(ui.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:
-        # The server span wraps the whole stack; TraceMiddleware adopts its trace id.
+        # The server span wraps the whole stack; TraceMiddleware adopts its trace id. No span
+        # per ASGI send/receive: a stream would get one per event, which costs more than the
+        # event and buries the run's own spans.
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=provider(), excluded_urls="/healthz,/readyz,/metrics"
+            app,
+            tracer_provider=provider(),
+            excluded_urls="/healthz,/readyz,/metrics",
+            exclude_spans=["receive", "send"],
         )
     return app

@@ -203,11 +203,25 @@ def _prune(args: argparse.Namespace) -> int:
     )
 
     async def go() -> None:
+        from memory.session import FolderInUse, SessionMemory, open_session_memory
+
+        session: SessionMemory | None = None
+        if settings.memory.session.enabled:
+            try:
+                session = await open_session_memory(settings.memory.session, settings.data_dir)
+            except FolderInUse:
+                print(
+                    "keel prune: session memory is held by a running server (local mode);"
+                    " the pruned threads' facts stay in it (a Qdrant server avoids this)",
+                    file=sys.stderr,
+                )
         pool = await open_pool(_database_url(settings), 1, 2)
         try:
-            report = await prune(pool, retention)
+            report = await prune(pool, retention, session)
         finally:
             await pool.close()
+            if session is not None:
+                await session.close()
         print(f"keel prune: {report.threads} threads and {report.events} events removed")
 
     asyncio.run(go())

@@ -7,12 +7,16 @@ publishes them to live subscribers. It always ends a run with ``run_finished``.
 One run at a time writes to a thread. A second run on a busy thread follows the configured
 double-texting policy: ``reject`` (409), ``enqueue`` (it waits for the current run, in this
 process), or ``interrupt`` (the current run is cancelled, then the new one starts). Runs send a
-heartbeat, so a run left ``running`` by a crashed replica stops blocking its thread.
+heartbeat, so a run left ``running`` by a crashed replica stops blocking its thread, and every
+replica closes such orphans (policy: fail, not resume): it appends ``agent_status: error``,
+``error{code: run_interrupted}`` and ``run_finished{error}`` after the run's last logged event,
+so a client resuming its stream ends cleanly and the thread takes new runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+import psycopg
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
@@ -47,7 +52,10 @@ log = logging.getLogger(__name__)
 _tracer = tracer("keel.run")
 
 _BATCH = 256
-_WRITE_RETRIES = 3
+# A batch that cannot be written is retried through a database outage (backoff capped at 1 s)
+# for this long: the events wait in memory, in order, so the log stays gap-free and the run's
+# stream ends once Postgres is back. Giving up sooner lost every later event of the run.
+_WRITE_GIVE_UP_S = 120.0
 
 
 @dataclass
@@ -67,6 +75,13 @@ class RunHandle:
     max_duration_s: float | None = None
     variant: str | None = None
     variant_reason: str | None = None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed write may succeed later (anything but a refusal of the data itself)."""
+    return not isinstance(
+        exc, (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError)
+    )
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -124,22 +139,84 @@ class RunExecutor:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start_heartbeat(self) -> None:
-        """Keep the ``heartbeat_at`` of this process's runs fresh."""
+        """Keep the ``heartbeat_at`` of this process's runs fresh, and close orphaned runs."""
         self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.runs.heartbeat_s)
-            if not self.active:
-                continue
             try:
-                async with self.pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)",
-                        (list(self.active),),
-                    )
+                if self.active:
+                    async with self.pool.connection() as conn:
+                        await conn.execute(
+                            "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)",
+                            (list(self.active),),
+                        )
+                await self.close_orphans()
             except Exception as exc:
                 log.warning("run heartbeat failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.settings.runs.heartbeat_s)
+
+    async def close_orphans(self) -> int:
+        """End the runs whose process died (no heartbeat for ``runs.stale_after_s``).
+
+        Each gets ``agent_status: error``, ``error{run_interrupted}`` and ``run_finished{error}``
+        after its thread's last event. Two replicas racing for one orphan cannot both write:
+        the second insert hits the ``(thread_id, seq)`` key and is dropped. Returns how many
+        this call closed.
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT run_id, thread_id, trace_id,"
+                " extract(epoch FROM now() - started_at) * 1000 AS age_ms FROM runs"
+                " WHERE status IN ('queued', 'running') AND NOT (run_id = ANY(%s))"
+                " AND heartbeat_at < now() - make_interval(secs => %s)",
+                (list(self.active), self.settings.runs.stale_after_s),
+            )
+            orphans = await cur.fetchall()
+        closed = 0
+        for row in orphans:
+            last = await self.log.last_seq(row["thread_id"])
+            message = "The server running this request stopped before it finished; ask again."
+            tail = [
+                NodeEvent(type="agent_status", data={"status": "error"}),
+                NodeEvent(type="error", data={"code": "run_interrupted", "message": message}),
+                NodeEvent(
+                    type="run_finished",
+                    data={"status": "error", "duration_ms": round(float(row["age_ms"]), 1)},
+                ),
+            ]
+            events = [
+                envelope(
+                    ev,
+                    seq=last + i,
+                    thread_id=row["thread_id"],
+                    run_id=row["run_id"],
+                    trace_id=row["trace_id"],
+                    ts=now(),
+                )
+                for i, ev in enumerate(tail, 1)
+            ]
+            try:
+                await self.log.append(events)
+            except psycopg.errors.UniqueViolation:
+                continue  # another replica closed it, or the run wrote after all
+            log.warning(
+                "closed an orphaned run",
+                extra={"keel": {"run_id": row["run_id"], "thread_id": row["thread_id"]}},
+            )
+            self.broker.publish(row["thread_id"], events)
+            closed += 1
+        return closed
+
+    def local_run(self, thread_id: str) -> str | None:
+        """A run of ``thread_id`` in this process, alive whatever its heartbeat says.
+
+        A database outage stops the heartbeat, not the run.
+        """
+        for handle in self.active.values():
+            if handle.thread_id == thread_id:
+                return handle.run_id
+        return None
 
     async def active_run(self, thread_id: str) -> str | None:
         """The newest live run (queued or running, on any replica) of ``thread_id``."""
@@ -252,15 +329,17 @@ class RunExecutor:
                 if len(batch) >= _BATCH or handle.queue.empty():
                     break
                 item = handle.queue.get_nowait()
-            for attempt in range(_WRITE_RETRIES):
+            give_up = time.monotonic() + _WRITE_GIVE_UP_S
+            for attempt in itertools.count():
                 try:
                     await self.log.append(batch)
                     break
-                except Exception:
-                    if attempt == _WRITE_RETRIES - 1:
+                except Exception as exc:
+                    if time.monotonic() > give_up or not _transient(exc):
                         raise
-                    log.warning("event batch write failed; retrying", exc_info=True)
-                    await asyncio.sleep(0.2 * 2**attempt)
+                    if attempt == 0:
+                        log.warning("event batch write failed; retrying", exc_info=True)
+                    await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
             for ev in batch:
                 observe_event(ev)
             self.broker.publish(handle.thread_id, batch)

@@ -69,17 +69,17 @@ class FeedbackStore:
         self.settings = settings
 
     async def run_of(self, identity: Identity, run_id: str) -> RunContextRow:
-        """The caller's tenant's run ``run_id`` and its context.
+        """The caller's own run ``run_id`` (a run of a thread the caller owns) and its context.
 
         Raises:
-            NotFound: no such run in the caller's tenant (another tenant's run included).
+            NotFound: no such run of the caller's (another user's or tenant's run included).
         """
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant"
                 " FROM runs r JOIN threads t USING (thread_id)"
-                " WHERE r.run_id = %s AND t.tenant = %s",
-                (run_id, identity.tenant),
+                " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
+                (run_id, identity.tenant, identity.user_id),
             )
             row = await cur.fetchone()
             if row is None:

@@ -3,6 +3,7 @@
 A thread whose newest run started more than ``retention.days`` ago is deleted with its runs,
 events and checkpoints; a thread with more than ``retention.max_events_per_thread`` events
 keeps only its newest ones (replay then starts at the oldest kept seq; seqs never change).
+A deleted thread's session-memory facts go with it when the session store is given.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg_pool import AsyncConnectionPool
 
 from core.settings import RetentionSettings
+from memory.session import SessionMemory
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +29,22 @@ class PruneReport:
     events: int
 
 
-async def prune(pool: AsyncConnectionPool[Any], retention: RetentionSettings) -> PruneReport:
-    """Apply ``retention`` once."""
+async def prune(
+    pool: AsyncConnectionPool[Any],
+    retention: RetentionSettings,
+    session: SessionMemory | None = None,
+) -> PruneReport:
+    """Apply ``retention`` once; with ``session``, forget the deleted threads' facts too."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT t.thread_id FROM threads t LEFT JOIN runs r USING (thread_id)"
-            " GROUP BY t.thread_id"
+            "SELECT t.thread_id, t.tenant FROM threads t LEFT JOIN runs r USING (thread_id)"
+            " GROUP BY t.thread_id, t.tenant"
             " HAVING coalesce(max(r.started_at), max(t.created_at))"
             "  < now() - make_interval(days => %s)",
             (retention.days,),
         )
-        old = [row["thread_id"] for row in await cur.fetchall()]
+        rows = await cur.fetchall()
+        old = [row["thread_id"] for row in rows]
     saver = AsyncPostgresSaver(pool)
     for thread_id in old:
         await saver.adelete_thread(thread_id)
@@ -51,6 +58,9 @@ async def prune(pool: AsyncConnectionPool[Any], retention: RetentionSettings) ->
             (retention.max_events_per_thread, retention.max_events_per_thread),
         )
         trimmed = cur.rowcount
+    if session is not None:
+        for row in rows:
+            await session.forget_thread(row["tenant"], row["thread_id"])
     report = PruneReport(threads=len(old), events=trimmed)
     log.info("pruned", extra={"keel": {"threads": report.threads, "events": report.events}})
     return report

@@ -1,4 +1,4 @@
-"""ASGI middleware: a trace_id per request (practice 1) and a request body size limit."""
+"""ASGI middleware: a trace_id per request (practice 1), a body size limit, no NUL in the URL."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ class TraceMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413 before anything reads them whole."""
+    """Refuse bodies over ``max_bytes`` with 413 before anything reads them whole.
+
+    NULs in the path or query string are refused with 400.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         """Wrap ``app`` with a limit of ``max_bytes``."""
@@ -59,6 +62,13 @@ class BodyLimitMiddleware:
         """Check Content-Length, and count the bytes of chunked bodies."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        # Postgres text cannot hold NUL: an id or parameter carrying one is refused up front,
+        # before it reaches a query (or a stream that has already answered 200).
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower():
+            await problem(
+                400, "Invalid request", "NUL bytes are not allowed in URLs.", "invalid_request"
+            )(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")

@@ -96,6 +96,18 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unstorable(_: Request, exc: Exception) -> JSONResponse:
+    # A value Postgres refuses (NUL in text, a number out of range) or text that is not valid
+    # Unicode (a lone surrogate from a JSON escape) came from the request: a 422, not a 500.
+    log.warning("request value not storable: %s", type(exc).__name__)
+    return problem(
+        422,
+        "Invalid request",
+        "A value in the request cannot be stored (NUL byte, invalid Unicode or out of range).",
+        "invalid_input",
+    )
+
+
 def _dependency_down(what: str, code: str) -> Callable[[Request, Exception], JSONResponse]:
     """A handler answering 503 + Retry-After when ``what`` cannot be reached."""
 
@@ -126,6 +138,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     database_down = _dependency_down("database", "database_unavailable")
     quota_storage_down = _dependency_down("quota storage", "quota_storage_unavailable")
+    app.add_exception_handler(psycopg.DataError, _unstorable)
+    app.add_exception_handler(UnicodeEncodeError, _unstorable)
     app.add_exception_handler(psycopg.OperationalError, database_down)
     app.add_exception_handler(PoolTimeout, database_down)
     app.add_exception_handler(redis.exceptions.ConnectionError, quota_storage_down)

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from cachetools import LRUCache
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -52,13 +53,29 @@ SELECT pg_notify(%(channel)s, %(note)s)
 """
 
 
+def _pages_size(pages: dict[int, tuple[str, int, str]]) -> int:
+    """Bytes one thread's cached pages take, roughly (their text, plus a little per page)."""
+    return sum(len(frames) + 64 for _, _, frames in pages.values())
+
+
 class EventLog:
     """The ``events`` table: append batches, read a thread's events after a seq."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], instance: str = "") -> None:
-        """Use ``pool``; ``instance`` names this process in notifications."""
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        instance: str = "",
+        page_cache_bytes: int = 64 * 2**20,
+    ) -> None:
+        """Use ``pool``; ``instance`` names this process in notifications.
+
+        ``page_cache_bytes`` bounds the replay pages kept in memory (see ``frames``).
+        """
         self.pool = pool
         self.instance = instance
+        self._pages: LRUCache[str, dict[int, tuple[str, int, str]]] = LRUCache(
+            page_cache_bytes, getsizeof=_pages_size
+        )
 
     async def last_seq(self, thread_id: str) -> int:
         """The highest seq written for ``thread_id`` (0 if none)."""
@@ -122,21 +139,34 @@ class EventLog:
         per run; seq ranges with no page (a run still going, a page dropped by pruning, an
         ``after`` inside a run) are formatted by Postgres from the stored JSON, ``page``
         events at a time. Either way nothing is parsed or re-serialised in Python.
+
+        A page never changes once written (pruning only deletes it), so this process keeps
+        the pages it has read in a byte-bounded LRU per thread: the query names the pages it
+        holds, by ``(first_seq, run_id)``, and Postgres sends their bounds but not their text
+        (which it would otherwise have to fetch from TOAST and decompress). A page pruned
+        since is simply no longer listed, so it is never served from the cache.
         """
         run_filter = " AND run_id = %s" if run_id else ""
         sql = (
-            "SELECT p.first_seq, p.last_seq, p.frames, t.top"
+            "SELECT p.first_seq, p.last_seq, p.run_id, t.top,"
+            " CASE WHEN (p.first_seq, p.run_id) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))"
+            "  THEN NULL ELSE p.frames END AS frames"
             " FROM (SELECT max(seq) AS top FROM events WHERE thread_id = %s) t"
-            " LEFT JOIN LATERAL (SELECT first_seq, last_seq, frames FROM event_pages"
+            " LEFT JOIN LATERAL (SELECT first_seq, last_seq, run_id, frames FROM event_pages"
             f"  WHERE thread_id = %s AND first_seq > %s{run_filter}"
             "  ORDER BY first_seq LIMIT %s) p ON true ORDER BY p.first_seq"
         )
         per_fetch = 64
         cursor = after
+        held: dict[int, tuple[str, int, str]] = dict(self._pages.get(thread_id, {}))
+        fresh = False
         while True:
-            args: list[Any] = [thread_id, thread_id, cursor, *([run_id] if run_id else [])]
+            seqs = list(held)
+            runs = [held[s][0] for s in seqs]
+            args: list[Any] = [seqs, runs, thread_id, thread_id, cursor]
+            args += [*([run_id] if run_id else []), per_fetch]
             async with self.pool.connection() as conn:
-                cur = await conn.execute(sql, [*args, per_fetch])
+                cur = await conn.execute(sql, args)
                 rows = await cur.fetchall()
             top = rows[0]["top"] or 0
             pages = [row for row in rows if row["first_seq"] is not None]
@@ -145,10 +175,17 @@ class EventLog:
                     gap = self._formatted(thread_id, cursor, run_id, page, below=row["first_seq"])
                     async for chunk in gap:
                         yield chunk
-                yield row["frames"]
+                if row["frames"] is None:
+                    yield held[row["first_seq"]][2]
+                else:
+                    held[row["first_seq"]] = (row["run_id"], row["last_seq"], row["frames"])
+                    fresh = True
+                    yield row["frames"]
                 cursor = row["last_seq"]
             if len(pages) < per_fetch:
                 break
+        if fresh and _pages_size(held) <= self._pages.maxsize:
+            self._pages[thread_id] = held
         if cursor < top:
             async for chunk in self._formatted(thread_id, cursor, run_id, page):
                 yield chunk

@@ -27,7 +27,7 @@ RunStatus = Literal["success", "error", "cancelled", "timeout"]
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class RunStartedData(_Data):
@@ -188,7 +188,7 @@ class RunFinishedData(_Data):
 
 
 class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
     v: Literal[1] = 1
     seq: int = Field(ge=1)

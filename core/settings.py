@@ -40,6 +40,9 @@ class DatabaseSettings(BaseModel):
     url: str | None = None
     pool_min: int = 1
     pool_max: int = 10
+    # How long a request waits for a pooled connection before it answers 503 (Retry-After):
+    # while Postgres is down the pool cannot open any, and the default 30 s looked like a hang.
+    pool_timeout_s: float = 3.0
     embedded_port: int = 0
     # "async": checkpoint transactions commit without waiting for the WAL flush
     # (synchronous_commit=off on their own pool); the event log always waits (README, Benchmarks).

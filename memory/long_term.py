@@ -47,7 +47,8 @@ class MemoryKeyUnavailable(KeelError):
 class Profile(BaseModel):
     """A user's profile and preferences: named fields, each a short text."""
 
-    fields: dict[str, str] = Field(default_factory=dict, max_length=_MAX_FIELDS)
+    # Required: a PUT without ``fields`` must not replace the profile with an empty one.
+    fields: dict[str, str] = Field(max_length=_MAX_FIELDS)
 
     @field_validator("fields")
     @classmethod
@@ -131,7 +132,7 @@ class LongTermMemory:
             )
             row = await cur.fetchone()
         if row is None:
-            return Profile()
+            return Profile(fields={})
         plain = self.keyring.open(
             identity.tenant, identity.user_id, row["key_id"], row["nonce"], row["ciphertext"]
         )

@@ -183,6 +183,11 @@ def bwrap_argv(limits: SandboxSettings) -> list[str]:
     return argv
 
 
+# bwrap itself starts with an empty environment: it is PID 1 of the jail, and the code can read
+# /proc/1/environ, so whatever bwrap inherits (the tool server's environment) would leak in.
+_BWRAP_ENV: dict[str, str] = {}
+
+
 def _limit(limits: SandboxSettings) -> None:
     """In the child before exec: rlimits, then drop to the sandbox uid (fork bombs count there)."""
     mem = limits.memory_mb * 1024 * 1024
@@ -210,6 +215,7 @@ async def run_python(code: str, limits: SandboxSettings) -> SandboxResult:
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=lambda: _limit(limits),
         start_new_session=True,
+        env=_BWRAP_ENV,
     )
     assert proc.stdin and proc.stdout and proc.stderr
     killed: str | None = None
@@ -290,6 +296,7 @@ def sandbox_available() -> tuple[bool, str]:
         capture_output=True,
         timeout=30,
         preexec_fn=lambda: _limit(SandboxSettings()),
+        env=_BWRAP_ENV,
     )
     if done.returncode != 0:
         return False, f"{path} failed: {done.stderr.decode(errors='replace').strip()[:300]}"

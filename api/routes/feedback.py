@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api import langsmith_runs
 from api.deps import CurrentIdentity, Svc
 from api.feedback import Rating, SignalKind
+from api.text import StorableText
 from core.errors import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
@@ -20,10 +21,10 @@ class FeedbackIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_id: str = Field(max_length=64)
+    run_id: StorableText = Field(max_length=64)
     rating: Rating
-    reason: str | None = Field(default=None, max_length=200)
-    comment: str | None = Field(default=None, max_length=4000)
+    reason: StorableText | None = Field(default=None, max_length=200)
+    comment: StorableText | None = Field(default=None, max_length=4000)
 
 
 class SignalIn(BaseModel):
@@ -31,7 +32,7 @@ class SignalIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_id: str = Field(max_length=64)
+    run_id: StorableText = Field(max_length=64)
     kind: SignalKind
     value: float | None = Field(default=None, ge=0, le=1e9)
 

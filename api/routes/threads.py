@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
 from api.metrics import OPEN_STREAMS
 from api.streaming import paced, sse_item, tail
+from api.text import StorableText
 from core.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/v1", tags=["threads"])
@@ -22,7 +23,9 @@ router = APIRouter(prefix="/v1", tags=["threads"])
 _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "SSE stream of envelopes"}
 }
-Message = Annotated[str, StringConstraints(min_length=1, max_length=16_000)]
+Message = Annotated[StorableText, StringConstraints(min_length=1, max_length=16_000)]
+# A seq is a Postgres bigint: a larger Last-Event-ID or ?after= is a 422, not a failed query.
+MAX_SEQ = 2**63 - 1
 
 
 class ThreadOut(BaseModel):
@@ -48,7 +51,7 @@ class RunRequest(BaseModel):
 
     input: RunInput
     agent: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = "research"
-    checkpoint_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    checkpoint_id: Annotated[StorableText, StringConstraints(max_length=64)] | None = None
 
 
 class CheckpointOut(BaseModel):
@@ -149,13 +152,13 @@ async def stream_thread(
     svc: Svc,
     identity: CurrentIdentity,
     trace_id: TraceId,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=MAX_SEQ)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> EventSourceResponse:
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
     await owned_thread(svc, identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
-    active = await svc.executor.active_run(thread_id)
+    active = svc.executor.local_run(thread_id) or await svc.executor.active_run(thread_id)
     return _sse(tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id)
 
 
@@ -166,7 +169,7 @@ async def replay_thread(
     identity: CurrentIdentity,
     trace_id: TraceId,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     pace: Literal["fast", "original"] = "fast",
 ) -> Response:
     """Re-stream the recorded events of a thread from the event log (never from checkpoints).

@@ -175,3 +175,48 @@ def test_bad_last_event_id(live: LiveServer, thread_id: str) -> None:
     with live.client() as c:
         r = c.get(f"/v1/threads/{thread_id}/stream", headers={"Last-Event-ID": "abc"})
     _assert_problem(r, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("header", str(2**63)), ("query", str(2**63)), ("header", "9" * 400), ("replay", str(2**63))],
+)
+def test_last_event_id_beyond_bigint_is_422_not_500(
+    live: LiveServer, thread_id: str, where: str, value: str
+) -> None:
+    with live.client() as c:
+        if where == "header":
+            r = c.get(f"/v1/threads/{thread_id}/stream", headers={"Last-Event-ID": value})
+        elif where == "query":
+            r = c.get(f"/v1/threads/{thread_id}/stream", params={"after": value})
+        else:
+            r = c.get(f"/v1/replay/{thread_id}", params={"after": value})
+    _assert_problem(r, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/threads/a%00b/runs", "/v1/runs/a%00b/cancel", "/v1/threads?limit=%00"]
+)
+def test_nul_in_the_url_is_400_not_500(live: LiveServer, path: str) -> None:
+    with live.client() as c:
+        r = c.post(path, json={"input": {"message": "hi"}})
+    _assert_problem(r, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("text", ["a\\u0000b", "\\ud800"])
+@pytest.mark.parametrize("where", ["feedback comment", "run message"])
+def test_nul_or_lone_surrogate_in_a_body_is_422_not_500(
+    live: LiveServer, thread_id: str, text: str, where: str
+) -> None:
+    before = _counts(live)
+    if where == "feedback comment":
+        path = "/v1/feedback"
+        body = f'{{"run_id": "r", "rating": "thumbs_up", "comment": "{text}"}}'
+    else:
+        path = RUNS.format(tid=thread_id)
+        body = f'{{"input": {{"message": "{text}"}}}}'
+    with live.client() as c:
+        r = c.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert _counts(live) == before

@@ -59,10 +59,13 @@ def test_a_rating_carries_its_runs_context_and_a_second_replaces_the_first(
     assert row["trace_id"] == started["trace_id"] and row["thread_id"] == started["thread_id"]
 
 
-def test_feedback_for_another_tenants_run_is_refused_without_its_data(live: LiveServer) -> None:
+@pytest.mark.parametrize(("user", "tenant"), [("eve", "globex"), ("bob", "acme")])
+def test_feedback_for_another_tenants_or_users_run_is_refused_without_its_data(
+    live: LiveServer, user: str, tenant: str
+) -> None:
     with _client(live, "alice", "acme") as c:
         _, run_id, _ = _run(c)
-    with _client(live, "eve", "globex") as eve:
+    with _client(live, user, tenant) as eve:
         for path, body in (
             ("/v1/feedback", {"run_id": run_id, "rating": "thumbs_down"}),
             ("/v1/signals", {"run_id": run_id, "kind": "regenerate"}),
@@ -71,7 +74,7 @@ def test_feedback_for_another_tenants_run_is_refused_without_its_data(live: Live
             assert r.status_code == 404
             assert r.headers["content-type"].startswith("application/problem+json")
             assert run_id not in r.text.replace(f"no run {run_id}", "")
-    assert live.sql("SELECT count(*) AS n FROM feedback WHERE tenant = 'globex'")[0]["n"] == 0
+    assert live.sql("SELECT count(*) AS n FROM feedback WHERE run_id = %s", run_id)[0]["n"] == 0
 
 
 def test_a_follow_up_within_the_window_marks_the_previous_answer_not_resolved(

@@ -56,6 +56,18 @@ def test_profile_round_trip_and_no_plaintext_in_the_table(
     assert rows[0]["key_id"] == key_id_of(live.settings.memory.master_key)
 
 
+@pytest.mark.parametrize("body", [{}, {"profile": {"diet": "x"}}, {"fields": None}])
+def test_put_without_fields_is_422_and_does_not_wipe_the_profile(
+    alice: httpx.Client, body: dict[str, object]
+) -> None:
+    kept = {"fields": {"diet": SECRET}}
+    assert alice.put("/v1/memory/long-term", json=kept).status_code == 200
+    r = alice.put("/v1/memory/long-term", json=body)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert alice.get("/v1/memory/long-term").json() == kept
+
+
 def test_export_is_a_json_attachment(alice: httpx.Client) -> None:
     alice.put("/v1/memory/long-term", json={"fields": {"diet": SECRET}})
     resp = alice.get("/v1/memory/long-term/export")

@@ -156,3 +156,21 @@ async def test_chart_and_csv_come_back_as_png_and_table() -> None:
             "rows": [["1", "1"], ["2", "4"], ["3", "9"]],
         }
     ]
+
+
+async def test_bwrap_does_not_leak_the_servers_environment_via_proc_1_environ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KEEL_SANDBOX_CANARY", "canary-7f3a")
+    code = (
+        "import os\n"
+        "for pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    try:\n"
+        "        print(pid, open(f'/proc/{pid}/environ', 'rb').read())\n"
+        "    except OSError as e:\n"
+        "        print(pid, type(e).__name__)\n"
+    )
+    out = await run_python(code, LIMITS)
+    assert out.stdout.startswith("1 "), out.stdout
+    assert "canary-7f3a" not in out.stdout
+    assert "HOME=/root" not in out.stdout and "/work" not in out.stdout

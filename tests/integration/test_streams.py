@@ -298,10 +298,17 @@ def test_replay_reads_a_page_per_finished_run_and_fills_what_has_none(live: Live
         middle = pages[1]["first_seq"] + 3
         assert replay(after=middle) == full[middle:]  # starts inside a page: the log fills in
         assert replay(run_id=runs[1]) == [e for e in full if e["run_id"] == runs[1]]
+        # Pages never change, so the API serves those it has read from memory: the
+        # database's copy of the first page is no longer read.
+        live.sql("UPDATE event_pages SET frames = '' WHERE run_id = %s", runs[0])
+        assert replay() == full
         # A page that is gone (as after pruning) is served from the events themselves.
         live.sql("DELETE FROM event_pages WHERE run_id = %s", runs[1])
         assert replay() == full
         assert replay(run_id=runs[1]) == [e for e in full if e["run_id"] == runs[1]]
+        # Pruned events drop their page, and a dropped page is never served from memory.
+        live.sql("DELETE FROM events WHERE run_id = %s", runs[0])
+        assert replay() == [e for e in full if e["run_id"] != runs[0]]
 
 
 def _checkpoints(c: httpx.Client, tid: str) -> dict[str, dict[str, Any]]:
