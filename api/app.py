@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from psycopg_pool import AsyncConnectionPool
 
 from api import problems
 from api.deps import Services
@@ -32,6 +34,29 @@ from memory.layers import open_memory
 from tools.gateway import ToolGateway
 
 
+async def checkpoint_pool(
+    settings: Settings, pool: AsyncConnectionPool[Any]
+) -> AsyncConnectionPool[Any]:
+    """The checkpointer's pool: ``pool``, or its own with commits that skip the WAL flush wait.
+
+    The latter with ``database.checkpoint_commit: async`` (the default).
+
+    Checkpoints are the graph's resume points and are written in the background of the next
+    step anyway (LangGraph's ``async`` durability); a Postgres crash may lose the last ones,
+    so a later run resumes a step earlier. The event log, what clients saw, keeps full
+    durability on ``pool``.
+    """
+    if settings.database.checkpoint_commit == "sync":
+        return pool
+    return await open_pool(
+        settings.database.url or "",
+        settings.database.pool_min,
+        settings.database.pool_max,
+        settings.database.pool_timeout_s,
+        synchronous_commit=False,
+    )
+
+
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
     """Build the app for ``settings``; ``chat_model`` overrides the configured LLM (tests)."""
     install_log_context()
@@ -49,10 +74,12 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         )
         quotas = quotas_for(settings.quotas)
         scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)
+        ckpt_pool = pool
         try:
             async with pool.connection() as conn:
                 await migrate(conn)
-            checkpointer = AsyncPostgresSaver(pool, serde=FailClosedSerializer())
+            ckpt_pool = await checkpoint_pool(settings, pool)
+            checkpointer = AsyncPostgresSaver(ckpt_pool, serde=FailClosedSerializer())
             await checkpointer.setup()
             graph = build_graph(checkpointer)
             instance = uuid.uuid4().hex
@@ -94,6 +121,8 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
             await scheduler.close()
             forget(quotas)
             await quotas.close()
+            if ckpt_pool is not pool:
+                await ckpt_pool.close()
             await pool.close()
 
     app = FastAPI(

@@ -261,7 +261,10 @@ def _serve_keel(a: argparse.Namespace) -> None:
     import cProfile
     import io
     import pstats
+    import signal
 
+    # uvicorn re-raises SIGTERM after its graceful shutdown: exit so the summary is written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     prof = cProfile.Profile()
     prof.enable()
     try:

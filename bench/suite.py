@@ -349,7 +349,7 @@ async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
     """Runs per second with 50 in flight: Keel ÷ ``langgraph dev``."""
     inflight = 10 if a.quick else 50
     total = 2 * inflight
-    reps = max(1, min(a.n, 5))
+    reps = max(1, min(a.n, 3))
     kr, lr = [], []
     async with s.keel_client() as kc, s.langgraph_client() as lc:
         await keel_run(kc)
@@ -378,14 +378,15 @@ async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
 
 async def fig_stream_rate(s: Stack, a: Args) -> list[Row]:
     """Events per second on one stream: Keel ÷ a bare Starlette StreamingResponse."""
-    events = 300 if a.quick else 2000
+    events = 300 if a.quick else 1000
+    reps = min(a.n, 10)
     msg = f"{MESSAGE} {directive(events, 0)}"
     async with s.keel_client() as c:
         probe = await keel_run(c, msg)
         raw_url = s.raw(probe.events, 260)
         keel, raw = [], []
         async with httpx.AsyncClient(base_url=raw_url, timeout=120) as rc:
-            for i in range(a.n):
+            for i in range(reps):
                 for side in ("keel", "raw") if i % 2 else ("raw", "keel"):
                     if side == "keel":
                         t = await keel_run(c, msg)
@@ -403,7 +404,7 @@ async def fig_stream_rate(s: Stack, a: Args) -> list[Row]:
             k,
             r_,
             k / r_,
-            a.n,
+            reps,
             ">= 0.6",
             unit="events/s",
             b_label="Starlette StreamingResponse",
@@ -419,7 +420,7 @@ async def fig_many_streams(s: Stack, a: Args) -> list[Row]:
     import sys
 
     streams = 50 if a.quick else 500
-    rate, seconds = 20.0, (5.0 if a.quick else 15.0)
+    rate, seconds = 20.0, 5.0
     words = int(rate * seconds)
     cmd = [sys.executable, "-m", "bench.load", "--url", s.keel, "--token", s.token]
     cmd += ["--streams", str(streams), "--words", str(words), "--word-ms", str(1000 / rate)]
@@ -545,7 +546,7 @@ def _checkpoint_bytes(db_url: str, thread_id: str) -> int:
 
 async def fig_growth(s: Stack, a: Args) -> list[Row]:
     """Per-turn cost as one thread grows: checkpoint bytes written by a turn, replay time."""
-    default = "10,30" if a.quick else "10,100,300"
+    default = "10,30" if a.quick else "10,100"
     marks = [int(x) for x in os.environ.get("BENCH_GROWTH_TURNS", default).split(",")]
     at: dict[int, dict[str, float]] = {}
     async with s.keel_client() as c:

@@ -59,8 +59,10 @@ class RecordingLog(EventLog):
 
 
 class LegacyLog(EventLog):
-    """The event-log append before issue 12 (a transaction of executemany + UPDATE + NOTIFY,
-    bodies as Jsonb of ``model_dump``), kept to show the optimisation's before and after."""
+    """The event-log append before issue 12, kept to show the optimisation's before and after.
+
+    A transaction of executemany + UPDATE + NOTIFY, bodies as Jsonb of ``model_dump``.
+    """
 
     async def append(self, events: Sequence[Event]) -> None:
         from psycopg.types.json import Jsonb
@@ -90,7 +92,9 @@ def _on_thread(config: Any, thread_id: str) -> Any:
     return {**config, "configurable": {**config["configurable"], "thread_id": thread_id}}
 
 
-async def _reissue_checkpoints(saver: RecordingSaver, thread_id: str) -> float:
+async def _reissue_checkpoints(
+    saver: RecordingSaver, target: AsyncPostgresSaver, thread_id: str
+) -> float:
     """Re-issue a run's checkpoint writes on a new thread, one at a time; total seconds.
 
     During a run they overlap with the graph's own work (checkpoints are written in the
@@ -101,7 +105,7 @@ async def _reissue_checkpoints(saver: RecordingSaver, thread_id: str) -> float:
     for name, args, kw in saver.calls:
         t0 = time.perf_counter()
         await getattr(AsyncPostgresSaver, name)(
-            saver, _on_thread(args[0], thread_id), *args[1:], **kw
+            target, _on_thread(args[0], thread_id), *args[1:], **kw
         )
         spent += time.perf_counter() - t0
     return spent
@@ -123,6 +127,8 @@ async def _reissue_events(
 async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
     """Medians over ``runs`` runs, each followed by ``raw`` commits."""
     pool = await open_pool(db_url, 1, 4)
+    # The product's two commit modes for checkpoints (database.checkpoint_commit).
+    async_pool = await open_pool(db_url, 1, 4, synchronous_commit=False)
     settings = Settings(
         env="test",
         data_dir=Path(tempfile.gettempdir()),
@@ -134,6 +140,7 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
         async with pool.connection() as conn:
             await migrate(conn)
             await conn.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial, v text)")
+        targets = {"sync": AsyncPostgresSaver(pool), "async": AsyncPostgresSaver(async_pool)}
         saver = RecordingSaver(pool)
         # LangGraph may use a shallow copy of the saver (serde allow-lists): share one list.
         saver.calls = []
@@ -144,6 +151,8 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
         who = Identity("bench", "bench")
         per_step, ckpt_step, log_step, raw, batches, events, steps = [], [], [], [], [], [], []
         legacy_step: list[float] = []
+        ckpt_sync: list[float] = []
+        ckpt_async: list[float] = []
         for i in range(runs + 1):
             saver.calls.clear()
             log.batches.clear()
@@ -176,7 +185,14 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
                         "INSERT INTO threads (thread_id, tenant, user_id) VALUES (%s, 'b', 'b')",
                         (copy,),
                     )
-            ckpt = await _reissue_checkpoints(saver, copies[0])
+            modes = ["sync", "async"] if i % 2 else ["async", "sync"]
+            by_mode = {
+                m: await _reissue_checkpoints(saver, targets[m], c)
+                for m, c in zip(modes, copies, strict=True)
+            }
+            ckpt = by_mode[settings.database.checkpoint_commit]
+            ckpt_sync.append(by_mode["sync"])
+            ckpt_async.append(by_mode["async"])
             sides = [("now", EventLog.append), ("legacy", LegacyLog.append)]
             spent = {}
             for (side, append), copy in zip(sides if i % 2 else sides[::-1], copies, strict=True):
@@ -191,6 +207,8 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
                     raw.append(time.perf_counter() - t0)
             if i == 0:  # warm-up
                 raw.clear()
+                ckpt_sync.clear()
+                ckpt_async.clear()
                 continue
             steps.append(n_steps)
             ckpt_step.append(ckpt / n_steps)
@@ -207,11 +225,15 @@ async def measure(db_url: str, model_url: str, runs: int) -> dict[str, Any]:
             "checkpoint_per_step": med(ckpt_step),
             "event_log_per_step": med(log_step),
             "event_log_per_step_before": med(legacy_step),
+            "checkpoint_commit": settings.database.checkpoint_commit,
+            "checkpoint_per_step_sync_commit": med(ckpt_sync) / med(steps),
+            "checkpoint_per_step_async_commit": med(ckpt_async) / med(steps),
             "steps_per_run": med(steps),
             "event_batches_per_run": med(batches),
             "events_per_run": med(events),
         }
     finally:
+        await async_pool.close()
         await pool.close()
 
 

@@ -44,6 +44,9 @@ class DatabaseSettings(BaseModel):
     # while Postgres is down the pool cannot open any, and the default 30 s looked like a hang.
     pool_timeout_s: float = 3.0
     embedded_port: int = 0
+    # "async": checkpoint transactions commit without waiting for the WAL flush
+    # (synchronous_commit=off on their own pool); the event log always waits (README, Benchmarks).
+    checkpoint_commit: Literal["sync", "async"] = "async"
 
 
 class LocalModelSettings(BaseModel):
