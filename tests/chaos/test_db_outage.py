@@ -38,7 +38,9 @@ def pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 
 def _crash(pg: EmbeddedPostgres) -> None:
-    pg._run([pg._bin("pg_ctl"), "-D", str(pg.data_dir), "-w", "-m", "immediate", "stop"])
+    """Stop in immediate mode (no checkpoint, clients cut off), as a crash would."""
+    stop = [pg._bin("pg_ctl"), "-D", str(pg.data_dir), "-w", "-t", "120", "-m", "immediate"]
+    pg._run([*stop, "stop"], timeout=180)
 
 
 def _start(pg: EmbeddedPostgres) -> None:
