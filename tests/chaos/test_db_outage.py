@@ -9,7 +9,9 @@ once, gap-free.
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,11 +32,15 @@ ANSWER = " ".join(f"word{i}" for i in range(120))
 
 
 @pytest.fixture
-def pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "pg")
+def pg() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's basetemp: concurrent pytest runs prune each other's old basetemps,
+    # and this server lives through minutes of restarts.
+    root = Path(tempfile.mkdtemp(prefix="keel-chaos-pg-"))
+    server = EmbeddedPostgres(root / "pg")
     server.start()
     yield server
     server.stop(quiet=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _crash(pg: EmbeddedPostgres) -> None:
