@@ -9,7 +9,9 @@ once, gap-free.
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,15 +32,21 @@ ANSWER = " ".join(f"word{i}" for i in range(120))
 
 
 @pytest.fixture
-def pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "pg")
+def pg() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's basetemp: concurrent pytest runs prune each other's old basetemps,
+    # and this server lives through minutes of restarts.
+    root = Path(tempfile.mkdtemp(prefix="keel-chaos-pg-"))
+    server = EmbeddedPostgres(root / "pg")
     server.start()
     yield server
     server.stop(quiet=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _crash(pg: EmbeddedPostgres) -> None:
-    pg._run([pg._bin("pg_ctl"), "-D", str(pg.data_dir), "-w", "-m", "immediate", "stop"])
+    """Stop in immediate mode (no checkpoint, clients cut off), as a crash would."""
+    stop = [pg._bin("pg_ctl"), "-D", str(pg.data_dir), "-w", "-t", "120", "-m", "immediate"]
+    pg._run([*stop, "stop"], timeout=180)
 
 
 def _start(pg: EmbeddedPostgres) -> None:
