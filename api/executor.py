@@ -334,6 +334,11 @@ class RunExecutor:
                 try:
                     await self.log.append(batch)
                     break
+                except psycopg.errors.UniqueViolation:
+                    # After a lost connection: the earlier attempt may have committed.
+                    if attempt > 0 and await self.log.holds(batch):
+                        break
+                    raise
                 except Exception as exc:
                     if time.monotonic() > give_up or not _transient(exc):
                         raise

@@ -114,6 +114,25 @@ class EventLog:
         async with self.pool.connection() as conn:
             await conn.execute(_APPEND, args)
 
+    async def holds(self, events: Sequence[Event]) -> bool:
+        """Whether exactly these events (same seqs, run and types) are already stored.
+
+        A batch is one statement, so it is written whole or not at all; a write whose
+        connection dropped before the commit was acknowledged may still have committed, and
+        its retry then fails on the ``(thread_id, seq)`` key. This tells that case (the batch
+        is ours: done) from a clash with other events at those seqs (a real conflict).
+        """
+        if not events:
+            return True
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT seq, run_id, type FROM events WHERE thread_id = %s AND seq = ANY(%s)",
+                (events[0].thread_id, [e.seq for e in events]),
+            )
+            rows = await cur.fetchall()
+        stored = {(r["seq"], r["run_id"], r["type"]) for r in rows}
+        return stored == {(e.seq, e.run_id, e.type) for e in events}
+
     async def read(
         self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 100_000
     ) -> list[dict[str, Any]]:

@@ -134,3 +134,22 @@ async def test_a_batch_that_fails_writes_nothing(db_url: str) -> None:
         ("running", None)
     ]
     assert _sql(db_url, "SELECT 1 FROM event_pages WHERE thread_id = %s", tid) == []
+
+
+@pytest.mark.asyncio
+async def test_holds_tells_a_batch_already_written_from_a_clash(db_url: str) -> None:
+    tid, rid = await _thread_with_run(db_url)
+    pool = await open_pool(db_url, 1, 2)
+    try:
+        log = EventLog(pool, "replica-a")
+        written = _events(tid, rid, 1, 4, finish=False)
+        await log.append(written)
+        assert await log.holds(written)
+        assert await log.holds(written[1:3])
+        # Other events at those seqs (another run's, or other types) are a real clash.
+        assert not await log.holds(_events(tid, uuid.uuid4().hex, 1, 4, finish=False))
+        assert not await log.holds(_events(tid, rid, 2, 3, finish=True))
+        # Part written, part not: not this batch.
+        assert not await log.holds(_events(tid, rid, 3, 4, finish=False))
+    finally:
+        await pool.close()

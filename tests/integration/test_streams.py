@@ -6,12 +6,15 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from api.streaming import EventLog
+from core.events import Event
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
 from tests.sse import Frame, iter_frames, parse
@@ -341,3 +344,31 @@ def test_fork_from_a_checkpoint(live: LiveServer) -> None:
     assert node is not None, "the fork's ancestry does not reach the checkpoint it forked from"
     assert set(chain) == fork_points
     assert not set(chain) & turn_two
+
+
+def test_a_write_that_committed_before_its_connection_dropped_is_not_retried_into_a_clash(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first batch with text commits, then its connection "drops" before the client hears
+    # of it (as in a Postgres crash): the retry finds its own events and the run goes on.
+    real = EventLog.append
+    dropped: list[int] = []
+
+    async def commit_then_drop(self: EventLog, events: Sequence[Event]) -> None:
+        await real(self, events)
+        if not dropped and any(e.type == "text_delta" for e in events):
+            dropped.append(events[0].seq)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(EventLog, "append", commit_then_drop)
+    with live.client() as c:
+        tid = _thread(c)
+        resp, frames = stream_run(c, tid, "hello")
+    assert resp.status_code == 200
+    assert dropped
+    seqs = [f.data["seq"] for f in frames]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert frames[-1].data["type"] == "run_finished"
+    assert frames[-1].data["data"]["status"] == "success"
+    stored = live.sql("SELECT seq FROM events WHERE thread_id = %s ORDER BY seq", tid)
+    assert [r["seq"] for r in stored] == seqs
