@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from api.routes.ui import DIST
 from tests.conftest import LiveServer, make_settings
 from tests.fakes.openai_server import FakeOpenAI
+from tests.integration.test_tool_runs import CHART_CODE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,13 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-CHART_CODE = (
-    "import matplotlib.pyplot as plt\n"
-    "xs = list(range(1, 6))\n"
-    "plt.plot(xs, [x * x for x in xs])\n"
-    "open('squares.csv', 'w').write('n,square\\n' + ''.join(f'{x},{x*x}\\n' for x in xs))\n"
-    "print('plotted')\n"
-)
 # Records every state the status line shows, from the first script on, before the app runs.
 TRAIL_SCRIPT = """
 window.__trail = [];

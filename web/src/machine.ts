@@ -6,17 +6,21 @@ import { assign, createActor, setup } from "xstate";
 import type { AgentStatusData } from "./generated/events";
 
 export type Status = AgentStatusData["status"];
-export const STATUSES: Status[] = [
-  "queued",
-  "planning",
-  "retrieving_memory",
-  "calling_tool",
-  "thinking",
-  "summarizing",
-  "done",
-  "error",
-  "cancelled",
-];
+
+// One state per backend status; `satisfies` makes tsc fail if the generated type gains or
+// loses a status that this list does not.
+const STATUS_STATES = {
+  queued: {},
+  planning: {},
+  retrieving_memory: {},
+  calling_tool: {},
+  thinking: {},
+  summarizing: {},
+  done: {},
+  error: {},
+  cancelled: {},
+} satisfies Record<Status, object>;
+export const STATUSES = Object.keys(STATUS_STATES) as Status[];
 
 type MachineEvent = { type: "STATUS"; data: AgentStatusData } | { type: "RESET" };
 
@@ -53,18 +57,7 @@ export const statusMachine = setup({
   initial: "idle",
   context: { toolName: null, position: null, detail: null },
   on: { STATUS: toState, RESET: { target: ".idle" } },
-  states: {
-    idle: {},
-    queued: {},
-    planning: {},
-    retrieving_memory: {},
-    calling_tool: {},
-    thinking: {},
-    summarizing: {},
-    done: {},
-    error: {},
-    cancelled: {},
-  },
+  states: { idle: {}, ...STATUS_STATES },
 });
 
 export function startStatusMachine(onChange: (state: string, ctx: Context) => void) {

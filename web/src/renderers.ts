@@ -241,7 +241,6 @@ register("run_finished", (e, ctx) => {
   if (answer) {
     // Streamed as plain text; once whole, the answer is rendered as markdown.
     const raw = answer.parentElement!.dataset.raw ?? "";
-    answer.dataset.seqs = [...answer.querySelectorAll("[data-seq]")].map((s) => s.getAttribute("data-seq")).join(",");
     answer.innerHTML = markdown(raw);
   }
   const c = card(ctx, e, "finished muted");
