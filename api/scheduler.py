@@ -87,11 +87,24 @@ class FairScheduler:
         limits = self.quotas.limits_for(identity)
         ticket = Ticket(self, identity, subject(identity), queue_policy=limits.policy == "queue")
         if not ticket.queue_policy:
-            if not limits.max_queued and not self._has_slot(identity):
+            # A free slot is held from here, before the quota check awaits its storage (a
+            # Redis round trip), so concurrent submits cannot all see the same last slot, all
+            # be charged a run, and then all but one be refused for capacity.
+            reserved = self._has_slot(identity) and ticket.subject not in self._queues
+            if not reserved and not limits.max_queued:
                 # Refused for capacity, the run must not cost the user a run of their quota.
                 raise await self.quotas.refusal(identity) or _capacity(identity)
-            await self.quotas.start_run(identity)
+            if reserved:
+                self._grant(ticket)
+            try:
+                await self.quotas.start_run(identity)
+            except BaseException:
+                if reserved:
+                    self._ungrant(ticket)
+                raise
             ticket.holds_quota = True
+            if reserved:
+                return ticket
         elif (refusal := await self.quotas.tokens_left(identity)) is not None:
             raise refusal
         if self._has_slot(identity) and ticket.subject not in self._queues:
@@ -128,6 +141,13 @@ class FairScheduler:
         self.active += 1
         self.tier_active[ticket.identity.tier] += 1
         ticket.updates.put_nowait(None)
+
+    def _ungrant(self, ticket: Ticket) -> None:
+        """Give back a slot held for a run that was then refused."""
+        ticket.granted = False
+        self.active -= 1
+        self.tier_active[ticket.identity.tier] -= 1
+        self._wake.set()
 
     async def finish(self, ticket: Ticket, tokens: int) -> None:
         """End ``ticket``: free its slot and quota (or take it out of its queue)."""

@@ -123,15 +123,24 @@ async def _user(
     return out
 
 
-async def _spend(client: httpx.AsyncClient, token: str) -> None:
-    """Use up a free user's runs for the current minute (each on its own thread)."""
+async def _spend(client: httpx.AsyncClient, token: str) -> float:
+    """Use up a free user's runs for the current minute (each on its own thread).
+
+    Returns when (``time.monotonic()``) the first of them was admitted: the user's window
+    renews 60 s after it.
+    """
     spent = 0
+    first = 0.0
     while spent < FREE_RPM:
+        t0 = time.monotonic()
         code, _ = await _run(client, token, await _new_thread(client, token))
         assert code in (200, 429), code
+        if code == 200 and not spent:
+            first = t0
         spent += code == 200
         if code == 429:
             await asyncio.sleep(0.2)  # the tier's slots were busy: try again
+    return first
 
 
 async def _scenario(
@@ -150,10 +159,19 @@ async def _scenario(
     # No keep-alive: uvicorn drops idle connections after 5 s, racing a reuse by the client.
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+        spend: dict[str, float] = {}
         if abusers and prespent:
             # Steady state: the abusers' allowed runs are already spent, so what follows is
             # only their over-quota traffic (the window lasts 60 s, longer than the test).
-            await asyncio.gather(*(_spend(client, t) for t in abusive))
+            t0 = time.monotonic()
+            firsts = await asyncio.gather(*(_spend(client, t) for t in abusive))
+            spent_at = time.monotonic()
+            spend = {
+                "spend_s": round(spent_at - t0, 1),
+                # A user's window renews 60 s after its first spent run: if that falls
+                # inside the phase, the user gets runs again in it.
+                "renewals_due_in_phase": sum(f + 60 < spent_at + seconds for f in firsts),
+            }
         jobs = [
             _user(client, t, PRO_RPM / 2, seconds, offset=i * 60 / (PRO_RPM / 2) / USERS)
             for i, t in enumerate(normal)
@@ -175,6 +193,7 @@ async def _scenario(
         "normal_mean_s": round(statistics.fmean(lat), 3),
         "_latencies": lat,
     }
+    out.update(spend)
     if abusers:
         per_user_ok = [sum(c == 200 for c, _ in user) for user in results[USERS:]]
         rejected = [t for c, t in abuse_res if c == 429]

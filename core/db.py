@@ -155,6 +155,13 @@ async def open_pool(
 
     A connection is checked when it is handed out (a broken one, e.g. after a Postgres
     restart, is replaced instead of failing the request); ``timeout_s`` bounds the wait for one.
+
+    ``timeout_s`` also bounds how long the pool keeps retrying a lost connection in the
+    background. psycopg_pool retries with a doubling delay (1, 2, 4, 8 s ...), so after a
+    10 s outage its next attempt could be 8 s past Postgres' return. Giving up after
+    ``timeout_s`` instead drops that connection from the count; the next request that finds
+    no connection grows the pool again at once, so a request succeeds within about two
+    seconds of Postgres coming back (tests/chaos/test_db_outage.py).
     ``synchronous_commit=False`` makes its commits return before the WAL is flushed: a
     Postgres crash may lose its last ~0.6 s of commits (never corrupt or reorder them).
     """
@@ -170,6 +177,7 @@ async def open_pool(
         min_size=min_size,
         max_size=max_size,
         timeout=timeout_s,
+        reconnect_timeout=timeout_s,
         check=AsyncConnectionPool.check_connection,
         kwargs=kwargs,
         open=False,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api.scheduler import FairScheduler, Ticket
 from core.errors import QuotaExceeded
 from core.identity import Identity
 from core.quotas import Quotas, check_tool_call, forget, quotas_for
@@ -125,3 +126,36 @@ async def test_two_instances_share_one_limit_only_on_redis(kind: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_concurrent_capacity_refusals_cost_no_run_of_the_quota(kind: str) -> None:
+    # Six free users ask at once for the tier's 2 slots. On Redis every quota check awaits a
+    # round trip, so a slot must be held before it, or all six are charged a run and four of
+    # them are then refused for capacity with their minute's only run gone.
+    cfg = quota_settings(kind, runs_per_minute=1, concurrent_runs=1, max_queued=0)
+    cfg["free"] = {**cfg["free"], "policy": "reject", "max_active_share": 0.5}
+    s = FairScheduler(Quotas(QuotaSettings.model_validate(cfg)), 4)
+    users = [Identity(f"u{i}", "acme", tier="free") for i in range(6)]
+
+    async def submit(who: Identity) -> Ticket | QuotaExceeded:
+        try:
+            return await s.submit(who)
+        except QuotaExceeded as e:
+            return e
+
+    try:
+        first = await asyncio.gather(*(submit(u) for u in users))
+        held = [t for t in first if isinstance(t, Ticket)]
+        refused = [e.limit for e in first if isinstance(e, QuotaExceeded)]
+        assert len(held) == 2 and refused == ["capacity"] * 4
+        for t in held:
+            await t.finish()
+        waited = [u for u, t in zip(users, first, strict=True) if not isinstance(t, Ticket)]
+        # Each refused user still has the minute's run: served as slots free up.
+        for who in waited:
+            ticket = await s.submit(who)
+            assert ticket.granted
+            await ticket.finish()
+    finally:
+        await s.close()
+        await s.quotas.close()
