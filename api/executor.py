@@ -52,6 +52,21 @@ log = logging.getLogger(__name__)
 _tracer = tracer("keel.run")
 
 _BATCH = 256
+# A run starts: unless another replica's live run still writes to the thread (and the wait
+# for it is not over), mark it running; either way read the thread's last seq.
+_CLAIM = """
+WITH busy AS (
+  SELECT NOT %(force)s AND EXISTS (
+    SELECT 1 FROM runs WHERE thread_id = %(thread_id)s AND status = 'running'
+      AND run_id <> %(run_id)s AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
+  ) AS b
+), claimed AS (
+  UPDATE runs SET status = 'running', heartbeat_at = now()
+  WHERE run_id = %(run_id)s AND NOT (SELECT b FROM busy)
+)
+SELECT (SELECT b FROM busy) AS busy,
+  (SELECT coalesce(max(seq), 0) FROM events WHERE thread_id = %(thread_id)s) AS seq
+"""
 # A batch that cannot be written is retried through a database outage (backoff capped at 1 s)
 # for this long: the events wait in memory, in order, so the log stays gap-free and the run's
 # stream ends once Postgres is back. Giving up sooner lost every later event of the run.
@@ -370,18 +385,31 @@ class RunExecutor:
                 del self._locks[handle.thread_id]
             self.active.pop(handle.run_id, None)
 
-    async def _wait_for_other_replicas(self, handle: RunHandle) -> None:
-        """Wait (bounded) while a live run of another replica still writes to the thread."""
+    async def _claim(self, handle: RunHandle, *, wait: bool) -> None:
+        """Mark the run running and read the thread's last seq, in one statement.
+
+        With ``wait``, first wait (bounded by ``runs.stale_after_s``) while a live run of
+        another replica still writes to the thread; each try is that same one statement, which
+        claims the run only when no such run is found, or once the wait is over.
+        """
         deadline = time.monotonic() + self.settings.runs.stale_after_s
-        while time.monotonic() < deadline:
+        while True:
+            force = not wait or time.monotonic() >= deadline
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'"
-                    " AND run_id <> %s AND heartbeat_at > now() - make_interval(secs => %s)",
-                    (handle.thread_id, handle.run_id, self.settings.runs.stale_after_s),
+                    _CLAIM,
+                    {
+                        "thread_id": handle.thread_id,
+                        "run_id": handle.run_id,
+                        "stale_s": self.settings.runs.stale_after_s,
+                        "force": force,
+                    },
                 )
-                if await cur.fetchone() is None:
-                    return
+                row = await cur.fetchone()
+            assert row is not None
+            if not row["busy"]:
+                handle.seq = int(row["seq"])
+                return
             await asyncio.sleep(0.2)
 
     async def _run_locked(
@@ -394,16 +422,12 @@ class RunExecutor:
     ) -> None:
         if not cancelled:
             try:
-                await self._wait_for_other_replicas(handle)
+                await self._claim(handle, wait=True)
             except asyncio.CancelledError:
                 cancelled = True
-        handle.seq = await self.log.last_seq(handle.thread_id)
+        if cancelled:
+            await self._claim(handle, wait=False)
         handle.started = time.monotonic()
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE runs SET status = 'running', heartbeat_at = now() WHERE run_id = %s",
-                (handle.run_id,),
-            )
         writer = asyncio.create_task(self._writer(handle), name=f"writer-{handle.run_id}")
         status: RunStatus = "success"
         self._emit(
