@@ -52,6 +52,25 @@ log = logging.getLogger(__name__)
 _tracer = tracer("keel.run")
 
 _BATCH = 256
+# A run is recorded, unless the double-texting policy rejects it because the thread has a live
+# run (returned as busy); also returned: the thread's previous run if it answered within the
+# follow-up window (a new message that soon says the answer did not resolve the question).
+_RECORD = """
+WITH busy AS (
+  SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status IN ('queued', 'running')
+    AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
+  ORDER BY started_at DESC LIMIT 1
+), answered AS (
+  SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status = 'success'
+    AND finished_at > now() - make_interval(secs => %(window_s)s)
+  ORDER BY finished_at DESC LIMIT 1
+), recorded AS (
+  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status)
+  SELECT %(run_id)s, %(thread_id)s, %(trace_id)s, %(agent)s, %(variant)s, %(tier)s, 'queued'
+  WHERE NOT (%(reject)s AND EXISTS (SELECT 1 FROM busy))
+)
+SELECT (SELECT run_id FROM busy) AS busy, (SELECT run_id FROM answered) AS answered
+"""
 # A run starts: unless another replica's live run still writes to the thread (and the wait
 # for it is not over), mark it running; either way read the thread's last seq.
 _CLAIM = """
@@ -263,13 +282,6 @@ class RunExecutor:
         With a quota ``ticket`` the run waits for its turn first (streaming ``queued``
         positions) and gives the ticket back when it ends; ``max_duration_s`` bounds the graph.
         """
-        busy = await self.active_run(thread_id)
-        policy = self.settings.runs.double_texting
-        if busy is not None:
-            if policy == "reject":
-                raise Conflict(f"thread {thread_id} already has an active run ({busy})")
-            if policy == "interrupt":
-                await self.cancel(busy)
         handle = RunHandle(
             run_id, thread_id, trace_id, identity, ticket=ticket, max_duration_s=max_duration_s
         )
@@ -277,16 +289,34 @@ class RunExecutor:
         learn = spec.routing.policy == "thompson" and len(spec.variants) > 1
         outcomes = await self.feedback.outcomes(agent, identity.tier) if learn else {}
         handle.variant, handle.variant_reason = self._routers[agent].choose(spec, outcomes)
+        policy = self.settings.runs.double_texting
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier,"
-                " status) VALUES (%s, %s, %s, %s, %s, %s, 'queued')",
-                (run_id, thread_id, trace_id, agent, handle.variant, identity.tier),
+            cur = await conn.execute(
+                _RECORD,
+                {
+                    "run_id": run_id,
+                    "thread_id": thread_id,
+                    "trace_id": trace_id,
+                    "agent": agent,
+                    "variant": handle.variant,
+                    "tier": identity.tier,
+                    "stale_s": self.settings.runs.stale_after_s,
+                    "reject": policy == "reject",
+                    "window_s": self.settings.feedback.follow_up_window_s,
+                },
             )
-        try:
-            await self.feedback.note_follow_up(identity, thread_id, run_id)
-        except Exception:  # an implicit signal never stops a run
-            log.exception("could not record the follow-up signal")
+            row = await cur.fetchone()
+        assert row is not None
+        if (busy := row["busy"]) is not None:
+            if policy == "reject":
+                raise Conflict(f"thread {thread_id} already has an active run ({busy})")
+            if policy == "interrupt":
+                await self.cancel(busy)
+        if row["answered"] is not None:
+            try:
+                await self.feedback.note_follow_up(identity, row["answered"])
+            except Exception:  # an implicit signal never stops a run
+                log.exception("could not record the follow-up signal")
         self.active[run_id] = handle
         handle.task = asyncio.create_task(
             self._run(handle, message, agent, checkpoint_id), name=f"run-{run_id}"

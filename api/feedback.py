@@ -171,19 +171,12 @@ class FeedbackStore:
             )
         return run
 
-    async def note_follow_up(self, identity: Identity, thread_id: str, run_id: str) -> None:
-        """Record ``not_resolved`` on the thread's previous run if it ended moments ago."""
-        window = self.settings.feedback.follow_up_window_s
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT run_id FROM runs WHERE thread_id = %s AND run_id <> %s"
-                " AND status = 'success' AND finished_at > now() - make_interval(secs => %s)"
-                " ORDER BY finished_at DESC LIMIT 1",
-                (thread_id, run_id, window),
-            )
-            row = await cur.fetchone()
-        if row is not None:
-            await self.signal(identity, row["run_id"], "not_resolved", source="server")
+    async def note_follow_up(self, identity: Identity, answered_run_id: str) -> None:
+        """Record ``not_resolved`` on the thread's previous run: it ended moments ago.
+
+        The executor finds that run in the statement that records the new one.
+        """
+        await self.signal(identity, answered_run_id, "not_resolved", source="server")
 
     async def summary(self, tenant: str, days: int) -> dict[str, list[dict[str, Any]]]:
         """Satisfaction and signal rates of ``tenant``'s last ``days`` days, by dimension."""
