@@ -44,6 +44,7 @@ class Window:
     recent: list[BaseMessage]
     folded: int
     newly_folded: int
+    covered: Sequence[BaseMessage]  # the turns the summary covers, which prompts no longer carry
 
     def render(self) -> str:
         """The window as plain text for a prompt (empty when there is nothing before)."""
@@ -103,4 +104,5 @@ def window(
     newly = turns[folded:cut] if cut > folded else []
     if newly:
         summary = fold(summary, newly, summary_max_tokens)
-    return Window(summary, list(recent), max(folded, cut), len(newly))
+    covered = max(folded, cut)
+    return Window(summary, list(recent), covered, len(newly), turns[:covered])

@@ -1,7 +1,11 @@
 """The memory router and the session writer (practice 14): memory is reached only here.
 
 ``memory_router`` runs before the planner. It trims the conversation to the short-term budget
-(folding older turns into the running summary), then decides by cheap rules which other layers
+(folding older turns into the running summary) and removes the folded turns from the graph's
+``messages`` (``RemoveMessage``), so the state a checkpoint stores stays within the budget
+however long the thread grows: checkpoint bytes per turn stay flat, and a thread's total grows
+linearly, not quadratically. The turns stay in the event log (replay, history, the UI) and in
+earlier checkpoints (time travel). Then it decides by cheap rules which other layers
 the question needs (``memory/router.py``), reads only those, and emits a ``memory`` event per
 layer it touched (``store``, ``op``, ``hits``). The planner and summarizer see only what it put
 in ``recalled``; profile fields appear there only with the scope ``memory:long_term`` and only
@@ -20,7 +24,7 @@ import hashlib
 import logging
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 from langgraph.types import StreamWriter
 
@@ -121,7 +125,15 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
         else:
             emit(writer, "memory", ROUTER, store="long_term", op="read", hits=len(chosen))
             recalled["profile"] = {name: profile.fields[name] for name in chosen}
-    return {"recalled": recalled, "summary": win.summary, "folded": win.folded}
+    # Folded turns leave the state: the summary covers them from now on (``folded`` counts
+    # the leading turns it covers that are still in ``messages``: none once they are removed).
+    gone = [RemoveMessage(id=m.id) for m in win.covered if m.id]
+    return {
+        "recalled": recalled,
+        "summary": win.summary,
+        "folded": win.folded - len(gone),
+        "messages": gone,
+    }
 
 
 def _digest(text: str) -> str:

@@ -60,21 +60,32 @@ async def test_a_30_turn_conversation_stays_under_the_budget_and_saves_tokens() 
     plan = json.dumps({"steps": [{"description": "answer", "tool": "none"}]})
     windows: list[int] = []
     full: list[int] = []
+    kept: list[int] = []
+    said: list[BaseMessage] = []  # the whole conversation, as a client saw it
     for i in range(30):
         ctx = RunContext(
             chat_model=scripted(plan, "finding", _answer(i)),
             thread_id="long",
             memory=MemoryLayers(settings),
         )
+        full.append(count_tokens(said))
         await g.ainvoke({"messages": [HumanMessage(_question(i))]}, config, context=ctx)
+        said += [HumanMessage(_question(i)), AIMessage(_answer(i))]
         state = (await g.aget_state(config)).values
         windows.append(count_text(state["recalled"]["conversation"]))
-        full.append(count_tokens(state["messages"][:-2]))
+        kept.append(count_tokens(state["messages"]))
+        # The state holds the window and this turn, never a turn the summary covers.
+        assert [m.text for m in state["messages"]] == [
+            m.text for m in said[-len(state["messages"]) :]
+        ]
     assert max(windows) <= budget
     assert full[-1] > 5 * budget
+    # Turns folded into the summary leave the checkpointed state: it stays within the window
+    # plus the current question and answer, so checkpoint bytes per turn stop growing.
+    assert max(kept) <= budget + count_tokens(said[-2:]) and kept[-1] < full[-1] / 4
     saving = 1 - sum(windows) / sum(full)
     print(
         f"30 turns: {sum(full)} history tokens sent in full, {sum(windows)} windowed "
-        f"({saving:.0%} fewer); last turn {full[-1]} vs {windows[-1]}"
+        f"({saving:.0%} fewer); last turn {full[-1]} vs {windows[-1]}; state {kept[-1]} tokens"
     )
     assert saving > 0.5
