@@ -282,8 +282,8 @@ class RunExecutor:
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier,"
-                " status) VALUES (%s, %s, %s, %s, %s, %s, 'queued')",
-                (run_id, thread_id, trace_id, agent, handle.variant, identity.tier),
+                " status, resumes) VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s)",
+                (run_id, thread_id, trace_id, agent, handle.variant, identity.tier, resumes_run_id),
             )
         try:
             if resume is None:  # a confirmation is not a follow-up question

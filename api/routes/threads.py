@@ -235,6 +235,15 @@ async def cancel_run(run_id: str, svc: Svc, identity: CurrentIdentity) -> Cancel
     return CancelOut(run_id=run_id, status="cancelling")
 
 
+# Whether run ``r`` was resumed by a run that may have applied the decision: one that ended
+# before starting (cancelled while queued, failed, timed out) leaves the graph interrupted, and
+# ``_held_call`` still finds the call, so the caller may decide again.
+_DECIDED = (
+    "(r.resumed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs x"
+    " WHERE x.run_id = r.resumed_by AND x.status IN ('cancelled', 'error', 'timeout')))"
+)
+
+
 async def _held_call(svc: Services, thread_id: str) -> dict[str, Any] | None:
     """The tool call the thread's graph is interrupted on, from its latest checkpoint."""
     config: Any = {"configurable": {"thread_id": thread_id}}
@@ -264,9 +273,11 @@ async def confirm_run(
     """
     async with svc.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT r.thread_id, r.agent, r.status, r.resumed_by,"
-            " (SELECT run_id FROM runs l WHERE l.thread_id = r.thread_id"
-            "  ORDER BY l.started_at DESC LIMIT 1) AS latest"
+            "SELECT r.thread_id, r.agent, r.status,"
+            f" {_DECIDED} AS decided,"
+            " EXISTS (SELECT 1 FROM runs l WHERE l.thread_id = r.thread_id"
+            "  AND l.started_at > r.started_at AND l.resumes IS DISTINCT FROM r.run_id)"
+            " AS superseded"
             " FROM runs r JOIN threads t USING (thread_id)"
             " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
             (run_id, identity.tenant, identity.user_id),
@@ -274,9 +285,9 @@ async def confirm_run(
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"run {run_id} not found")
-    if row["status"] != "interrupted" or row["resumed_by"] is not None:
+    if row["status"] != "interrupted" or row["decided"]:
         raise Conflict(f"run {run_id} is not awaiting confirmation (status {row['status']})")
-    if row["latest"] != run_id:
+    if row["superseded"]:
         raise Conflict(f"run {run_id} was superseded by a later run on its thread")
     thread_id: str = row["thread_id"]
     held = await _held_call(svc, thread_id)
@@ -288,8 +299,8 @@ async def confirm_run(
     try:
         async with svc.pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE runs SET resumed_by = %s WHERE run_id = %s AND status = 'interrupted'"
-                " AND resumed_by IS NULL RETURNING run_id",
+                f"UPDATE runs r SET resumed_by = %s WHERE run_id = %s AND status = 'interrupted'"
+                f" AND NOT {_DECIDED} RETURNING run_id",
                 (new_run, run_id),
             )
             if await cur.fetchone() is None:

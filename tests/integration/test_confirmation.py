@@ -5,7 +5,9 @@ exactly once when approved and never when rejected. Real Postgres, the real cale
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -268,3 +270,46 @@ def test_a_call_outside_the_callers_scopes_is_denied_never_offered(
         "SELECT decision, outcome FROM tool_audit WHERE trace_id = %s", frames[0].data["trace_id"]
     )
     assert audit == [{"decision": "denied", "outcome": "permission_denied"}]
+
+
+def test_two_confirms_at_once_resume_the_run_once(hitl: LiveServer, fake_llm: FakeOpenAI) -> None:
+    title = "hitl race"
+    with _client(hitl, WRITE) as c:
+        held = _held(hitl, c, fake_llm, title)
+    run_id = held[0].data["run_id"]
+    fake_llm.script.extend(["Booked.", "Booked once."])
+    barrier = threading.Barrier(2)
+
+    def confirm() -> int:
+        with _client(hitl, WRITE) as c:
+            barrier.wait(timeout=30)
+            resp, _ = _confirm(c, run_id, True)
+            return resp.status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda _: confirm(), range(2)))
+    assert codes == [200, 409]
+    assert _bookings(hitl, title) == 1
+
+
+def test_a_resume_that_ended_before_deciding_can_be_confirmed_again(
+    hitl: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    title = "hitl retry"
+    with _client(hitl, WRITE) as c:
+        held = _held(hitl, c, fake_llm, title)
+        run_id, tid = held[0].data["run_id"], held[0].data["thread_id"]
+        # A resuming run cancelled while queued: it never fed the decision to the graph.
+        hitl.sql(
+            "INSERT INTO runs (run_id, thread_id, trace_id, agent, status, resumes)"
+            " VALUES ('cancelled-resume', %s, 't', 'research', 'cancelled', %s)",
+            tid,
+            run_id,
+        )
+        hitl.sql("UPDATE runs SET resumed_by = 'cancelled-resume' WHERE run_id = %s", run_id)
+        fake_llm.script.extend(["Booked.", "Booked after all."])
+        resp, frames = _confirm(c, run_id, True)
+        assert resp.status_code == 200, resp.text
+        assert frames[-1].data["data"]["status"] == "success"
+        assert _confirm(c, run_id, True)[0].status_code == 409
+    assert _bookings(hitl, title) == 1
