@@ -62,6 +62,13 @@ def _bookings(live: LiveServer, title: str) -> int:
     return n
 
 
+def _invoked(live: LiveServer, tool: str) -> int:
+    """How many times the calendar server itself ran ``tool`` (its own invocation log)."""
+    path = live.settings.data_dir / "tools" / "calendar-v1.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum(1 for r in map(json.loads, lines) if r["event"] == "invoke" and r["tool"] == tool)
+
+
 def _kinds(frames: list[Frame]) -> list[tuple[str, str | None]]:
     return [(f.data["type"], f.data["data"].get("status")) for f in frames]
 
@@ -105,6 +112,7 @@ def test_held_booking_interrupts_and_approval_books_exactly_once(
     hitl: LiveServer, fake_llm: FakeOpenAI
 ) -> None:
     title = "hitl approve"
+    invoked = _invoked(hitl, "schedule_meeting")
     with _client(hitl, WRITE) as c:
         held = _held(hitl, c, fake_llm, title)
         assert _kinds(held) == HELD
@@ -125,6 +133,7 @@ def test_held_booking_interrupts_and_approval_books_exactly_once(
         assert held[-2].data["data"]["tool_name"] == "calendar.schedule_meeting"
         run_id = held[0].data["run_id"]
         assert _bookings(hitl, title) == 0
+        assert _invoked(hitl, "schedule_meeting") == invoked
         assert hitl.sql("SELECT status FROM runs WHERE run_id = %s", run_id) == [
             {"status": "interrupted"}
         ]
@@ -159,11 +168,13 @@ def test_held_booking_interrupts_and_approval_books_exactly_once(
         }
         assert _one(frames, "tool_call")["args"] == asked["args"]
         assert _bookings(hitl, title) == 1
+        assert _invoked(hitl, "schedule_meeting") == invoked + 1
 
         again, _ = _confirm(c, run_id, True)
         assert again.status_code == 409
         assert again.headers["content-type"].startswith("application/problem+json")
         assert _bookings(hitl, title) == 1
+        assert _invoked(hitl, "schedule_meeting") == invoked + 1
 
     audit = hitl.sql(
         "SELECT trace_id, user_id, tool, decision, outcome, confirmation_id FROM tool_audit"
@@ -186,6 +197,7 @@ def test_rejection_books_nothing_and_the_run_goes_on_to_its_answer(
     hitl: LiveServer, fake_llm: FakeOpenAI
 ) -> None:
     title = "hitl reject"
+    invoked = _invoked(hitl, "schedule_meeting")
     with _client(hitl, WRITE) as c:
         held = _held(hitl, c, fake_llm, title)
         assert _kinds(held) == HELD
@@ -212,6 +224,7 @@ def test_rejection_books_nothing_and_the_run_goes_on_to_its_answer(
         "I did not book the meeting."
     )
     assert _bookings(hitl, title) == 0
+    assert _invoked(hitl, "schedule_meeting") == invoked
     # The researcher's model was told the call was declined.
     assert "the user declined it: wrong day" in json.dumps(fake_llm.requests[-2])
     audit = hitl.sql(
@@ -290,6 +303,11 @@ def test_two_confirms_at_once_resume_the_run_once(hitl: LiveServer, fake_llm: Fa
         codes = sorted(pool.map(lambda _: confirm(), range(2)))
     assert codes == [200, 409]
     assert _bookings(hitl, title) == 1
+    assert hitl.sql(
+        "SELECT count(*) AS n FROM tool_audit WHERE tool = 'calendar.schedule_meeting'"
+        " AND decision = 'approved' AND confirmation_id = %s",
+        _one(held, "confirmation_required")["confirmation_id"],
+    ) == [{"n": 1}]
 
 
 def test_a_resume_that_ended_before_deciding_can_be_confirmed_again(
