@@ -34,7 +34,7 @@ class InputState(TypedDict):
 class State(InputState, total=False):
     """Everything the nodes share; plan and findings are plain JSON so checkpoints stay portable.
 
-    ``plan`` and ``findings`` belong to the current turn: the planner resets them.
+    ``plan``, ``findings`` and ``pending`` belong to the current turn: the planner resets them.
     ``recalled`` is what the memory router selected for this turn (conversation window,
     session facts, profile fields, tools whose results are already known); ``summary`` and
     ``folded`` are the running summary of older turns and how many turns it covers.
