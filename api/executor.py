@@ -11,6 +11,10 @@ heartbeat, so a run left ``running`` by a crashed replica stops blocking its thr
 replica closes such orphans (policy: fail, not resume): it appends ``agent_status: error``,
 ``error{code: run_interrupted}`` and ``run_finished{error}`` after the run's last logged event,
 so a client resuming its stream ends cleanly and the thread takes new runs.
+
+A run whose graph interrupted (a tool call held for the caller's confirmation) ends
+``run_finished{interrupted}``; a confirm request starts a new run with ``resume``, which feeds
+the decision to the graph as ``Command(resume=...)`` instead of a new message.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import psycopg
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -65,8 +70,9 @@ WITH busy AS (
     AND finished_at > now() - make_interval(secs => %(window_s)s)
   ORDER BY finished_at DESC LIMIT 1
 ), recorded AS (
-  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status)
-  SELECT %(run_id)s, %(thread_id)s, %(trace_id)s, %(agent)s, %(variant)s, %(tier)s, 'queued'
+  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status, resumes)
+  SELECT %(run_id)s, %(thread_id)s, %(trace_id)s, %(agent)s, %(variant)s, %(tier)s, 'queued',
+    %(resumes)s
   WHERE NOT (%(reject)s AND EXISTS (SELECT 1 FROM busy))
 )
 SELECT (SELECT run_id FROM busy) AS busy, (SELECT run_id FROM answered) AS answered
@@ -109,6 +115,8 @@ class RunHandle:
     max_duration_s: float | None = None
     variant: str | None = None
     variant_reason: str | None = None
+    resume: dict[str, Any] | None = None  # the decision this run feeds to an interrupted graph
+    interrupted: bool = False  # the graph paused in ``interrupt`` (a held tool call)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -276,14 +284,24 @@ class RunExecutor:
         checkpoint_id: str | None = None,
         ticket: Ticket | None = None,
         max_duration_s: float | None = None,
+        resume: dict[str, Any] | None = None,
+        resumes_run_id: str | None = None,
     ) -> RunHandle:
         """Record the run and start it as a task, applying the double-texting policy.
 
         With a quota ``ticket`` the run waits for its turn first (streaming ``queued``
         positions) and gives the ticket back when it ends; ``max_duration_s`` bounds the graph.
+        With ``resume`` the run resumes the thread's interrupted graph (the run
+        ``resumes_run_id``) with that value; ``message`` only describes it.
         """
         handle = RunHandle(
-            run_id, thread_id, trace_id, identity, ticket=ticket, max_duration_s=max_duration_s
+            run_id,
+            thread_id,
+            trace_id,
+            identity,
+            ticket=ticket,
+            max_duration_s=max_duration_s,
+            resume=resume,
         )
         spec = self.settings.agents[agent]
         learn = spec.routing.policy == "thompson" and len(spec.variants) > 1
@@ -303,6 +321,7 @@ class RunExecutor:
                     "stale_s": self.settings.runs.stale_after_s,
                     "reject": policy == "reject",
                     "window_s": self.settings.feedback.follow_up_window_s,
+                    "resumes": resumes_run_id,
                 },
             )
             row = await cur.fetchone()
@@ -312,14 +331,14 @@ class RunExecutor:
                 raise Conflict(f"thread {thread_id} already has an active run ({busy})")
             if policy == "interrupt":
                 await self.cancel(busy)
-        if row["answered"] is not None:
+        if row["answered"] is not None and resume is None:  # a confirmation is no follow-up
             try:
                 await self.feedback.note_follow_up(identity, row["answered"])
             except Exception:  # an implicit signal never stops a run
                 log.exception("could not record the follow-up signal")
         self.active[run_id] = handle
         handle.task = asyncio.create_task(
-            self._run(handle, message, agent, checkpoint_id), name=f"run-{run_id}"
+            self._run(handle, message, agent, checkpoint_id, resumes_run_id), name=f"run-{run_id}"
         )
         return handle
 
@@ -395,7 +414,12 @@ class RunExecutor:
             self.broker.publish(handle.thread_id, batch)
 
     async def _run(
-        self, handle: RunHandle, message: str, agent: str, checkpoint_id: str | None
+        self,
+        handle: RunHandle,
+        message: str,
+        agent: str,
+        checkpoint_id: str | None,
+        resumes_run_id: str | None = None,
     ) -> None:
         trace_id_var.set(handle.trace_id)
         run_id_var.set(handle.run_id)
@@ -408,7 +432,9 @@ class RunExecutor:
             cancelled_while_queued = True
             await lock.acquire()
         try:
-            await self._run_locked(handle, message, agent, checkpoint_id, cancelled_while_queued)
+            await self._run_locked(
+                handle, message, agent, checkpoint_id, cancelled_while_queued, resumes_run_id
+            )
         finally:
             lock.release()
             if not lock.locked() and self._locks.get(handle.thread_id) is lock:
@@ -449,6 +475,7 @@ class RunExecutor:
         agent: str,
         checkpoint_id: str | None,
         cancelled: bool,
+        resumes_run_id: str | None = None,
     ) -> None:
         if not cancelled:
             try:
@@ -470,6 +497,7 @@ class RunExecutor:
                     "parent_checkpoint_id": checkpoint_id,
                     "agent_variant": handle.variant,
                     "variant_reason": handle.variant_reason,
+                    "resumes_run_id": resumes_run_id,
                 },
             ),
         )
@@ -500,7 +528,10 @@ class RunExecutor:
                     },
                 ):
                     await self._stream_graph(handle, message, agent, checkpoint_id)
-            self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
+            if handle.interrupted:
+                status = "interrupted"  # awaiting_confirmation was the graph's last status
+            else:
+                self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         except asyncio.CancelledError:
             status = "cancelled"
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "cancelled"}))
@@ -592,8 +623,13 @@ class RunExecutor:
                 "tool_versions": {p: self.settings.mcp_servers[p].version for p in pins},
             },
         }
+        graph_input: Any = (
+            Command(resume=handle.resume)
+            if handle.resume is not None
+            else {"messages": [HumanMessage(message)]}
+        )
         async for mode, chunk in self.graph.astream(
-            {"messages": [HumanMessage(message)]},
+            graph_input,
             config,
             context=context,
             stream_mode=["custom", "updates"],
@@ -601,6 +637,8 @@ class RunExecutor:
             if mode == "custom":
                 self._emit(handle, NodeEvent.model_validate(chunk))
             elif mode == "updates" and isinstance(chunk, dict):
+                if "__interrupt__" in chunk:
+                    handle.interrupted = True
                 for update in chunk.values():
                     if isinstance(update, dict) and "usage" in update:
                         for k, v in update["usage"].items():

@@ -17,13 +17,16 @@ AgentStatus = Literal[
     "planning",
     "retrieving_memory",
     "calling_tool",
+    "awaiting_confirmation",
     "thinking",
     "summarizing",
     "done",
     "error",
     "cancelled",
 ]
-RunStatus = Literal["success", "error", "cancelled", "timeout"]
+# ``interrupted``: the run paused for a human decision (``confirmation_required``) and can be
+# resumed by ``POST /v1/runs/{run_id}/confirm``, which starts a new run on the thread.
+RunStatus = Literal["success", "error", "cancelled", "timeout", "interrupted"]
 
 
 class _Data(BaseModel):
@@ -38,6 +41,7 @@ class RunStartedData(_Data):
     parent_checkpoint_id: str | None = None
     agent_variant: str | None = None  # the variant the feedback router chose, if any
     variant_reason: str | None = None  # why: fixed, exploration, or the Thompson draws
+    resumes_run_id: str | None = None  # set when this run resumes an interrupted one
 
 
 class AgentStatusData(_Data):
@@ -111,6 +115,32 @@ class ToolErrorData(_Data):
     hint: str | None = None
     server: str | None = None
     version: str | None = None
+
+
+class ConfirmationRequiredData(_Data):
+    """A tool call passed its permission check and waits for the caller's decision.
+
+    The run ends ``interrupted``; ``POST /v1/runs/{run_id}/confirm`` with ``approve`` resumes
+    it in a new run, which calls the tool with exactly these ``args`` or not at all.
+    """
+
+    confirmation_id: str
+    call_id: str
+    tool_name: str
+    server: str
+    version: str
+    args: dict[str, Any]
+    permissions: list[str] = Field(default_factory=list)
+
+
+class ConfirmationDecidedData(_Data):
+    """The caller's decision on a ``confirmation_required`` call, first event of the resumed run."""
+
+    confirmation_id: str
+    tool_name: str
+    approve: bool
+    user_id: str
+    comment: str | None = None
 
 
 class RepairData(_Data):
@@ -255,6 +285,20 @@ class ToolError(_Envelope):
     data: ToolErrorData
 
 
+class ConfirmationRequired(_Envelope):
+    """See ``ConfirmationRequiredData``."""
+
+    type: Literal["confirmation_required"] = "confirmation_required"
+    data: ConfirmationRequiredData
+
+
+class ConfirmationDecided(_Envelope):
+    """See ``ConfirmationDecidedData``."""
+
+    type: Literal["confirmation_decided"] = "confirmation_decided"
+    data: ConfirmationDecidedData
+
+
 class Repair(_Envelope):
     """See ``RepairData``."""
 
@@ -320,6 +364,8 @@ Event = Annotated[
     | ToolCall
     | ToolResult
     | ToolError
+    | ConfirmationRequired
+    | ConfirmationDecided
     | Repair
     | Warning_
     | CodeBlock

@@ -266,8 +266,17 @@ class BreakerSettings(BaseModel):
     cooldown_s: float = Field(default=30.0, gt=0)
 
 
+_CONFIRM_ENTRY = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
+
+
 class ToolSettings(BaseModel):
-    """The tool gateway: lock file, timeouts, retries, breaker, repair, GitHub, the sandbox."""
+    """The tool gateway: lock file, timeouts, retries, breaker, repair, GitHub, the sandbox.
+
+    ``confirm`` names the tools whose every call waits for the caller's confirmation (a
+    human-in-the-loop interrupt resumed by ``POST /v1/runs/{run_id}/confirm``): a server
+    (``python_exec``: all its tools), a tool (``schedule_meeting``) or both
+    (``calendar.schedule_meeting``).
+    """
 
     lock_file: Path = Path("tools.lock")
     call_timeout_s: float = 30.0
@@ -278,6 +287,9 @@ class ToolSettings(BaseModel):
     github_api: str = "https://api.github.com"
     github_token: str | None = None
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    confirm: list[Annotated[str, Field(pattern=_CONFIRM_ENTRY)]] = Field(
+        default_factory=lambda: ["python_exec", "calendar.schedule_meeting"]
+    )
 
 
 class FallbackRule(BaseModel):

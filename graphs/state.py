@@ -34,10 +34,12 @@ class InputState(TypedDict):
 class State(InputState, total=False):
     """Everything the nodes share; plan and findings are plain JSON so checkpoints stay portable.
 
-    ``plan`` and ``findings`` belong to the current turn: the planner resets them.
+    ``plan``, ``findings`` and ``pending`` belong to the current turn: the planner resets them.
     ``recalled`` is what the memory router selected for this turn (conversation window,
     session facts, profile fields, tools whose results are already known); ``summary`` and
     ``folded`` are the running summary of older turns and how many turns it covers.
+    ``pending`` is a tool call held for the caller's confirmation (tool, pin, version, the
+    validated arguments, the step's index) and, once the run is resumed, their ``decision``.
     """
 
     plan: list[dict[str, Any]]
@@ -45,4 +47,5 @@ class State(InputState, total=False):
     recalled: dict[str, Any]
     summary: str
     folded: int
+    pending: dict[str, Any] | None
     usage: Annotated[dict[str, int], lambda a, b: {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}]

@@ -12,6 +12,12 @@ events), else a ``tool_error`` with ``expected`` and ``hint`` and the step goes 
 tool. When the call fails with a kind the pin's ``fallbacks`` rule lists, the step degrades as
 the rule says — cached result, another pin, or skip — and says so in a ``warning``; the
 finding records the degraded source so the summary can name it.
+
+A tool named in ``tools.confirm`` is held instead of called once its arguments are valid and
+its permissions pass (``confirmation_required``, ``awaiting_confirmation``): the step returns
+the held call, the graph interrupts (``graphs/nodes/confirm.py``), and the resumed run calls it
+with exactly the held arguments (``finish_held``) or, when rejected, tells a ``not_confirmed``
+``tool_error`` and goes on without it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import structured
-from tools.errors import ToolError, failure_kind
+from tools.errors import NotConfirmed, ToolError, failure_kind
 from tools.fallback import CachedResult
 from tools.gateway import ToolOutcome, ToolSpec
 from tools.validation import ArgumentsInvalid, Repair, RepairModel, validate_and_repair
@@ -86,6 +92,7 @@ class StepTool:
     note: str
     usage: dict[str, int] = field(default_factory=dict)
     degraded: str | None = None  # which source answered in a degraded way, for the summary
+    held: dict[str, Any] | None = None  # a call waiting for the caller's confirmation
 
 
 def tool_of(server: str, text: str) -> str | None:
@@ -227,14 +234,36 @@ async def run_tool_step(
         return StepTool(note=f"(tool {spec.qualified} not called: no valid arguments)", usage=usage)
     try:
         args = await _repaired(writer, node, ctx, spec, args, call_id, usage)
-        return await _call(writer, node, ctx, spec, args, call_id, usage)
+    except KeelError as exc:
+        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
+        return StepTool(
+            note=f"(tool {spec.qualified} not called: {exc.detail}; answer without it)",
+            usage=usage,
+        )
+    if ctx.tools.needs_confirmation(spec):
+        return await _hold(writer, node, ctx, spec, args, call_id, usage, index)
+    return await _attempt(writer, node, ctx, spec, args, call_id, usage, step, question, index)
+
+
+async def _attempt(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    spec: ToolSpec,
+    args: dict[str, Any],
+    call_id: str,
+    usage: dict[str, int],
+    step: dict[str, Any],
+    question: str,
+    index: int,
+    *,
+    confirmed: bool = False,
+) -> StepTool:
+    """Call the tool with valid ``args``; a failure degrades as its pin's fallback rule says."""
+    try:
+        return await _call(writer, node, ctx, spec, args, call_id, usage, confirmed=confirmed)
     except ToolError as exc:
         _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
-        if isinstance(exc, ArgumentsInvalid):
-            return StepTool(
-                note=f"(tool {spec.qualified} not called: {exc.detail}; answer without it)",
-                usage=usage,
-            )
         degraded = await _degrade(writer, node, ctx, spec, args, exc, step, question, index)
         if degraded is not None:
             extra = degraded.usage
@@ -244,6 +273,117 @@ async def run_tool_step(
     except KeelError as exc:
         _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
         return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
+
+
+async def _hold(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    spec: ToolSpec,
+    args: dict[str, Any],
+    call_id: str,
+    usage: dict[str, int],
+    index: int,
+) -> StepTool:
+    """Offer the call for confirmation once the gateway's checks pass (never outside scopes)."""
+    assert ctx.tools is not None
+    identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+    try:
+        await ctx.tools.hold(
+            spec, args, identity=identity, trace_id=ctx.trace_id, confirmation_id=call_id
+        )
+    except KeelError as exc:
+        _tool_error(writer, node, call_id, spec.qualified, exc, spec, ctx.trace_id)
+        return StepTool(note=f"(tool {spec.qualified} failed: {exc.detail})", usage=usage)
+    emit(
+        writer,
+        "confirmation_required",
+        node,
+        confirmation_id=call_id,
+        call_id=call_id,
+        tool_name=spec.qualified,
+        server=spec.server,
+        version=spec.version,
+        args=_shown(args),
+        permissions=list(spec.permissions),
+    )
+    status(writer, node, "awaiting_confirmation", tool_name=spec.qualified)
+    held = {
+        "confirmation_id": call_id,
+        "pin": spec.pin,
+        "tool": spec.name,
+        "tool_name": spec.qualified,
+        "version": spec.version,
+        "args": args,
+        "index": index,
+    }
+    return StepTool(note="", usage=usage, held=held)
+
+
+async def finish_held(
+    writer: StreamWriter,
+    node: str,
+    ctx: RunContext,
+    held: dict[str, Any],
+    decision: dict[str, Any],
+    step: dict[str, Any],
+    question: str,
+) -> StepTool:
+    """The held call after the caller's decision: called with its held arguments, or not."""
+    assert ctx.tools is not None
+    call_id = str(held["confirmation_id"])
+    approve = bool(decision.get("approve"))
+    comment = decision.get("comment")
+    try:
+        spec = ctx.tools.resolve_pin(str(held["pin"]), str(held["tool"]))
+    except ToolError as exc:
+        _tool_error(writer, node, call_id, str(held["tool"]), exc, None, ctx.trace_id)
+        return StepTool(note=f"(tool {held['tool']} unavailable: {exc.detail})")
+    emit(
+        writer,
+        "confirmation_decided",
+        node,
+        confirmation_id=call_id,
+        tool_name=spec.qualified,
+        approve=approve,
+        user_id=ctx.user_id,
+        comment=comment,
+    )
+    args: dict[str, Any] = dict(held["args"])
+    identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+    await ctx.tools.record_decision(
+        spec,
+        args,
+        identity=identity,
+        trace_id=ctx.trace_id,
+        confirmation_id=call_id,
+        approve=approve,
+        comment=comment,
+    )
+    if spec.version != held["version"]:
+        err = ToolError(
+            f"{spec.qualified} is now {spec.version}, not the confirmed {held['version']}"
+        )
+        _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
+        return StepTool(note=f"(tool {spec.qualified} not called: {err.detail})")
+    if not approve:
+        why = f": {comment}" if comment else ""
+        err = NotConfirmed(f"{spec.qualified} was not called: the user rejected the call{why}")
+        err.hint = "answer without this tool, and say that the user declined it"
+        _tool_error(writer, node, call_id, spec.qualified, err, spec, ctx.trace_id)
+        return StepTool(
+            note=f"(tool {spec.qualified} not called: the user declined it{why}; answer without it)"
+        )
+    status(writer, node, "calling_tool", tool_name=spec.qualified)
+    index = int(held["index"])
+    return await _attempt(
+        writer, node, ctx, spec, args, call_id, {}, step, question, index, confirmed=True
+    )
+
+
+def _shown(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as events show them: without the idempotency key the gateway adds."""
+    return {k: v for k, v in args.items() if k != "idempotency_key"}
 
 
 async def _repaired(
@@ -322,10 +462,12 @@ async def _call(
     args: dict[str, Any],
     call_id: str,
     usage: dict[str, int],
+    *,
+    confirmed: bool = False,
 ) -> StepTool:
     """Call ``spec`` through the gateway, telling the call and its result."""
     assert ctx.tools is not None
-    shown = {k: v for k, v in args.items() if k != "idempotency_key"}
+    shown = _shown(args)
     emit(
         writer,
         "tool_call",
@@ -337,7 +479,9 @@ async def _call(
         args=shown,
     )
     identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
-    outcome = await ctx.tools.call(spec, args, identity=identity, trace_id=ctx.trace_id)
+    outcome = await ctx.tools.call(
+        spec, args, identity=identity, trace_id=ctx.trace_id, confirmed=confirmed
+    )
     result = _emit_outputs(writer, node, ctx, outcome)
     limit = _sandbox_limit(outcome)
     if limit:

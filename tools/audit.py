@@ -3,9 +3,11 @@
 Each row says who (tenant, user) called which tool and version, with which arguments, under
 which trace_id, whether the gateway allowed it (``denied``: invalid arguments, a missing
 permission, an exhausted quota or an open circuit — the server was not called) and how it
-ended (``ok`` or the error code). Arguments are redacted before they are stored: values of keys
-that look like secrets are replaced and long strings are cut, so code and documents do not
-pile up in the audit table. A trigger refuses UPDATE and DELETE on the table.
+ended (``ok`` or the error code). A call that needs confirmation (``tools.confirm``) adds a
+``held`` row when it is offered, then an ``approved`` or ``rejected`` row naming who decided,
+when, the ``confirmation_id`` and their comment. Arguments are redacted before they are
+stored: values of keys that look like secrets are replaced and long strings are cut, so code
+and documents do not pile up in the audit table. A trigger refuses UPDATE and DELETE on the table.
 """
 
 from __future__ import annotations
@@ -54,14 +56,16 @@ class ToolAudit:
         args: dict[str, Any],
         decision: str,
         outcome: str,
+        confirmation_id: str | None = None,
+        comment: str | None = None,
     ) -> None:
         """Append one row; a failed write is logged and never fails the call."""
         try:
             async with self.pool.connection() as conn:
                 await conn.execute(
                     "INSERT INTO tool_audit"
-                    " (trace_id, tenant, user_id, tool, version, args, decision, outcome)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    " (trace_id, tenant, user_id, tool, version, args, decision, outcome,"
+                    " confirmation_id, comment) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         trace_id,
                         tenant,
@@ -71,6 +75,8 @@ class ToolAudit:
                         Jsonb(redact(args)),
                         decision,
                         outcome,
+                        confirmation_id,
+                        comment,
                     ),
                 )
         except Exception:

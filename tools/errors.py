@@ -37,6 +37,20 @@ class PermissionDenied(ToolError):
     title = "Permission denied"
 
 
+class ConfirmationRequired(ToolError):
+    """The tool needs the caller's confirmation (``tools.confirm``) and the call had none."""
+
+    code = "confirmation_required"
+    title = "Confirmation required"
+
+
+class NotConfirmed(ToolError):
+    """The caller rejected a call that needed confirmation; the server was not called."""
+
+    code = "not_confirmed"
+    title = "Call not confirmed"
+
+
 class ToolDrift(ToolError):
     """A server's tool schemas differ from ``tools.lock``; the server is refused until relocked."""
 

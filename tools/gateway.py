@@ -9,7 +9,9 @@ schema (``tools/validation.py``; the graph repairs before calling) → permissio
 tool's declared permissions against the run's JWT scopes, outside the LLM) → quota →
 circuit breaker → retries → call on the kept session with a timeout → result, kept in the
 result cache when the pin degrades to it (``tools/fallback.py``). A denied or invalid call
-never reaches the server.
+never reaches the server. A tool named in ``tools.confirm`` is called only with
+``confirmed=True``: the graph first ``hold``s it (same checks, audited), interrupts for the
+caller's decision and records it (``record_decision``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from tools.artifacts import ArtifactStore
 from tools.audit import ToolAudit
 from tools.errors import (
     CircuitOpen,
+    ConfirmationRequired,
     PermissionDenied,
     ToolDrift,
     ToolError,
@@ -449,6 +452,90 @@ class ToolGateway:
             err.hint = f"ask for a token with scope {', '.join(missing)}"
             raise err
 
+    def needs_confirmation(self, spec: ToolSpec) -> bool:
+        """Whether ``tools.confirm`` names ``spec`` (its server, its name, or ``server.tool``)."""
+        names = set(self.settings.tools.confirm)
+        return bool(names & {spec.server, spec.name, spec.qualified})
+
+    async def hold(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        *,
+        identity: Identity,
+        trace_id: str,
+        confirmation_id: str,
+    ) -> None:
+        """Check a call that needs confirmation as ``call`` would, and audit it as ``held``.
+
+        The server is not called. A call outside the caller's scopes (or with invalid
+        arguments) is denied here, so it is never offered for confirmation.
+
+        Raises:
+            ArgumentsInvalid: the arguments fail the tool's schema.
+            PermissionDenied: a declared permission is missing.
+        """
+        try:
+            self._admit(spec, args, identity)
+        except KeelError as exc:
+            await self._audit(spec, args, identity, trace_id, "denied", exc.code)
+            raise
+        await self._audit(
+            spec,
+            args,
+            identity,
+            trace_id,
+            "held",
+            "confirmation_required",
+            confirmation_id=confirmation_id,
+        )
+
+    async def record_decision(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        *,
+        identity: Identity,
+        trace_id: str,
+        confirmation_id: str,
+        approve: bool,
+        comment: str | None,
+    ) -> None:
+        """Audit the caller's decision on a held call: who (``identity``), when, which way."""
+        await self._audit(
+            spec,
+            args,
+            identity,
+            trace_id,
+            "approved" if approve else "rejected",
+            "confirmed" if approve else "not_confirmed",
+            confirmation_id=confirmation_id,
+            comment=comment,
+        )
+
+    async def _audit(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        trace_id: str,
+        decision: str,
+        outcome: str,
+        **extra: str | None,
+    ) -> None:
+        if self.audit is not None:
+            await self.audit.record(
+                trace_id=trace_id,
+                tenant=identity.tenant,
+                user_id=identity.user_id,
+                tool=spec.qualified,
+                version=spec.version,
+                args=args,
+                decision=decision,
+                outcome=outcome,
+                **extra,
+            )
+
     async def call(
         self,
         spec: ToolSpec,
@@ -457,10 +544,15 @@ class ToolGateway:
         identity: Identity,
         trace_id: str = "",
         timeout_s: float | None = None,
+        confirmed: bool = False,
     ) -> ToolOutcome:
         """Check arguments and permissions, then call ``spec`` through its breaker and retries.
 
+        ``confirmed`` says the caller approved this call; a tool named in ``tools.confirm``
+        is refused without it.
+
         Raises:
+            ConfirmationRequired: the tool needs confirmation and ``confirmed`` is false.
             ArgumentsInvalid: the arguments fail the tool's schema (the server is not called).
             PermissionDenied: a declared permission is missing (the server is not called).
             QuotaExceeded: the caller's tool calls per minute are used up (code
@@ -473,6 +565,10 @@ class ToolGateway:
         decision, outcome = "denied", "internal_error"
         try:
             self._admit(spec, args, identity)
+            if not confirmed and self.needs_confirmation(spec):
+                raise ConfirmationRequired(
+                    f"{spec.qualified}@{spec.version} needs the caller's confirmation"
+                )
             await check_tool_call(identity, self.settings)
             decision = "allowed"
             result = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
@@ -484,17 +580,7 @@ class ToolGateway:
                 decision = "denied"
             raise
         finally:
-            if self.audit is not None:
-                await self.audit.record(
-                    trace_id=trace_id,
-                    tenant=identity.tenant,
-                    user_id=identity.user_id,
-                    tool=spec.qualified,
-                    version=spec.version,
-                    args=args,
-                    decision=decision,
-                    outcome=outcome,
-                )
+            await self._audit(spec, args, identity, trace_id, decision, outcome)
 
     def _admit(self, spec: ToolSpec, args: dict[str, Any], identity: Identity) -> None:
         errors = validate(spec.input_schema, args)

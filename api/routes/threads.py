@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentIdentity, Svc, TraceId, owned_thread
+from api.deps import CurrentIdentity, Services, Svc, TraceId, owned_thread
 from api.metrics import OPEN_STREAMS
 from api.streaming import paced, sse_item, tail
 from api.text import StorableText
@@ -52,6 +52,18 @@ class RunRequest(BaseModel):
     input: RunInput
     agent: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = "research"
     checkpoint_id: Annotated[StorableText, StringConstraints(max_length=64)] | None = None
+
+
+class ConfirmRequest(BaseModel):
+    """Body of ``POST /v1/runs/{run_id}/confirm``: the caller's decision on a held tool call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+    comment: Annotated[StorableText, StringConstraints(max_length=1000)] | None = None
+    confirmation_id: Annotated[StorableText, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="The confirmation_required event's id; checked when given"
+    )
 
 
 class CheckpointOut(BaseModel):
@@ -221,6 +233,111 @@ async def cancel_run(run_id: str, svc: Svc, identity: CurrentIdentity) -> Cancel
         raise Conflict(f"run {run_id} is not active (status {row['status']})")
     await svc.executor.cancel(run_id)
     return CancelOut(run_id=run_id, status="cancelling")
+
+
+# Whether run ``r`` was resumed by a run that may have applied the decision: one that ended
+# before starting (cancelled while queued, failed, timed out) leaves the graph interrupted, and
+# ``_held_call`` still finds the call, so the caller may decide again.
+_DECIDED = (
+    "(r.resumed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs x"
+    " WHERE x.run_id = r.resumed_by AND x.status IN ('cancelled', 'error', 'timeout')))"
+)
+
+
+async def _held_call(svc: Services, thread_id: str) -> dict[str, Any] | None:
+    """The tool call the thread's graph is interrupted on, from its latest checkpoint."""
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    snap = await svc.graph.aget_state(config)
+    for task in snap.tasks:
+        for intr in task.interrupts:
+            if isinstance(intr.value, dict) and intr.value.get("confirmation_id"):
+                return intr.value
+    return None
+
+
+@router.post("/runs/{run_id}/confirm", responses=_SSE)
+async def confirm_run(
+    run_id: str,
+    body: ConfirmRequest,
+    svc: Svc,
+    identity: CurrentIdentity,
+    trace_id: TraceId,
+) -> EventSourceResponse:
+    """Approve or reject the tool call an ``interrupted`` run of the caller's is waiting on.
+
+    Starts a new run on the same thread that resumes the graph with the decision and streams
+    it like any run: approved, the tool is called once with the held arguments; rejected, it
+    is not called and the run goes on to its answer. 404 for another tenant's or user's run;
+    409 when the run is not waiting (already decided, superseded by a later run, or never
+    interrupted).
+    """
+    async with svc.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT r.thread_id, r.agent, r.status,"
+            f" {_DECIDED} AS decided,"
+            " EXISTS (SELECT 1 FROM runs l WHERE l.thread_id = r.thread_id"
+            "  AND l.started_at > r.started_at AND l.resumes IS DISTINCT FROM r.run_id)"
+            " AS superseded"
+            " FROM runs r JOIN threads t USING (thread_id)"
+            " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
+            (run_id, identity.tenant, identity.user_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    if row["status"] != "interrupted" or row["decided"]:
+        raise Conflict(f"run {run_id} is not awaiting confirmation (status {row['status']})")
+    if row["superseded"]:
+        raise Conflict(f"run {run_id} was superseded by a later run on its thread")
+    thread_id: str = row["thread_id"]
+    held = await _held_call(svc, thread_id)
+    if held is None or body.confirmation_id not in (None, held["confirmation_id"]):
+        raise Conflict(f"run {run_id} has no pending confirmation {body.confirmation_id or ''}")
+    new_run = str(uuid.uuid4())
+    after = await svc.event_log.last_seq(thread_id)
+    ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    try:
+        async with svc.pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE runs r SET resumed_by = %s WHERE run_id = %s AND status = 'interrupted'"
+                f" AND NOT {_DECIDED} RETURNING run_id",
+                (new_run, run_id),
+            )
+            if await cur.fetchone() is None:
+                raise Conflict(f"run {run_id} was confirmed already")
+        verb = "Approved" if body.approve else "Rejected"
+        try:
+            await svc.executor.start(
+                identity=identity,
+                thread_id=thread_id,
+                run_id=new_run,
+                trace_id=trace_id,
+                message=f"{verb} {held.get('tool_name')}"
+                + (f": {body.comment}" if body.comment else ""),
+                agent=row["agent"],
+                ticket=ticket,
+                max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
+                resume={
+                    "approve": body.approve,
+                    "comment": body.comment,
+                    "confirmation_id": held["confirmation_id"],
+                },
+                resumes_run_id=run_id,
+            )
+        except BaseException:
+            async with svc.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE runs SET resumed_by = NULL WHERE run_id = %s AND resumed_by = %s",
+                    (run_id, new_run),
+                )
+            raise
+    except BaseException:
+        await ticket.finish()
+        raise
+    return _sse(
+        tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
+        trace_id,
+    )
 
 
 @router.get("/threads/{thread_id}/history", response_model=list[CheckpointOut])

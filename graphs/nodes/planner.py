@@ -49,7 +49,7 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         plan = Plan(steps=[PlanStep(description=question[:200] or "answer", tool="none")])
     steps = [_reuse(s.model_dump(), recalled.get("reuse_tools", [])) for s in plan.steps]
     emit(writer, "plan", NODE, steps=steps)
-    return {"plan": steps, "findings": [], "usage": usage_of(out.get("raw"))}
+    return {"plan": steps, "findings": [], "pending": None, "usage": usage_of(out.get("raw"))}
 
 
 def _reuse(step: dict[str, Any], known: list[str]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The researcher: executes one plan step per visit, so every step is its own checkpoint.
 
 A step whose tool is not ``none`` first calls that tool through the gateway
-(``graphs/tool_step.py``); the model then answers the step from the tool's result.
+(``graphs/tool_step.py``); the model then answers the step from the tool's result. A call that
+needs the caller's confirmation ends the visit with the call held in ``pending``; the graph
+goes to ``confirm`` (an interrupt) and back here, where the step finishes with the decision.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import chat, last_question
 from graphs.state import State
-from graphs.tool_step import run_tool_step
+from graphs.tool_step import finish_held, run_tool_step
 
 NODE = "researcher"
 
@@ -32,7 +34,12 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     prompt = f"Question: {question}\nSub-question: {step['description']}"
     usage: dict[str, int] = {}
     degraded: str | None = None
-    if step["tool"] != "none" and ctx.tools is None:
+    pending = state.get("pending")
+    if pending is not None and ctx.tools is not None and "decision" in pending:
+        used = await finish_held(writer, NODE, ctx, pending, pending["decision"], step, question)
+        usage, degraded = used.usage, used.degraded
+        prompt += f"\nTool result:\n{used.note}"
+    elif step["tool"] != "none" and ctx.tools is None:
         emit(
             writer,
             "warning",
@@ -42,6 +49,8 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         )
     elif step["tool"] != "none":
         used = await run_tool_step(writer, NODE, ctx, step, question, index)
+        if used.held is not None:
+            return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.degraded
         prompt += f"\nTool result:\n{used.note}"
     status(writer, NODE, "thinking", detail=step["description"])
@@ -54,9 +63,11 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     finding: dict[str, Any] = {"index": index, "text": text}
     if degraded:
         finding["degraded"] = degraded
-    return {"findings": [*findings, finding], "usage": total}
+    return {"findings": [*findings, finding], "usage": total, "pending": None}
 
 
-def after_researcher(state: State) -> Literal["researcher", "summarizer"]:
-    """Loop until every step has a finding."""
+def after_researcher(state: State) -> Literal["confirm", "researcher", "summarizer"]:
+    """Wait for a held call's confirmation, else loop until every step has a finding."""
+    if state.get("pending") is not None:
+        return "confirm"
     return "researcher" if len(state.get("findings", [])) < len(state["plan"]) else "summarizer"

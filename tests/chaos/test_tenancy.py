@@ -111,6 +111,7 @@ def _requests(o: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", f"/v1/replay/{t}?run_id={r}&pace=original", {}),
         ("GET", f"/v1/threads/{t}/history", {}),
         ("POST", f"/v1/runs/{r}/cancel", {}),
+        ("POST", f"/v1/runs/{r}/confirm", {"json": {"approve": True}}),
         ("POST", "/v1/feedback", {"json": {"run_id": r, "rating": "thumbs_down"}}),
         ("POST", "/v1/signals", {"json": {"run_id": r, "kind": "copy"}}),
         ("GET", "/v1/feedback/summary", {}),

@@ -287,3 +287,66 @@ def test_dev_sign_in_only_in_dev(live: LiveServer, dev_live: LiveServer) -> None
     me = httpx.get(f"{dev_live.url}/v1/usage", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
     assert me.json()["tier"] == "free"
+
+
+@pytest.fixture(scope="module")
+def confirm_live(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    settings = make_settings(
+        db_url,
+        fake_llm.base_url,
+        tmp_path_factory.mktemp("keel-confirm"),
+        tools={"confirm": ["calendar.schedule_meeting"]},
+    )
+    with LiveServer(settings) as server:
+        yield server
+
+
+def test_approving_a_held_booking_resumes_the_run_and_books_once(
+    browser: Browser, confirm_live: LiveServer, fake_llm: FakeOpenAI, artifacts: Path
+) -> None:
+    title = "e2e approve"
+    fake_llm.script.extend(
+        [
+            _plan("calendar", f"Schedule a meeting {title}"),
+            json.dumps({"title": title, "starts_at": "2026-12-02T10:00:00+00:00"}),
+            "Booked for Dec 2.",
+            "Your meeting is booked.",
+        ]
+    )
+    context = browser.new_context(base_url=confirm_live.url)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.add_init_script(TRAIL_SCRIPT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        _sign_in(page, confirm_live, ["read:calendar", "write:calendar"])
+        _ask(page, f"Book {title} on Dec 2 at 10")
+        status = page.locator("#status")
+        expect(status).to_have_attribute("data-state", "awaiting_confirmation")
+        expect(status).to_contain_text("calendar.schedule_meeting")
+        held = page.locator(".card.confirm")
+        expect(held).to_contain_text("calendar.schedule_meeting v1.0.0 needs your confirmation")
+        expect(held.locator(".args")).to_contain_text(title)
+        expect(page.locator("#send")).to_be_enabled()  # the interrupted run is over
+        page.screenshot(path=str(artifacts / "confirmation.png"))
+        held.locator("button.confirm-approve").click()
+        expect(status).to_have_attribute("data-state", "done")
+        expect(held).to_have_attribute("data-decision", "approved")
+        expect(held.locator(".confirm-verdict")).to_have_text("approved by alice")
+        expect(held.locator("button")).to_have_count(0)
+        expect(page.locator(".card.tool .tool-state.done")).to_have_count(1)
+        expect(page.locator(".answer-text")).to_contain_text("Your meeting is booked.")
+        trail = _trail(page)
+        assert _in_order(
+            trail, ["planning", "calling_tool", "awaiting_confirmation", "calling_tool", "done"]
+        ), trail
+        rows = confirm_live.sql(
+            "SELECT count(*) AS n FROM tool_calendar_events WHERE title = %s", title
+        )
+        assert rows == [{"n": 1}]
+    finally:
+        context.close()
+    assert not errors, f"the page raised: {errors}"

@@ -59,3 +59,27 @@ def test_prod_accepts_a_real_secret_from_the_environment(monkeypatch: pytest.Mon
 def test_unknown_keys_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         Settings(surprise=1)  # type: ignore[call-arg]
+
+
+def test_tools_confirm_names_servers_tools_or_both() -> None:
+    from tools.gateway import ToolGateway, ToolSpec
+
+    settings = Settings(env="test", tools={"confirm": ["python_exec", "calendar.schedule_meeting"]})
+    gateway = ToolGateway(settings)
+
+    def spec(server: str, name: str) -> ToolSpec:
+        return ToolSpec("p", server, "1.0.0", name, "", {}, (), False)
+
+    assert gateway.needs_confirmation(spec("python_exec", "run_python"))
+    assert gateway.needs_confirmation(spec("calendar", "schedule_meeting"))
+    assert not gateway.needs_confirmation(spec("calendar", "list_events"))
+    assert not gateway.needs_confirmation(spec("github_trending", "trending_repos"))
+    with pytest.raises(ValidationError):
+        Settings(env="test", tools={"confirm": ["Calendar schedule"]})
+    assert Settings(env="test").tools.confirm == []  # the test config keeps it off
+
+
+def test_dev_and_prod_confirm_the_tools_with_side_effects() -> None:
+    for env in ("dev", "prod"):
+        data = yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text())
+        assert data["tools"]["confirm"] == ["python_exec", "calendar.schedule_meeting"], env

@@ -14,6 +14,7 @@ const STATUS_STATES = {
   planning: {},
   retrieving_memory: {},
   calling_tool: {},
+  awaiting_confirmation: {},
   thinking: {},
   summarizing: {},
   done: {},

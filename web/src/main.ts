@@ -32,7 +32,8 @@ let lastFinished: { runId: string; at: number } | null = null;
 // --- status line: the machine's state, never guessed from text ---------------------------
 const machine = startStatusMachine((state, ctx) => {
   statusLine.dataset.state = state;
-  const tool = state === "calling_tool" && ctx.toolName ? ` ${ctx.toolName}` : "";
+  const withTool = state === "calling_tool" || state === "awaiting_confirmation";
+  const tool = withTool && ctx.toolName ? ` ${ctx.toolName}` : "";
   const pos = state === "queued" && ctx.position ? ` #${ctx.position}` : "";
   statusLine.textContent = `${state.replace("_", " ")}${tool}${pos}`;
 });
@@ -52,6 +53,7 @@ const ctx: RenderContext = {
   onCopy: (runId) => signal(runId, "copy"),
   blobUrl,
   feedback: feedbackControls,
+  confirm: (runId, confirmationId, approve) => void decide(runId, confirmationId, approve),
 };
 
 let saveTimer: number | undefined;
@@ -170,6 +172,20 @@ async function ask(text: string) {
   setBusy(true);
   await consume(
     events("POST", `/v1/threads/${threadId}/runs`, { body: { input: { message: text } }, signal: streaming.signal }),
+  );
+  setBusy(activeRun !== null);
+}
+
+/** Approve or reject a held tool call: the decision starts a new run, streamed like any. */
+async function decide(runId: string, confirmationId: string, approve: boolean) {
+  streaming?.abort();
+  streaming = new AbortController();
+  setBusy(true);
+  await consume(
+    events("POST", `/v1/runs/${runId}/confirm`, {
+      body: { approve, confirmation_id: confirmationId },
+      signal: streaming.signal,
+    }),
   );
   setBusy(activeRun !== null);
 }

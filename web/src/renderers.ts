@@ -14,6 +14,8 @@ export interface RenderContext {
   blobUrl(path: string): Promise<string>;
   /** Feedback controls for a finished run. */
   feedback(runId: string, traceId: string): HTMLElement;
+  /** Approve or reject a held tool call; the view follows the resumed run's stream. */
+  confirm(runId: string, confirmationId: string, approve: boolean): void;
 }
 
 type Of<T extends KeelEvent["type"]> = Extract<KeelEvent, { type: T }>;
@@ -152,6 +154,37 @@ register("tool_error", (e, ctx) => {
   if (e.data.hint) c.append(el("div", {}, `hint: ${e.data.hint}`));
 });
 
+register("confirmation_required", (e, ctx) => {
+  const c = card(ctx, e, "confirm");
+  c.dataset.confirmationId = e.data.confirmation_id;
+  const approve = el("button", { type: "button", class: "confirm-approve" }, "Approve");
+  const reject = el("button", { type: "button", class: "confirm-reject" }, "Reject");
+  const decide = (yes: boolean) => {
+    approve.disabled = reject.disabled = true;
+    ctx.confirm(e.run_id, e.data.confirmation_id, yes);
+  };
+  approve.addEventListener("click", () => decide(true));
+  reject.addEventListener("click", () => decide(false));
+  const actions = el("div", { class: "confirm-actions" });
+  actions.append(approve, reject);
+  c.append(
+    el("div", { class: "label" }, `${e.data.tool_name} v${e.data.version} needs your confirmation`),
+    el("pre", { class: "args" }, JSON.stringify(e.data.args, null, 2)),
+    actions,
+  );
+});
+
+register("confirmation_decided", (e, ctx) => {
+  const held = document.querySelector<HTMLElement>(
+    `.confirm[data-confirmation-id="${CSS.escape(e.data.confirmation_id)}"]`,
+  );
+  const verdict = `${e.data.approve ? "approved" : "rejected"} by ${e.data.user_id}${e.data.comment ? `: ${e.data.comment}` : ""}`;
+  const target = held ?? card(ctx, e, "confirm");
+  target.dataset.decision = e.data.approve ? "approved" : "rejected";
+  target.querySelector(".confirm-actions")?.remove();
+  target.append(el("div", { class: "confirm-verdict" }, verdict));
+});
+
 register("repair", (e, ctx) => {
   const c = card(ctx, e, "repair");
   c.append(
@@ -245,7 +278,8 @@ register("run_finished", (e, ctx) => {
   }
   const c = card(ctx, e, "finished muted");
   c.textContent = `${e.data.status} · ${Math.round(e.data.duration_ms)} ms · ${e.data.usage.total_tokens} tokens`;
-  c.append(ctx.feedback(e.run_id, e.trace_id));
+  // An interrupted run has no answer yet: the run that resumes it gets the feedback buttons.
+  if (e.data.status !== "interrupted") c.append(ctx.feedback(e.run_id, e.trace_id));
 });
 
 /** Any type without a renderer: shown as its JSON, collapsed. */
