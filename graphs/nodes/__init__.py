@@ -11,6 +11,7 @@ endpoint that never answers, so it times out for real (after ``llm.timeout_s``, 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import openai
@@ -18,7 +19,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.config import get_stream_writer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from graphs.context import RunContext
 from graphs.emit import emit
@@ -92,15 +93,48 @@ def chat(ctx: RunContext, max_tokens: int) -> Runnable[LanguageModelInput, AIMes
 def structured(
     ctx: RunContext, max_tokens: int, schema: type[BaseModel] | dict[str, Any]
 ) -> Runnable[LanguageModelInput, Any]:
-    """The model with ``schema`` as json_schema structured output (raw kept), and fallback."""
-    main = model_for(ctx, max_tokens).with_structured_output(
-        schema, method="json_schema", include_raw=True
-    )
+    """The model with ``schema`` as json_schema structured output (raw kept), and fallback.
+
+    The result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``; ``parsed`` is an
+    instance of a pydantic ``schema`` (``None`` if the reply does not validate), or a dict.
+    """
+    main = _with_schema(model_for(ctx, max_tokens), schema)
     fallback = _fallback_for(ctx, max_tokens)
     if fallback is None:
         return main
-    backup = fallback.with_structured_output(schema, method="json_schema", include_raw=True)
+    backup = _with_schema(fallback, schema)
     return main.with_fallbacks([_announce(ctx) | backup], exceptions_to_handle=MODEL_FAILURES)
+
+
+@functools.cache
+def response_format(schema: type[BaseModel]) -> dict[str, Any]:
+    """``schema`` as a strict json_schema response format, derived once per class.
+
+    It is the format the OpenAI client derives from a pydantic class, which it would redo on
+    every call (with LangChain deriving it once more): that was ~7 % of the API's CPU with
+    runs in flight (py-spy, ``bench/profiles/concurrent_runs.txt``).
+    """
+    fn = openai.pydantic_function_tool(schema)["function"]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": fn["name"], "schema": fn["parameters"], "strict": True},
+    }
+
+
+def _with_schema(
+    model: BaseChatModel, schema: type[BaseModel] | dict[str, Any]
+) -> Runnable[LanguageModelInput, Any]:
+    if isinstance(schema, dict):
+        return model.with_structured_output(schema, method="json_schema", include_raw=True)
+
+    def parse(raw: AIMessage) -> dict[str, Any]:
+        try:
+            parsed = schema.model_validate_json(raw.text)
+        except ValidationError as exc:
+            return {"raw": raw, "parsed": None, "parsing_error": exc}
+        return {"raw": raw, "parsed": parsed, "parsing_error": None}
+
+    return model.bind(response_format=response_format(schema)) | RunnableLambda(parse)
 
 
 def last_question(messages: list[AnyMessage]) -> str:
