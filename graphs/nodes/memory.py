@@ -128,12 +128,14 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
     # Folded turns leave the state: the summary covers them from now on (``folded`` counts
     # the leading turns it covers that are still in ``messages``: none once they are removed).
     gone = [RemoveMessage(id=m.id) for m in win.covered if m.id]
-    return {
+    out: dict[str, Any] = {
         "recalled": recalled,
         "summary": win.summary,
         "folded": win.folded - len(gone),
-        "messages": gone,
     }
+    if gone:  # an empty write would still store a new version of the conversation
+        out["messages"] = gone
+    return out
 
 
 def _digest(text: str) -> str:
