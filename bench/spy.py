@@ -3,6 +3,9 @@
     .venv/bin/python -m bench.spy stream [--seconds 10] [-o bench/profiles/stream_rate.txt]
     .venv/bin/python -m bench.spy runs   [--seconds 10] [--concurrency 50]
 
+Samples are taken only of the thread holding the GIL (``--gil``): a thread waiting for the GIL
+is not doing work, and without the flag it shows up at whatever line it waits on.
+
 ``stream``: back-to-back runs each streaming 1,000 model words with no pause (the single-stream
 figure). ``runs``: runs of the scripted 3-step plan, ``--concurrency`` in flight (the
 concurrent-runs figure). The stack is ``keel bench``'s (embedded Postgres, scripted model,
@@ -32,7 +35,7 @@ async def _load(s: Stack, kind: str, seconds: float, concurrency: int) -> str:
         raw = Path(tempfile.mkdtemp()) / "raw.txt"
         pid = s._procs["keel"].proc.pid
         spy = subprocess.Popen(
-            [Path(sys.executable).parent / "py-spy", "record", "-p", str(pid), "-f", "raw"]
+            [Path(sys.executable).parent / "py-spy", "record", "--gil", "-p", str(pid), "-f", "raw"]
             + ["-r", "250", "-d", str(int(seconds) + 1), "-o", str(raw)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
