@@ -157,7 +157,8 @@ def test_schemathesis_finds_no_server_errors(
     assert min(with_input.values()) >= EXAMPLES, per_op
     tested = re.search(r"Tested: (\d+)", proc.stdout)
     assert tested and int(tested[1]) == len(per_op), (per_op, tail)
-    summary = dict(re.findall(r"(ST\d+) [^:\n]+: (\d+)", proc.stdout.split("Failures:")[-1]))
+    found = re.findall(r"(ST\d+) [^:\n]+: (\d+)", proc.stdout.split("Failures:")[-1])
+    summary = ", ".join(f"{code} {n}" for code, n in sorted(found))
     figure(
         "schemathesis",
         f"{len(per_op)} operations, {len(entries)} requests (--max-examples {EXAMPLES}, all "
