@@ -35,7 +35,7 @@ from tests.sse import parse
 
 ST = Path(__file__).resolve().parents[2] / ".venv-fuzz" / "bin" / "st"
 EXAMPLES = 500
-# Every check runs and every failure is counted. These five fail on Keel's schema as FastAPI
+# Every check runs and every failure is counted. These four fail on Keel's schema as FastAPI
 # writes it, not on its behaviour, so they are counted in the figure rather than failing the
 # test: the schema lists 200/422 but not the 401/403/404/409/429 every operation may answer
 # (ST103), and 422 as application/json where Keel answers problem+json (ST105); to
