@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 WEB    := web/dist/index.html
+FUZZ   := .venv-fuzz
 
-.PHONY: install web chromium run test lint pytest chaos studio lock clean up
+.PHONY: install web chromium run test lint pytest chaos studio lock lock-fuzz clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,13 @@ $(STAMP): pyproject.toml requirements.lock models.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The schemathesis CLI for `make chaos`, in a venv of its own: its jsonschema-rs pin conflicts
+# with langgraph-api. Not part of `make test`.
+$(FUZZ)/.installed: $(STAMP) fuzz/requirements.lock
+	test -x $(FUZZ)/bin/python || $(UV) venv --quiet --python $(BIN)/python $(FUZZ)
+	$(UV) pip sync --quiet --python $(FUZZ)/bin/python --require-hashes fuzz/requirements.lock
+	touch $@
 
 # The browser UI: npm ci from web/package-lock.json, then type-check and build into web/dist.
 $(WEB): web/package.json web/package-lock.json web/index.html web/tsconfig.json $(wildcard web/src/*.ts web/src/*/*.ts web/src/*.css)
@@ -48,7 +56,7 @@ pytest: install web
 
 # The reliability and security suite at full size (crashes, outages, a 30-minute soak); the
 # quick version of the same tests runs in `make test`. One line per figure at the end.
-chaos: install
+chaos: install $(FUZZ)/.installed
 	KEEL_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos --timeout 3600
 
 studio: install
@@ -57,8 +65,11 @@ studio: install
 lock: $(VENV)
 	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python pyproject.toml --extra dev -o requirements.lock
 
+lock-fuzz: $(STAMP)
+	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python fuzz/requirements.in -o fuzz/requirements.lock
+
 clean:
-	rm -rf $(VENV) web/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
+	rm -rf $(VENV) $(FUZZ) web/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
 
 up:
 	docker compose up --build

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.metrics import QUOTA_REJECTIONS
 from core.errors import KeelError, QuotaExceeded
@@ -21,6 +22,7 @@ from core.tracing import trace_id_var
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def problem(
@@ -88,12 +90,31 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(
-        exc.status_code, str(exc.detail), str(exc.detail), code, headers=dict(exc.headers or {})
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = ", ".join(sorted(allowed))
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """Methods some route serves on the request's path.
+
+    Starlette's 405 names only the first route that matched the path, so ``OPTIONS
+    /v1/threads`` said ``Allow: POST`` though GET is served there too (found by schemathesis).
+    """
+    # A fresh scope: the failed dispatch left FastAPI's matched route in the request's own.
+    bare = {k: v for k, v in request.scope.items() if k in ("type", "path", "root_path")}
+    return {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**bare, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    }
 
 
 def _unstorable(_: Request, exc: Exception) -> JSONResponse:

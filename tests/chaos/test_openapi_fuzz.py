@@ -1,11 +1,13 @@
 """Schema-driven fuzzing of every operation of the OpenAPI document (OWASP LLM10).
 
 Schemathesis cannot be installed beside this project's pins (its ``jsonschema-rs`` conflicts
-with ``langgraph-api``, which ``langgraph-cli[inmem]`` pulls in), so this test does what it
-does with hypothesis, already a dev dependency: it reads ``/openapi.json`` from the running API,
-derives a strategy from each operation's parameters and JSON body schema (in-schema values,
-values just out of bounds, wrong types and unknown keys), and sends the examples with a valid
-token. No answer may be a 5xx, and every 4xx is problem+json with the trace_id.
+with ``langgraph-api``, which ``langgraph-cli[inmem]`` pulls in); ``test_schemathesis.py`` runs
+it from a venv of its own under ``make chaos``. This test does the same with hypothesis, already
+a dev dependency, so ``make test`` fuzzes every operation too: it reads ``/openapi.json`` from
+the running API, derives a strategy from each operation's parameters and JSON body schema
+(in-schema values, values just out of bounds, wrong types and unknown keys), and sends the
+examples with a valid token. No answer may be a 5xx, and every 4xx is problem+json with the
+trace_id.
 Quick: 10 examples per operation; ``make chaos``: 500.
 """
 

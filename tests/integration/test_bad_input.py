@@ -171,6 +171,19 @@ def test_unknown_route_is_problem_json(live: LiveServer) -> None:
     _assert_problem(r, 404, "not_found")
 
 
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [("/v1/threads", "GET, POST"), ("/v1/memory/long-term", "DELETE, GET, PUT")],
+)
+def test_405_allow_header_lists_every_route_on_the_path(
+    live: LiveServer, path: str, allow: str
+) -> None:
+    with live.client() as c:
+        r = c.request("PATCH", path)
+    _assert_problem(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == allow
+
+
 def test_bad_last_event_id(live: LiveServer, thread_id: str) -> None:
     with live.client() as c:
         r = c.get(f"/v1/threads/{thread_id}/stream", headers={"Last-Event-ID": "abc"})
