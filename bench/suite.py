@@ -56,6 +56,8 @@ class Row:
     b_label: str = ""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    table: str = "scripted"  # "scripted": the scripted model; "local": the packaged local model
+    wall_s: float = 0.0  # wall time of the figure that measured this row (its rows share it)
 
     @property
     def met(self) -> bool | None:
@@ -137,9 +139,9 @@ class Stack:
             self._token = issue_token(settings.auth, user="bench", tenant="bench", scopes=[])
         return self._token
 
-    def keel_client(self, **kw: Any) -> httpx.AsyncClient:
+    def keel_client(self, url: str = "", **kw: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.keel,
+            base_url=url or self.keel,
             timeout=300,
             headers={"Authorization": f"Bearer {self.token}"},
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
@@ -415,37 +417,65 @@ async def fig_stream_rate(s: Stack, a: Args) -> list[Row]:
 
 
 async def fig_many_streams(s: Stack, a: Args) -> list[Row]:
-    """Many concurrent streams at 20 events/s each, driven by a separate load process."""
+    """Many concurrent streams at 20 events/s each, over a bounded window, from a load process."""
     import subprocess
     import sys
 
     streams = 50 if a.quick else 500
-    rate, seconds = 20.0, 5.0
-    words = int(rate * seconds)
+    rate = 20.0
+    window = float(os.environ.get("BENCH_STREAMS_WINDOW", 3.0 if a.quick else 10.0))
+    ramp = float(os.environ.get("BENCH_STREAMS_RAMP", 5.0 if a.quick else 20.0))
     cmd = [sys.executable, "-m", "bench.load", "--url", s.keel, "--token", s.token]
-    cmd += ["--streams", str(streams), "--words", str(words), "--word-ms", str(1000 / rate)]
+    cmd += ["--streams", str(streams), "--rate", str(rate), "--window", str(window)]
+    cmd += ["--ramp", str(ramp)]
     out = await asyncio.to_thread(
-        subprocess.run, cmd, capture_output=True, text=True, timeout=900, cwd=servers.ROOT
+        subprocess.run, cmd, capture_output=True, text=True, timeout=600, cwd=servers.ROOT
     )
     if out.returncode:
         raise RuntimeError(f"load process failed: {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    offered = streams * rate
+    if not res["idle"]:
+        print(f"many_streams: Keel was not idle {res['drain_s']} s after the window", flush=True)
+    setup = (
+        f"a separate load process opens {streams} runs at once, each answering"
+        f" {res['words_per_run']} words {1000 / rate:g} ms apart (more than the test lasts);"
+        f" after the window it closes the streams, cancels the runs and waits until Keel has"
+        f" finished them and serves no stream ({res['drain_s']:g} s). One repetition: a window"
+        " holds thousands of events"
+    )
+    answering, offered = res["answering"], res["offered_per_s"]
     return [
         Row(
-            f"{streams} concurrent streams at {rate:g} events/s: delivered ÷ offered",
+            f"{streams} concurrent streams at {rate:g} events/s: delivered ÷ offered, in the"
+            f" first {res['from_start_s']:g} s",
             "many_streams",
-            res["delivered_per_s"],
-            offered,
-            res["delivered_per_s"] / offered,
+            res["from_start_delivered_per_s"],
+            res["from_start_offered_per_s"],
+            res["from_start_delivered_per_s"] / res["from_start_offered_per_s"],
             1,
             ">= 0.9",
             unit="events/s",
             b_label="offered",
-            note=f"text_delta events received by a separate load process over the window, each"
-            f" stream a run answering {words} words {1000 / rate:g} ms apart",
+            note=f"text_delta events received from the first POST to the window's end ÷"
+            f" {streams} x {rate:g} a second; this includes the runs' start (plan and"
+            f" research steps before the answer streams). {setup}",
             extra=res,
-        )
+        ),
+        Row(
+            f"the same, streams already answering: delivered ÷ offered over {window:g} s",
+            "many_streams_answering",
+            res["delivered_per_s"],
+            offered,
+            res["delivered_per_s"] / offered if offered else 0.0,
+            1,
+            ">= 0.9",
+            unit="events/s",
+            b_label=f"offered to {answering} answering",
+            note=f"the window opens once every stream is answering (its first text_delta"
+            f" arrived) or after {ramp:g} s at most: here at {res['window_opened_s']:g} s, with"
+            f" {answering} of {streams} answering; their text_delta events within the window ÷"
+            f" {rate:g} a second each. The other runs are still starting meanwhile",
+        ),
     ]
 
 
@@ -607,6 +637,159 @@ async def fig_growth(s: Stack, a: Args) -> list[Row]:
     ]
 
 
+LOCAL_QUESTION = "Why is the sky blue? Explain it in one paragraph."
+LOCAL_MAX_TOKENS = 128  # the answer's length cap, the same through Keel and directly
+
+
+@dataclass
+class Answer:
+    """The tokens of one streamed answer: arrival times (s from the request) and text."""
+
+    times: list[float]
+    text: str
+
+    @property
+    def decode_rate(self) -> float:
+        """Tokens per second from the first token to the last (the prompt's evaluation excluded)."""
+        span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+        return (len(self.times) - 1) / span if span > 0 else float("nan")
+
+
+async def keel_answer(c: httpx.AsyncClient, message: str) -> tuple[Answer, float]:
+    """One Keel run: its text_delta events (the summarizer's tokens) and the whole run's time."""
+    tid = await keel_thread(c)
+    times, parts, event = [], [], ""
+    t0 = time.perf_counter()
+    body = {"input": {"message": message}}
+    async with c.stream("POST", f"/v1/threads/{tid}/runs", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+                if event == "text_delta":
+                    times.append(time.perf_counter() - t0)
+            elif event == "text_delta" and line.startswith("data: "):
+                parts.append(json.loads(line[6:])["data"]["text"])
+    return Answer(times, "".join(parts)), time.perf_counter() - t0
+
+
+async def direct_answer(c: httpx.AsyncClient, body: dict[str, Any]) -> Answer:
+    """The same chat request streamed from the llama.cpp server itself: one chunk per token."""
+    times, parts = [], []
+    t0 = time.perf_counter()
+    async with c.stream("POST", "/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            text = (choices[0].get("delta") or {}).get("content")
+            if text:
+                times.append(time.perf_counter() - t0)
+                parts.append(text)
+    return Answer(times, "".join(parts))
+
+
+def summarizer_request(record: Path) -> dict[str, Any]:
+    """The summarizer's chat request among those a relay recorded (the last streamed one)."""
+    from graphs import prompts
+
+    bodies = [json.loads(line) for line in record.read_text().splitlines() if line]
+    found = [
+        b
+        for b in bodies
+        if b.get("stream") and b["messages"] and b["messages"][0]["content"] == prompts.SUMMARIZER
+    ]
+    if not found:
+        raise RuntimeError(f"no summarizer request among the {len(bodies)} recorded")
+    body: dict[str, Any] = found[-1]
+    return body
+
+
+async def fig_local_model(s: Stack, a: Args) -> list[Row]:
+    """The packaged local model's tokens/s through a Keel run ÷ from its llama.cpp server."""
+    from core.settings import Settings
+    from graphs.llm import LocalModelServer
+
+    local = Settings().llm.local
+    llama = LocalModelServer(local, Settings().data_dir / "models", s.work / "llama.log")
+    llm = {"model": "local", "max_tokens": LOCAL_MAX_TOKENS}
+    reps = 2 if a.quick else min(a.n, 6)
+    stopping: list[Callable[[], None]] = [llama.stop]
+    try:
+        base = await asyncio.to_thread(llama.start)
+        # Record the summarizer's request once through a relay, so the direct side sends
+        # the very prompt, max_tokens and temperature Keel sent; measured runs go direct.
+        record = s.work / "local-requests.jsonl"
+        relay = servers.start_relay(base, record)
+        stopping.append(relay.stop)
+        await asyncio.to_thread(relay.wait)
+        probe = servers.start_keel(
+            s.pg_url, relay.url, s.work / "keel-local-probe", llm=llm, name="keel-local-probe"
+        )
+        stopping.append(probe.stop)
+        await asyncio.to_thread(probe.wait)
+        async with s.keel_client(probe.url) as c:
+            await keel_answer(c, LOCAL_QUESTION)
+        probe.stop()
+        relay.stop()
+        body = summarizer_request(record)
+        keel = servers.start_keel(s.pg_url, base, s.work / "keel-local", llm=llm, name="keel-local")
+        stopping.append(keel.stop)
+        await asyncio.to_thread(keel.wait)
+        kept: list[Answer] = []
+        direct: list[Answer] = []
+        runs: list[float] = []
+        async with (
+            s.keel_client(keel.url) as kc,
+            httpx.AsyncClient(base_url=base, timeout=300) as dc,
+        ):
+            await direct_answer(dc, body)
+            for i in range(reps):
+                for side in ("keel", "direct") if i % 2 else ("direct", "keel"):
+                    if side == "keel":
+                        answer, took = await keel_answer(kc, LOCAL_QUESTION)
+                        kept.append(answer)
+                        runs.append(took)
+                    else:
+                        direct.append(await direct_answer(dc, body))
+    finally:
+        for stop in reversed(stopping):
+            stop()
+    k = median([x.decode_rate for x in kept])
+    d = median([x.decode_rate for x in direct])
+    same = sum(x.text == direct[0].text for x in kept)
+    return [
+        Row(
+            "local LLM tokens/s through Keel ÷ the llama.cpp server directly",
+            "local_model",
+            k,
+            d,
+            k / d,
+            reps,
+            ">= 0.95",
+            unit="tokens/s",
+            b_label="llama.cpp server directly",
+            note=f"{local.file} on xllamacpp ({local.threads} threads), started as `keel serve`"
+            f" starts it; tokens/s = (tokens - 1) / (last token's arrival - first token's) at"
+            f" the client, so prompt evaluation is excluded on both sides. Keel: the"
+            f' summarizer\'s text_delta events of a whole research run ("{LOCAL_QUESTION}");'
+            f" directly: the summarizer's recorded chat request (same prompt, max_tokens"
+            f" {LOCAL_MAX_TOKENS}, temperature 0, i.e. greedy, so no seed applies) replayed to"
+            f" /v1/chat/completions with stream on. {reps} interleaved repetitions, not 20: a"
+            " Keel run on this model takes many seconds",
+            extra={
+                "tokens_keel": [len(x.times) for x in kept],
+                "tokens_direct": [len(x.times) for x in direct],
+                "same_answer": f"{same} of {len(kept)}",
+                "keel_run_s": runs,
+                "direct_ttft_s": [round(x.times[0], 3) for x in direct if x.times],
+            },
+            table="local",
+        )
+    ]
+
+
 FIGURES: dict[str, Figure] = {
     "sse_vs_astream": fig_sse_vs_astream,
     "first_event": fig_first_event,
@@ -617,6 +800,7 @@ FIGURES: dict[str, Figure] = {
     "write_per_step": fig_write_per_step,
     "quota": fig_quota,
     "growth": fig_growth,
+    "local_model": fig_local_model,
 }
 
 
@@ -627,18 +811,30 @@ def _fmt(x: float, unit: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    """The results as a markdown table."""
+    """The results as a markdown table, with each figure's wall time."""
     lines = [
-        "| figure | Keel | baseline / limit | ratio | goal | met? |",
-        "|---|---|---|---|---|---|",
+        "| figure | Keel | baseline / limit | ratio | goal | met? | n | wall |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "—"}[r.met]
         lines.append(
             f"| {r.figure} | {_fmt(r.a, r.unit)} | {_fmt(r.b, r.unit)} ({r.b_label}) |"
-            f" {r.ratio:.4g} | {r.goal or '—'} | {met} |"
+            f" {r.ratio:.4g} | {r.goal or '—'} | {met} | {r.n} | {r.wall_s:.0f} s |"
         )
     return "\n".join(lines)
+
+
+def tables(rows: list[Row]) -> str:
+    """The scripted-model table, then the local-model one when it was measured."""
+    scripted = [r for r in rows if r.table == "scripted"]
+    local = [r for r in rows if r.table == "local"]
+    out = []
+    if scripted:
+        out.append(f"Scripted model ({LATENCY_MS:g} ms per request):\n\n{table(scripted)}")
+    if local:
+        out.append(f"Packaged local model:\n\n{table(local)}")
+    return "\n\n".join(out)
 
 
 def machine() -> str:
@@ -653,11 +849,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
 
 
-def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float) -> None:
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, as ``uptime`` shows them."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float, load: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
+        "load_average": {"start": load, "end": load_average()},
         "command": argv,
         "seconds": round(took, 1),
     }
@@ -666,27 +871,35 @@ def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float)
     )
     notes = "\n".join(f"- **{r.figure}**: {r.note}" for r in rows if r.note)
     (out / "RESULTS.md").write_text(
-        f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, shared with other jobs;"
-        f" `{argv}` took {meta['seconds']} s. Medians of interleaved repetitions.\n\n"
-        f"{table(rows)}\n\n{notes}\n"
+        f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, shared with other jobs"
+        f" (load average {load} at the start, {load_average()} at the end); `{argv}` took"
+        f" {meta['seconds']} s ({took / 60:.1f} min; per figure: column *wall*, rows of one"
+        f" figure share it). Medians of interleaved repetitions (column *n*).\n\n"
+        f"{tables(rows)}\n\n{notes}\n"
     )
 
 
 async def run(names: list[str], a: Args, work: Path, profile: str = "") -> list[Row]:
     stack = Stack(work, profile)
     rows: list[Row] = []
+    t_all = time.perf_counter()
     try:
         for name in names:
             t0 = time.perf_counter()
             got = await FIGURES[name](stack, a)
-            rows += got
+            wall = time.perf_counter() - t0
             for r in got:
+                r.wall_s = wall
                 print(
-                    f"{r.key:16s} {r.ratio:10.4g}  goal {r.goal or '-':8s}"
-                    f" ({_fmt(r.a, r.unit)} vs {_fmt(r.b, r.unit)};"
-                    f" {time.perf_counter() - t0:.0f} s)",
+                    f"{r.key:18s} {r.ratio:10.4g}  goal {r.goal or '-':8s}"
+                    f" ({_fmt(r.a, r.unit)} vs {_fmt(r.b, r.unit)}; n={r.n})",
                     flush=True,
                 )
+            rows += got
+            print(
+                f"-- {name}: {wall:.0f} s (total {time.perf_counter() - t_all:.0f} s)",
+                flush=True,
+            )
     finally:
         stack.stop()
     return rows
@@ -704,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown figures: {', '.join(sorted(unknown))}")
     a = Args(n=ns.n or (3 if ns.quick else 20), quick=ns.quick)
-    started, t0 = datetime.now(UTC), time.perf_counter()
+    started, t0, load = datetime.now(UTC), time.perf_counter(), load_average()
     # BENCH_PROFILE=1: Keel's API runs under cProfile; its summary goes to <out>/profile-*.txt.
     profile = ""
     if os.environ.get("BENCH_PROFILE"):
@@ -713,8 +926,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
         rows = asyncio.run(run(names, a, Path(tmp), profile))
     command = "keel bench " + " ".join(argv if argv is not None else [])
-    write(rows, Path(ns.out), command.strip(), started, time.perf_counter() - t0)
-    print(table(rows))
+    took = time.perf_counter() - t0
+    write(rows, Path(ns.out), command.strip(), started, took, load)
+    print(tables(rows))
+    print(f"keel bench took {took:.0f} s ({took / 60:.1f} min); load average now {load_average()}")
     return 0
 
 

@@ -25,11 +25,12 @@ def test_keel_bench_quick_writes_results(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"date", "machine", "command", "seconds", "rows"}
+    assert set(results) == {"date", "machine", "load_average", "command", "seconds", "rows"}
     rows = {r["key"]: r for r in results["rows"]}
     assert list(rows) == ["quota", "write_per_step"]
     for row in rows.values():
-        assert {"figure", "ratio", "a", "b", "n", "goal", "met"} <= set(row)
+        assert {"figure", "ratio", "a", "b", "n", "goal", "met", "wall_s"} <= set(row)
+        assert row["wall_s"] > 0
         assert row["n"] == 2
         assert row["a"] > 0 and row["b"] > 0
         assert math.isclose(row["ratio"], row["a"] / row["b"])
