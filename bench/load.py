@@ -29,7 +29,7 @@ import httpx
 from bench.servers import directive
 
 OPEN_STREAMS = re.compile(r"^keel_open_streams (\S+)$", re.M)
-RUNS_FINISHED = re.compile(r"^keel_runs_total\{[^}]*\} (\S+)$", re.M)
+RUNS_FINISHED = re.compile(r'^keel_runs_total\{[^}]*status="(\w+)"[^}]*\} (\S+)$', re.M)
 
 
 def window_counts(
@@ -94,14 +94,14 @@ async def _drive(c: httpx.AsyncClient, tid: str, message: str, t0: float, s: Str
         s.answering.set()
 
 
-async def _metrics(c: httpx.AsyncClient) -> tuple[float, float]:
-    """Keel's open SSE streams and finished runs (all statuses), from ``/metrics``."""
+async def _metrics(c: httpx.AsyncClient) -> tuple[float, dict[str, float]]:
+    """Keel's open SSE streams and its finished runs by status, from ``/metrics``."""
     text = (await c.get("/metrics")).text
     found = OPEN_STREAMS.search(text)
-    return (
-        float(found.group(1)) if found else 0.0,
-        sum(float(x) for x in RUNS_FINISHED.findall(text)),
-    )
+    runs: dict[str, float] = {}
+    for status, value in RUNS_FINISHED.findall(text):
+        runs[status] = runs.get(status, 0.0) + float(value)
+    return float(found.group(1)) if found else 0.0, runs
 
 
 def _say(a: argparse.Namespace, t0: float, what: str) -> None:
@@ -145,6 +145,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(a.window)
         closed = time.perf_counter() - t0
         retries = [0]
+        statuses: dict[str, float] = {}  # runs finished during the test, by status
         asking = asyncio.Semaphore(a.cancel_concurrency)  # cancels on their own connections
 
         async def cancel(s: Stream, task: asyncio.Task[None]) -> None:
@@ -170,10 +171,12 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             _say(a, t0, "cancels sent")
             runs = a.streams - sum(s.refused for s in streams)
             while True:
-                open_streams, finished = await _metrics(control)
-                if open_streams == 0 and finished - finished_before >= runs:
+                open_streams, after = await _metrics(control)
+                finished = sum(after.values()) - sum(finished_before.values())
+                if open_streams == 0 and finished >= runs:
+                    statuses.update({k: v - finished_before.get(k, 0.0) for k, v in after.items()})
                     return
-                _say(a, t0, f"{finished - finished_before:g} of {runs} runs finished")
+                _say(a, t0, f"{finished:g} of {runs} runs finished")
                 await asyncio.sleep(0.2)
 
         idle = True
@@ -206,6 +209,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "cancel_retries": retries[0],
         "drain_s": round(drained - closed, 2),
         "idle": idle,
+        "runs_by_status": {k: v for k, v in statuses.items() if v},
     }
 
 
