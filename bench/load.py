@@ -126,7 +126,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 r.raise_for_status()
                 return str(r.json()["thread_id"])
 
+        t_threads = time.perf_counter()
         tids = await asyncio.gather(*(thread() for _ in range(a.streams)))
+        t_threads = time.perf_counter() - t_threads
         _, finished_before = await _metrics(control)
         message = f"Stream please. {directive(words, 1000 / a.rate)}"
         streams = [Stream() for _ in tids]
@@ -191,6 +193,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     from_start = sum(bisect_right(times, closed) for times in arrivals)
     return {
         "streams": a.streams,
+        "threads_s": round(t_threads, 2),
         "answering": answering,
         "window_s": a.window,
         "window_opened_s": round(opened, 2),
@@ -223,7 +226,7 @@ def main() -> None:
     p.add_argument("--ramp", type=float, default=30.0, help="longest wait for the window")
     p.add_argument("--drain-timeout", type=float, default=180.0, help="seconds")
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
-    p.add_argument("--cancel-concurrency", type=int, default=64, help="cancels in flight")
+    p.add_argument("--cancel-concurrency", type=int, default=32, help="cancels in flight")
     print(json.dumps(asyncio.run(main_async(p.parse_args()))))
 
 
