@@ -738,7 +738,7 @@ async def fig_local_model(s: Stack, a: Args) -> list[Row]:
     local = Settings().llm.local
     llama = LocalModelServer(local, Settings().data_dir / "models", s.work / "llama.log")
     llm = LOCAL_LLM
-    reps = min(a.n, 2 if a.quick else 4)
+    reps = min(a.n, 2 if a.quick else 3)
     stopping: list[Callable[[], None]] = [llama.stop]
     # BENCH_LOCAL_MODEL=scripted: the scripted model stands in (a cheap smoke of this code).
     scripted = os.environ.get("BENCH_LOCAL_MODEL") == "scripted"
