@@ -58,6 +58,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
     table: str = "scripted"  # "scripted": the scripted model; "local": the packaged local model
     wall_s: float = 0.0  # wall time of the figure that measured this row (its rows share it)
+    group: str = ""  # the figure (FIGURES key) that measured this row
 
     @property
     def met(self) -> bool | None:
@@ -891,6 +892,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
 
 
+def wall_by_table(rows: list[Row]) -> dict[str, float]:
+    """Seconds spent on each table's figures (a figure's rows share its wall time)."""
+    walls: dict[str, dict[str, float]] = {}
+    for r in rows:
+        walls.setdefault(r.table, {})[r.group] = r.wall_s
+    return {table: sum(w.values()) for table, w in walls.items()}
+
+
 def load_average() -> str:
     """The 1, 5 and 15-minute load averages, as ``uptime`` shows them."""
     try:
@@ -907,16 +916,18 @@ def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float,
         "load_average": {"start": load, "end": load_average()},
         "command": argv,
         "seconds": round(took, 1),
+        "seconds_by_table": {k: round(v, 1) for k, v in wall_by_table(rows).items()},
     }
     (out / "results.json").write_text(
         json.dumps({**meta, "rows": [r.json() for r in rows]}, indent=1) + "\n"
     )
     notes = "\n".join(f"- **{r.figure}**: {r.note}" for r in rows if r.note)
+    split = ", ".join(f"{k} model figures {v:.0f} s" for k, v in wall_by_table(rows).items())
     (out / "RESULTS.md").write_text(
         f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, shared with other jobs"
         f" (load average {load} at the start, {load_average()} at the end); `{argv}` took"
-        f" {meta['seconds']} s ({took / 60:.1f} min; per figure: column *wall*, rows of one"
-        f" figure share it). Medians of interleaved repetitions (column *n*).\n\n"
+        f" {meta['seconds']} s ({took / 60:.1f} min; {split}; per figure: column *wall*, rows"
+        f" of one figure share it). Medians of interleaved repetitions (column *n*).\n\n"
         f"{tables(rows)}\n\n{notes}\n"
     )
 
@@ -931,7 +942,7 @@ async def run(names: list[str], a: Args, work: Path, profile: str = "") -> list[
             got = await FIGURES[name](stack, a)
             wall = time.perf_counter() - t0
             for r in got:
-                r.wall_s = wall
+                r.wall_s, r.group = wall, name
                 print(
                     f"{r.key:18s} {r.ratio:10.4g}  goal {r.goal or '-':8s}"
                     f" ({_fmt(r.a, r.unit)} vs {_fmt(r.b, r.unit)}; n={r.n})",
@@ -978,7 +989,9 @@ def main(argv: list[str] | None = None) -> int:
     took = time.perf_counter() - t0
     write(rows, Path(ns.out), command.strip(), started, took, load)
     print(tables(rows))
-    print(f"keel bench took {took:.0f} s ({took / 60:.1f} min); load average now {load_average()}")
+    split = ", ".join(f"{k} model figures {v:.0f} s" for k, v in wall_by_table(rows).items())
+    print(f"keel bench took {took:.0f} s ({took / 60:.1f} min: {split});", end=" ")
+    print(f"load average now {load_average()}")
     return 0
 
 

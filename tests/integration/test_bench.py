@@ -25,7 +25,15 @@ def test_keel_bench_quick_writes_results(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"date", "machine", "load_average", "command", "seconds", "rows"}
+    assert set(results) == {
+        "date",
+        "machine",
+        "load_average",
+        "command",
+        "seconds",
+        "seconds_by_table",
+        "rows",
+    }
     rows = {r["key"]: r for r in results["rows"]}
     assert list(rows) == ["quota", "write_per_step"]
     for row in rows.values():
