@@ -962,17 +962,29 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="keel bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, smaller loads")
     p.add_argument("--n", type=int, default=None, help="repetitions per figure (default 20)")
-    p.add_argument("--only", default="", help=f"comma-separated: {', '.join(FIGURES)}")
+    p.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated: {', '.join(FIGURES)}; +name adds to the default figures",
+    )
     p.add_argument("--out", default=str(servers.ROOT / "bench"), help="folder for the results")
     p.add_argument(
         "--local-model",
         action="store_true",
-        help="add local_model (the packaged model through Keel ÷ directly; minutes of its own)",
+        help="add local_model (the packaged model through Keel ÷ directly; minutes of its"
+        " own); the same as --only +local_model",
     )
     ns = p.parse_args(argv)
-    names = [x for x in ns.only.split(",") if x] or [x for x in FIGURES if x not in OPT_IN]
-    if ns.local_model and "local_model" not in names:
-        names.append("local_model")
+    # `--only +local_model`: the default figures plus the named ones (`keel bench` passes
+    # --only through but not --local-model).
+    asked = [x for x in ns.only.split(",") if x]
+    added = [x.removeprefix("+") for x in asked if x.startswith("+")]
+    names = [x for x in asked if not x.startswith("+")]
+    if not names:
+        names = [x for x in FIGURES if x not in OPT_IN]
+    if ns.local_model:
+        added.append("local_model")
+    names += [x for x in added if x not in names]
     unknown = set(names) - set(FIGURES)
     if unknown:
         p.error(f"unknown figures: {', '.join(sorted(unknown))}")
