@@ -6,7 +6,10 @@
 - ``keel``: Keel's API (uvicorn, one process) on a Postgres URL;
 - ``langgraph``: ``langgraph dev`` (LangGraph's API server, in-memory runtime) on the same
   ``langgraph.json`` graph and the same model, analytics and version checks off;
-- ``raw``: a bare Starlette ``StreamingResponse`` of SSE frames (the physical limit of a stream).
+- ``raw``: a bare Starlette ``StreamingResponse`` of SSE frames (the physical limit of a stream);
+- ``relay``: a pass-through to another OpenAI-compatible server that records each chat request's
+  body, so a request Keel made can be replayed against the model directly (``local_model``);
+- the packaged local model is started by ``graphs.llm.LocalModelServer``, as ``keel serve`` does.
 
 Each runs in its own process so the load generator never shares an interpreter with a server.
 
@@ -98,8 +101,14 @@ def start_model(latency_ms: float, word_ms: float, steps: int, words: int) -> Pr
     return Proc("model", args, f"http://127.0.0.1:{port}/v1", "/models", env=_env(), cwd=ROOT)
 
 
-def keel_settings_json(db_url: str, llm_url: str, data_dir: str) -> str:
-    """Keel's bench settings: the test config with the scripted model and room for load."""
+def keel_settings_json(
+    db_url: str, llm_url: str, data_dir: str, llm: dict[str, Any] | None = None
+) -> str:
+    """Keel's bench settings: the test config with the scripted model and room for load.
+
+    ``llm`` overrides fields of the model settings (the local-model figure's model name and
+    answer length).
+    """
     limits = {
         "runs_per_minute": 10**6,
         "concurrent_runs": 10**4,
@@ -111,7 +120,13 @@ def keel_settings_json(db_url: str, llm_url: str, data_dir: str) -> str:
             "env": "test",
             "data_dir": data_dir,
             "database": {"url": db_url, "pool_max": 20},
-            "llm": {"provider": "openai", "base_url": llm_url, "model": "fake", "api_key": "x"},
+            "llm": {
+                "provider": "openai",
+                "base_url": llm_url,
+                "model": "fake",
+                "api_key": "x",
+                **(llm or {}),
+            },
             "quotas": {"max_active_runs": 10**4, "free": limits},
             "log": {"level": "WARNING", "json_logs": True},
             # The peer has no session memory (vector store + embedding per turn): the
@@ -121,12 +136,19 @@ def keel_settings_json(db_url: str, llm_url: str, data_dir: str) -> str:
     )
 
 
-def start_keel(db_url: str, llm_url: str, data_dir: Path, profile: str = "") -> Proc:
+def start_keel(
+    db_url: str,
+    llm_url: str,
+    data_dir: Path,
+    profile: str = "",
+    llm: dict[str, Any] | None = None,
+    name: str = "keel",
+) -> Proc:
     """Keel's API on ``db_url`` in its own process (under cProfile with ``profile``)."""
     port = free_port()
     args = _py("keel", "--port", str(port), "--profile", profile, "--settings")
-    args.append(keel_settings_json(db_url, llm_url, str(data_dir)))
-    return Proc("keel", args, f"http://127.0.0.1:{port}", "/healthz", env=_env(), cwd=ROOT)
+    args.append(keel_settings_json(db_url, llm_url, str(data_dir), llm))
+    return Proc(name, args, f"http://127.0.0.1:{port}", "/healthz", env=_env(), cwd=ROOT)
 
 
 def start_langgraph(llm_url: str, work: Path) -> Proc:
@@ -156,6 +178,13 @@ def start_raw(events: int, frame_bytes: int) -> Proc:
     port = free_port()
     args = _py("raw", "--port", str(port), "--events", str(events), "--bytes", str(frame_bytes))
     return Proc("raw", args, f"http://127.0.0.1:{port}", "/ok", env=_env(), cwd=ROOT)
+
+
+def start_relay(target: str, record: Path) -> Proc:
+    """A pass-through to the OpenAI-compatible ``target``; each chat body goes to ``record``."""
+    port = free_port()
+    args = _py("relay", "--port", str(port), "--target", target, "--record", str(record))
+    return Proc("relay", args, f"http://127.0.0.1:{port}/v1", "/models", env=_env(), cwd=ROOT)
 
 
 DIRECTIVE = re.compile(r"\[bench words=(\d+) word_ms=([\d.]+)\]")
@@ -302,9 +331,42 @@ def _serve_raw(a: argparse.Namespace) -> None:
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
 
 
+def _serve_relay(a: argparse.Namespace) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    client = httpx.AsyncClient(base_url=a.target.rstrip("/"), timeout=300)
+    record = Path(a.record)
+
+    async def relay(request: Request) -> Response:
+        body = await request.body()
+        path = request.url.path.removeprefix("/v1")
+        if path.endswith("/chat/completions"):
+            with record.open("a") as f:
+                f.write(json.dumps(json.loads(body)) + "\n")
+        headers = {"content-type": request.headers.get("content-type", "application/json")}
+        upstream = await client.send(
+            client.build_request(request.method, path, content=body, headers=headers),
+            stream=True,
+        )
+        return StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type"),
+            background=BackgroundTask(upstream.aclose),
+        )
+
+    app = Starlette(routes=[Route("/v1/{path:path}", relay, methods=["GET", "POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", lifespan="off")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("what", choices=["model", "keel", "raw"])
+    p.add_argument("what", choices=["model", "keel", "raw", "relay"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--word-ms", type=float, default=0.0)
@@ -314,8 +376,11 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--bytes", type=int, default=250)
     p.add_argument("--profile", default="", help="keel: write a cProfile summary here on exit")
+    p.add_argument("--target", default="", help="relay: the base URL to pass requests to")
+    p.add_argument("--record", default="", help="relay: append chat request bodies here")
     a = p.parse_args()
-    {"model": _serve_model, "keel": _serve_keel, "raw": _serve_raw}[a.what](a)
+    serve = {"model": _serve_model, "keel": _serve_keel, "raw": _serve_raw, "relay": _serve_relay}
+    serve[a.what](a)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ class Row:
     b_label: str = ""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    table: str = "scripted"  # "scripted": the scripted model; "local": the packaged local model
+    wall_s: float = 0.0  # wall time of the figure that measured this row (its rows share it)
+    group: str = ""  # the figure (FIGURES key) that measured this row
 
     @property
     def met(self) -> bool | None:
@@ -122,6 +125,12 @@ class Stack:
         model = self.model
         return self._proc("langgraph", lambda: servers.start_langgraph(model, self.work / "lg")).url
 
+    def restart(self, name: str) -> None:
+        """Stop ``name``'s process; the next use starts a fresh one."""
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            proc.stop()
+
     def raw(self, events: int, frame_bytes: int) -> str:
         return self._proc(
             f"raw-{events}-{frame_bytes}", lambda: servers.start_raw(events, frame_bytes)
@@ -137,9 +146,9 @@ class Stack:
             self._token = issue_token(settings.auth, user="bench", tenant="bench", scopes=[])
         return self._token
 
-    def keel_client(self, **kw: Any) -> httpx.AsyncClient:
+    def keel_client(self, url: str = "", **kw: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.keel,
+            base_url=url or self.keel,
             timeout=300,
             headers={"Authorization": f"Bearer {self.token}"},
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
@@ -348,7 +357,9 @@ async def _throughput(
 async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
     """Runs per second with 50 in flight: Keel ÷ ``langgraph dev``."""
     inflight = 10 if a.quick else 50
-    total = 2 * inflight
+    # One burst of `inflight` runs per repetition (two bursts before: 2.7 min of a 12.8-min
+    # run); both sides get the same burst, so the ratio keeps its meaning.
+    total = inflight
     reps = max(1, min(a.n, 3))
     kr, lr = [], []
     async with s.keel_client() as kc, s.langgraph_client() as lc:
@@ -371,7 +382,9 @@ async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
             ">= 2",
             unit="runs/s",
             b_label="langgraph dev (in-memory runtime)",
-            note=f"{total} runs per repetition, each on a new thread, read to the end",
+            note=f"{total} runs started at once per repetition (runs/s = {total} ÷ the time until"
+            " the last one ended), each on a new thread, read to the end; 3 repetitions, not"
+            " 20: each is tens of seconds at this load",
         )
     ]
 
@@ -415,37 +428,72 @@ async def fig_stream_rate(s: Stack, a: Args) -> list[Row]:
 
 
 async def fig_many_streams(s: Stack, a: Args) -> list[Row]:
-    """Many concurrent streams at 20 events/s each, driven by a separate load process."""
+    """Many concurrent streams at 20 events/s each, over a bounded window, from a load process."""
     import subprocess
     import sys
 
-    streams = 50 if a.quick else 500
-    rate, seconds = 20.0, 5.0
-    words = int(rate * seconds)
+    streams = int(os.environ.get("BENCH_STREAMS", 50 if a.quick else 500))
+    rate = 20.0
+    window = float(os.environ.get("BENCH_STREAMS_WINDOW", 3.0 if a.quick else 10.0))
+    ramp = float(os.environ.get("BENCH_STREAMS_RAMP", 5.0 if a.quick else 25.0))
+    drain = 30.0 if a.quick else 45.0
     cmd = [sys.executable, "-m", "bench.load", "--url", s.keel, "--token", s.token]
-    cmd += ["--streams", str(streams), "--words", str(words), "--word-ms", str(1000 / rate)]
+    cmd += ["--streams", str(streams), "--rate", str(rate), "--window", str(window)]
+    cmd += ["--ramp", str(ramp), "--drain-timeout", str(drain)]
     out = await asyncio.to_thread(
-        subprocess.run, cmd, capture_output=True, text=True, timeout=900, cwd=servers.ROOT
+        subprocess.run, cmd, capture_output=True, text=True, timeout=600, cwd=servers.ROOT
     )
     if out.returncode:
         raise RuntimeError(f"load process failed: {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    offered = streams * rate
+    if res["idle"]:
+        drained = f"Keel was idle {res['drain_s']:g} s after the window"
+    else:
+        # Still busy with cancelled runs: a fresh Keel process for the figures after this one.
+        s.restart("keel")
+        drained = f"Keel was still busy {drain:g} s after the window, so it was restarted"
+        print(f"many_streams: {drained}", flush=True)
+    setup = (
+        f"a separate load process opens {streams} runs at once, each answering"
+        f" {res['words_per_run']} words {1000 / rate:g} ms apart (more than the test lasts);"
+        f" after the window it closes the streams, cancels the runs"
+        f" ({res['cancel_retries']} cancels retried) and waits until Keel has finished them"
+        f" and serves no stream: {drained}. One repetition: a window holds thousands of"
+        " events"
+    )
+    answering, offered = res["answering"], res["offered_per_s"]
     return [
         Row(
-            f"{streams} concurrent streams at {rate:g} events/s: delivered ÷ offered",
+            f"{streams} concurrent streams at {rate:g} events/s: delivered ÷ offered, in the"
+            f" first {res['from_start_s']:g} s",
             "many_streams",
-            res["delivered_per_s"],
-            offered,
-            res["delivered_per_s"] / offered,
+            res["from_start_delivered_per_s"],
+            res["from_start_offered_per_s"],
+            res["from_start_delivered_per_s"] / res["from_start_offered_per_s"],
             1,
             ">= 0.9",
             unit="events/s",
             b_label="offered",
-            note=f"text_delta events received by a separate load process over the window, each"
-            f" stream a run answering {words} words {1000 / rate:g} ms apart",
+            note=f"text_delta events received from the first POST to the window's end ÷"
+            f" {streams} x {rate:g} a second; this includes the runs' start (plan and"
+            f" research steps before the answer streams). {setup}",
             extra=res,
-        )
+        ),
+        Row(
+            f"the same, streams already answering: delivered ÷ offered over {window:g} s",
+            "many_streams_answering",
+            res["delivered_per_s"],
+            offered,
+            res["delivered_per_s"] / offered if offered else 0.0,
+            1,
+            ">= 0.9",
+            unit="events/s",
+            b_label=f"offered to {answering} answering",
+            note=f"the window opens once every stream is answering (its first text_delta"
+            f" arrived) or after {ramp:g} s at most: here at {res['window_opened_s']:g} s, with"
+            f" {answering} of {streams} answering; their text_delta events within the window ÷"
+            f" {rate:g} a second each. The other runs are still starting meanwhile",
+        ),
     ]
 
 
@@ -607,16 +655,195 @@ async def fig_growth(s: Stack, a: Args) -> list[Row]:
     ]
 
 
+LOCAL_QUESTION = "Why is the sky blue? Explain it in one paragraph."
+LOCAL_MAX_TOKENS = 96  # the answer's length cap, the same through Keel and directly
+# Shorter plan and research steps than the product's: the figure is about the answer's stream.
+LOCAL_LLM: dict[str, Any] = {
+    "model": "local",
+    "max_tokens": LOCAL_MAX_TOKENS,
+    "plan_max_tokens": 128,
+    "step_max_tokens": 48,
+}
+
+
+@dataclass
+class Answer:
+    """The tokens of one streamed answer: arrival times (s from the request) and text."""
+
+    times: list[float]
+    text: str
+
+    @property
+    def decode_rate(self) -> float:
+        """Tokens per second from the first token to the last (the prompt's evaluation excluded)."""
+        span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+        return (len(self.times) - 1) / span if span > 0 else float("nan")
+
+
+async def keel_answer(c: httpx.AsyncClient, message: str) -> tuple[Answer, float]:
+    """One Keel run: its text_delta events (the summarizer's tokens) and the whole run's time."""
+    tid = await keel_thread(c)
+    times, parts, event = [], [], ""
+    t0 = time.perf_counter()
+    body = {"input": {"message": message}}
+    async with c.stream("POST", f"/v1/threads/{tid}/runs", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+                if event == "text_delta":
+                    times.append(time.perf_counter() - t0)
+            elif event == "text_delta" and line.startswith("data: "):
+                parts.append(json.loads(line[6:])["data"]["text"])
+    return Answer(times, "".join(parts)), time.perf_counter() - t0
+
+
+async def direct_answer(c: httpx.AsyncClient, body: dict[str, Any]) -> Answer:
+    """The same chat request streamed from the llama.cpp server itself: one chunk per token."""
+    times, parts = [], []
+    t0 = time.perf_counter()
+    async with c.stream("POST", "/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            text = (choices[0].get("delta") or {}).get("content")
+            if text:
+                times.append(time.perf_counter() - t0)
+                parts.append(text)
+    return Answer(times, "".join(parts))
+
+
+def summarizer_request(record: Path) -> dict[str, Any]:
+    """The summarizer's chat request among those a relay recorded (the last streamed one)."""
+    from graphs import prompts
+
+    bodies = [json.loads(line) for line in record.read_text().splitlines() if line]
+    found = [
+        b
+        for b in bodies
+        if b.get("stream") and b["messages"] and b["messages"][0]["content"] == prompts.SUMMARIZER
+    ]
+    if not found:
+        raise RuntimeError(f"no summarizer request among the {len(bodies)} recorded")
+    body: dict[str, Any] = found[-1]
+    return body
+
+
+async def fig_local_model(s: Stack, a: Args) -> list[Row]:
+    """The packaged local model's tokens/s through a Keel run ÷ from its llama.cpp server."""
+    from core.settings import Settings
+    from graphs.llm import LocalModelServer
+
+    local = Settings().llm.local
+    llama = LocalModelServer(local, Settings().data_dir / "models", s.work / "llama.log")
+    llm = LOCAL_LLM
+    reps = min(a.n, 2 if a.quick else 3)
+    stopping: list[Callable[[], None]] = [llama.stop]
+    # BENCH_LOCAL_MODEL=scripted: the scripted model stands in (a cheap smoke of this code).
+    scripted = os.environ.get("BENCH_LOCAL_MODEL") == "scripted"
+    try:
+        base = s.model if scripted else await asyncio.to_thread(llama.start)
+        # Record the summarizer's request once through a relay, so the direct side sends
+        # the very prompt, max_tokens and temperature Keel sent; measured runs go direct.
+        record = s.work / "local-requests.jsonl"
+        relay = servers.start_relay(base, record)
+        stopping.append(relay.stop)
+        await asyncio.to_thread(relay.wait)
+        probe = servers.start_keel(
+            s.pg_url, relay.url, s.work / "keel-local-probe", llm=llm, name="keel-local-probe"
+        )
+        stopping.append(probe.stop)
+        await asyncio.to_thread(probe.wait)
+        async with s.keel_client(probe.url) as c:
+            await keel_answer(c, LOCAL_QUESTION)
+        probe.stop()
+        relay.stop()
+        body = summarizer_request(record)
+        keel = servers.start_keel(s.pg_url, base, s.work / "keel-local", llm=llm, name="keel-local")
+        stopping.append(keel.stop)
+        await asyncio.to_thread(keel.wait)
+        kept: list[Answer] = []
+        direct: list[Answer] = []
+        runs: list[float] = []
+        async with (
+            s.keel_client(keel.url) as kc,
+            # A new connection per request: llama.cpp drops idle keep-alive connections.
+            httpx.AsyncClient(
+                base_url=base, timeout=300, limits=httpx.Limits(max_keepalive_connections=0)
+            ) as dc,
+        ):
+            await direct_answer(dc, body)
+            for i in range(reps):
+                for side in ("keel", "direct") if i % 2 else ("direct", "keel"):
+                    if side == "keel":
+                        answer, took = await keel_answer(kc, LOCAL_QUESTION)
+                        kept.append(answer)
+                        runs.append(took)
+                    else:
+                        direct.append(await direct_answer(dc, body))
+    finally:
+        for stop in reversed(stopping):
+            stop()
+    k = median([x.decode_rate for x in kept])
+    d = median([x.decode_rate for x in direct])
+    served = (
+        "the scripted model standing in (BENCH_LOCAL_MODEL=scripted)"
+        if scripted
+        else f"{local.file} on xllamacpp ({local.threads} threads), started as `keel serve`"
+        " starts it"
+    )
+    same = sum(x.text == direct[0].text for x in kept)
+    return [
+        Row(
+            "local LLM tokens/s through Keel ÷ the llama.cpp server directly",
+            "local_model",
+            k,
+            d,
+            k / d,
+            reps,
+            ">= 0.95",
+            unit="tokens/s",
+            b_label="llama.cpp server directly",
+            note=f"{served}; tokens/s = (tokens - 1) / (last token's arrival - first token's) at"
+            f" the client, so prompt evaluation is excluded on both sides. Keel: the"
+            f' summarizer\'s text_delta events of a whole research run ("{LOCAL_QUESTION}");'
+            f" directly: the summarizer's recorded chat request (same prompt, max_tokens"
+            f" {LOCAL_MAX_TOKENS}, temperature 0, i.e. greedy, so no seed applies) replayed to"
+            f" /v1/chat/completions with stream on. Keel runs with plan_max_tokens"
+            f" {LOCAL_LLM['plan_max_tokens']} and step_max_tokens {LOCAL_LLM['step_max_tokens']}"
+            " (the product's: 256, 160) to keep a run short. A measured run makes its own"
+            " prompt (its plan and findings), so its answer can differ from the recorded one"
+            f" (extra: same_answer, token counts). {reps} interleaved repetitions, not 20: a"
+            " Keel run on this model takes tens of seconds on this machine",
+            extra={
+                "tokens_keel": [len(x.times) for x in kept],
+                "tokens_direct": [len(x.times) for x in direct],
+                "same_answer": f"{same} of {len(kept)}",
+                "keel_run_s": runs,
+                "direct_ttft_s": [round(x.times[0], 3) for x in direct if x.times],
+                "model": "scripted" if scripted else local.file,
+            },
+            table="local",
+        )
+    ]
+
+
+# Not in a plain `keel bench`: a Keel run on the local model takes tens of seconds here.
+OPT_IN = ("local_model",)
+
 FIGURES: dict[str, Figure] = {
     "sse_vs_astream": fig_sse_vs_astream,
     "first_event": fig_first_event,
     "concurrent": fig_concurrent,
     "replay": fig_replay,
     "stream_rate": fig_stream_rate,
-    "many_streams": fig_many_streams,
     "write_per_step": fig_write_per_step,
     "quota": fig_quota,
     "growth": fig_growth,
+    "many_streams": fig_many_streams,  # last: it leaves Keel busy at worst (then restarts it)
+    "local_model": fig_local_model,
 }
 
 
@@ -627,18 +854,30 @@ def _fmt(x: float, unit: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    """The results as a markdown table."""
+    """The results as a markdown table, with each figure's wall time."""
     lines = [
-        "| figure | Keel | baseline / limit | ratio | goal | met? |",
-        "|---|---|---|---|---|---|",
+        "| figure | Keel | baseline / limit | ratio | goal | met? | n | wall |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "—"}[r.met]
         lines.append(
             f"| {r.figure} | {_fmt(r.a, r.unit)} | {_fmt(r.b, r.unit)} ({r.b_label}) |"
-            f" {r.ratio:.4g} | {r.goal or '—'} | {met} |"
+            f" {r.ratio:.4g} | {r.goal or '—'} | {met} | {r.n} | {r.wall_s:.0f} s |"
         )
     return "\n".join(lines)
+
+
+def tables(rows: list[Row]) -> str:
+    """The scripted-model table, then the local-model one when it was measured."""
+    scripted = [r for r in rows if r.table == "scripted"]
+    local = [r for r in rows if r.table == "local"]
+    out = []
+    if scripted:
+        out.append(f"Scripted model ({LATENCY_MS:g} ms per request):\n\n{table(scripted)}")
+    if local:
+        out.append(f"Packaged local model:\n\n{table(local)}")
+    return "\n\n".join(out)
 
 
 def machine() -> str:
@@ -653,40 +892,67 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
 
 
-def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float) -> None:
+def wall_by_table(rows: list[Row]) -> dict[str, float]:
+    """Seconds spent on each table's figures (a figure's rows share its wall time)."""
+    walls: dict[str, dict[str, float]] = {}
+    for r in rows:
+        walls.setdefault(r.table, {})[r.group] = r.wall_s
+    return {table: sum(w.values()) for table, w in walls.items()}
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, as ``uptime`` shows them."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float, load: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
+        "load_average": {"start": load, "end": load_average()},
         "command": argv,
         "seconds": round(took, 1),
+        "seconds_by_table": {k: round(v, 1) for k, v in wall_by_table(rows).items()},
     }
     (out / "results.json").write_text(
         json.dumps({**meta, "rows": [r.json() for r in rows]}, indent=1) + "\n"
     )
     notes = "\n".join(f"- **{r.figure}**: {r.note}" for r in rows if r.note)
+    split = ", ".join(f"{k} model figures {v:.0f} s" for k, v in wall_by_table(rows).items())
     (out / "RESULTS.md").write_text(
-        f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, shared with other jobs;"
-        f" `{argv}` took {meta['seconds']} s. Medians of interleaved repetitions.\n\n"
-        f"{table(rows)}\n\n{notes}\n"
+        f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, shared with other jobs"
+        f" (load average {load} at the start, {load_average()} at the end); `{argv}` took"
+        f" {meta['seconds']} s ({took / 60:.1f} min; {split}; per figure: column *wall*, rows"
+        f" of one figure share it). Medians of interleaved repetitions (column *n*).\n\n"
+        f"{tables(rows)}\n\n{notes}\n"
     )
 
 
 async def run(names: list[str], a: Args, work: Path, profile: str = "") -> list[Row]:
     stack = Stack(work, profile)
     rows: list[Row] = []
+    t_all = time.perf_counter()
     try:
         for name in names:
             t0 = time.perf_counter()
             got = await FIGURES[name](stack, a)
-            rows += got
+            wall = time.perf_counter() - t0
             for r in got:
+                r.wall_s, r.group = wall, name
                 print(
-                    f"{r.key:16s} {r.ratio:10.4g}  goal {r.goal or '-':8s}"
-                    f" ({_fmt(r.a, r.unit)} vs {_fmt(r.b, r.unit)};"
-                    f" {time.perf_counter() - t0:.0f} s)",
+                    f"{r.key:18s} {r.ratio:10.4g}  goal {r.goal or '-':8s}"
+                    f" ({_fmt(r.a, r.unit)} vs {_fmt(r.b, r.unit)}; n={r.n})",
                     flush=True,
                 )
+            rows += got
+            print(
+                f"-- {name}: {wall:.0f} s (total {time.perf_counter() - t_all:.0f} s)",
+                flush=True,
+            )
     finally:
         stack.stop()
     return rows
@@ -696,15 +962,34 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="keel bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, smaller loads")
     p.add_argument("--n", type=int, default=None, help="repetitions per figure (default 20)")
-    p.add_argument("--only", default="", help=f"comma-separated: {', '.join(FIGURES)}")
+    p.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated: {', '.join(FIGURES)}; +name adds to the default figures",
+    )
     p.add_argument("--out", default=str(servers.ROOT / "bench"), help="folder for the results")
+    p.add_argument(
+        "--local-model",
+        action="store_true",
+        help="add local_model (the packaged model through Keel ÷ directly; minutes of its"
+        " own); the same as --only +local_model",
+    )
     ns = p.parse_args(argv)
-    names = [x for x in ns.only.split(",") if x] or list(FIGURES)
+    # `--only +local_model`: the default figures plus the named ones (`keel bench` passes
+    # --only through but not --local-model).
+    asked = [x for x in ns.only.split(",") if x]
+    added = [x.removeprefix("+") for x in asked if x.startswith("+")]
+    names = [x for x in asked if not x.startswith("+")]
+    if not names:
+        names = [x for x in FIGURES if x not in OPT_IN]
+    if ns.local_model:
+        added.append("local_model")
+    names += [x for x in added if x not in names]
     unknown = set(names) - set(FIGURES)
     if unknown:
         p.error(f"unknown figures: {', '.join(sorted(unknown))}")
     a = Args(n=ns.n or (3 if ns.quick else 20), quick=ns.quick)
-    started, t0 = datetime.now(UTC), time.perf_counter()
+    started, t0, load = datetime.now(UTC), time.perf_counter(), load_average()
     # BENCH_PROFILE=1: Keel's API runs under cProfile; its summary goes to <out>/profile-*.txt.
     profile = ""
     if os.environ.get("BENCH_PROFILE"):
@@ -713,8 +998,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
         rows = asyncio.run(run(names, a, Path(tmp), profile))
     command = "keel bench " + " ".join(argv if argv is not None else [])
-    write(rows, Path(ns.out), command.strip(), started, time.perf_counter() - t0)
-    print(table(rows))
+    took = time.perf_counter() - t0
+    write(rows, Path(ns.out), command.strip(), started, took, load)
+    print(tables(rows))
+    split = ", ".join(f"{k} model figures {v:.0f} s" for k, v in wall_by_table(rows).items())
+    print(f"keel bench took {took:.0f} s ({took / 60:.1f} min: {split});", end=" ")
+    print(f"load average now {load_average()}")
     return 0
 
 

@@ -25,11 +25,20 @@ def test_keel_bench_quick_writes_results(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"date", "machine", "command", "seconds", "rows"}
+    assert set(results) == {
+        "date",
+        "machine",
+        "load_average",
+        "command",
+        "seconds",
+        "seconds_by_table",
+        "rows",
+    }
     rows = {r["key"]: r for r in results["rows"]}
     assert list(rows) == ["quota", "write_per_step"]
     for row in rows.values():
-        assert {"figure", "ratio", "a", "b", "n", "goal", "met"} <= set(row)
+        assert {"figure", "ratio", "a", "b", "n", "goal", "met", "wall_s"} <= set(row)
+        assert row["wall_s"] > 0
         assert row["n"] == 2
         assert row["a"] > 0 and row["b"] > 0
         assert math.isclose(row["ratio"], row["a"] / row["b"])
@@ -47,3 +56,69 @@ def test_keel_bench_quick_writes_results(tmp_path: Path) -> None:
     for row in rows.values():
         assert f"| {row['figure']} |" in table
     assert "keel bench --out" in results["command"]
+
+
+def test_window_counts_only_what_answering_streams_received_within_the_window() -> None:
+    from bench.load import window_counts
+
+    arrivals = [
+        [0.5, 1.0, 1.5, 2.5, 3.5],  # answering before the window opens at 1.0: 1.0, 1.5, 2.5
+        [1.2, 1.4],  # began answering after the window opened: not counted
+        [],  # never answered
+        [0.9, 3.0, 3.1],  # 3.0 is the window's last instant; 3.1 is after it
+    ]
+    delivered, offered, answering = window_counts(arrivals, 1.0, 2.0, 20.0)
+    assert (delivered, answering) == (4, 2)
+    assert offered == 2 * 20.0 * 2.0
+
+
+def test_many_streams_and_local_model_figures_stay_bounded(tmp_path: Path) -> None:
+    """many_streams counts a bounded window, then cancels its runs and leaves Keel idle.
+
+    Each run would stream its answer for ~5 s; the figure must cut every one of them at the
+    window instead of waiting. local_model's code path (relay, recorded summarizer request
+    replayed directly, interleaved runs) runs with the scripted model standing in.
+    """
+    import os
+
+    keel = Path(sys.executable).parent / "keel"
+    env = {
+        **os.environ,
+        "BENCH_STREAMS": "8",
+        "BENCH_STREAMS_RAMP": "2",
+        "BENCH_STREAMS_WINDOW": "2",
+        "BENCH_LOCAL_MODEL": "scripted",
+    }
+    out = subprocess.run(
+        [str(keel), "bench", "--quick", "--n", "2", "--only", "many_streams,local_model"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["key"]: r for r in results["rows"]}
+    assert list(rows) == ["many_streams", "many_streams_answering", "local_model"]
+    streams = rows["many_streams"]["extra"]
+    assert streams["idle"] is True
+    assert streams["refused"] == streams["dropped"] == 0
+    # Every run was cut at the window: none streamed its whole answer.
+    assert streams["words_per_run"] / 20 > streams["from_start_s"]
+    assert streams["runs_by_status"] == {"cancelled": 8.0}
+    assert streams["window_opened_s"] <= 2.5
+    assert 0 < streams["answering"] <= 8
+    # The model offers 20 words a second: a stream cannot deliver more (+ one early word).
+    assert 0 < streams["delivered_events"] <= streams["offered_events"] + streams["answering"]
+    answering = rows["many_streams_answering"]
+    assert math.isclose(answering["ratio"], answering["a"] / answering["b"])
+    local = rows["local_model"]
+    assert local["table"] == "local" and local["n"] == 2
+    assert local["extra"]["model"] == "scripted"
+    assert local["extra"]["same_answer"] == "2 of 2"
+    assert local["a"] > 0 and local["b"] > 0
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert table.index("Scripted model") < table.index("Packaged local model")
+    assert f"| {local['figure']} |" in table
