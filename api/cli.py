@@ -376,9 +376,7 @@ def _bench(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT))
     from bench import suite  # type: ignore[import-not-found,unused-ignore]
 
-    argv = (["--out", args.out] if args.out else []) + (["--quick"] if args.quick else [])
-    argv += (["--n", str(args.n)] if args.n else []) + (["--only", args.only] if args.only else [])
-    code: int = suite.main(argv)
+    code: int = suite.main(args.suite_args)
     return code
 
 
@@ -442,13 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="check every configured dependency, one line each")
     p.add_argument("--only", default="", help="comma-separated checks (default: all)")
     p.set_defaults(fn=_doctor)
-    p = sub.add_parser("bench", help="benchmarks against LangGraph Server and physical limits")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions, smaller loads")
-    p.add_argument("--n", type=int, default=None, help="repetitions per figure (default 20)")
-    p.add_argument("--only", default="", help="comma-separated figures (default: all)")
-    p.add_argument("--out", default=None, help="folder for the results (default: bench/)")
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks against LangGraph Server and physical limits (bench/suite.py's options)",
+        add_help=False,  # `keel bench --help` is bench/suite.py's own
+    )
     p.set_defaults(fn=_bench)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.cmd == "bench":
+        args.suite_args = rest  # parsed by bench/suite.py
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     code: int = args.fn(args)
     return code
 
