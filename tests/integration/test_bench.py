@@ -55,7 +55,9 @@ def test_keel_bench_quick_writes_results(tmp_path: Path) -> None:
     table = (tmp_path / "RESULTS.md").read_text()
     for row in rows.values():
         assert f"| {row['figure']} |" in table
-    assert "keel bench --out" in results["command"]
+    assert results["command"] == (
+        f"keel bench --quick --n 2 --only quota,write_per_step --out {tmp_path}"
+    )
 
 
 def test_window_counts_only_what_answering_streams_received_within_the_window() -> None:
