@@ -57,15 +57,17 @@ log = logging.getLogger(__name__)
 _tracer = tracer("keel.run")
 
 _BATCH = 256
-# A run is recorded, unless the double-texting policy rejects it because the thread has a live
-# run (returned as busy); also returned: the thread's previous run if it answered within the
-# follow-up window (a new message that soon says the answer did not resolve the question).
-_RECORD = """
-WITH busy AS (
+# The newest live run (queued or running, on any replica) of a thread.
+_ACTIVE = """
   SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status IN ('queued', 'running')
     AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
   ORDER BY started_at DESC LIMIT 1
-), answered AS (
+"""
+# A run is recorded, unless the double-texting policy rejects it because the thread has a live
+# run (returned as busy); also returned: the thread's previous run if it answered within the
+# follow-up window (a new message that soon says the answer did not resolve the question).
+_RECORD = f"""
+WITH busy AS ({_ACTIVE}), answered AS (
   SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status = 'success'
     AND finished_at > now() - make_interval(secs => %(window_s)s)
   ORDER BY finished_at DESC LIMIT 1
@@ -264,10 +266,7 @@ class RunExecutor:
         """The newest live run (queued or running, on any replica) of ``thread_id``."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT run_id FROM runs WHERE thread_id = %s AND status IN ('queued', 'running')"
-                " AND heartbeat_at > now() - make_interval(secs => %s)"
-                " ORDER BY started_at DESC LIMIT 1",
-                (thread_id, self.settings.runs.stale_after_s),
+                _ACTIVE, {"thread_id": thread_id, "stale_s": self.settings.runs.stale_after_s}
             )
             row = await cur.fetchone()
         return row["run_id"] if row else None
