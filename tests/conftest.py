@@ -3,6 +3,7 @@ per test module, the scripted OpenAI-compatible server, and the API on a real so
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ["KEEL_ENV"] = "test"
@@ -163,3 +164,10 @@ def stream_run(
             return resp, []
         frames = parse(resp.iter_lines())
     return resp, frames
+
+
+def tool_invocations(data_dir: Path, pin: str) -> list[dict[str, Any]]:
+    """The calls a tool server of ``pin`` (e.g. ``calendar-v1``) logged itself as invoked."""
+    path = data_dir / "tools" / f"{pin}.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["event"] == "invoke"]

@@ -49,3 +49,15 @@ def iter_frames(lines: Iterable[str]) -> Iterator[Frame]:
         if line == "":
             yield from parse(buf)
             buf = []
+
+
+def kinds(frames: list[Frame]) -> list[tuple[str, str | None]]:
+    """Each frame's event type and ``data.status`` (None where it has none)."""
+    return [(f.data["type"], f.data["data"].get("status")) for f in frames]
+
+
+def one(frames: list[Frame], type_: str) -> dict[str, Any]:
+    """The data of the only frame of ``type_`` (fails if there are none or several)."""
+    found = [f.data["data"] for f in frames if f.data["type"] == type_]
+    assert len(found) == 1, (type_, found)
+    return found[0]

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_settings, stream_run
+from tests.conftest import LiveServer, make_settings, stream_run, tool_invocations
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sse import Frame, parse
+from tests.sse import Frame, kinds, one, parse
 
 CONFIRM = ["calendar.schedule_meeting", "python_exec"]
 WRITE = ["read:calendar", "write:calendar"]
@@ -64,19 +64,7 @@ def _bookings(live: LiveServer, title: str) -> int:
 
 def _invoked(live: LiveServer, tool: str) -> int:
     """How many times the calendar server itself ran ``tool`` (its own invocation log)."""
-    path = live.settings.data_dir / "tools" / "calendar-v1.log"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return sum(1 for r in map(json.loads, lines) if r["event"] == "invoke" and r["tool"] == tool)
-
-
-def _kinds(frames: list[Frame]) -> list[tuple[str, str | None]]:
-    return [(f.data["type"], f.data["data"].get("status")) for f in frames]
-
-
-def _one(frames: list[Frame], type_: str) -> dict[str, Any]:
-    found = [f.data["data"] for f in frames if f.data["type"] == type_]
-    assert len(found) == 1, (type_, found)
-    return found[0]
+    return sum(r["tool"] == tool for r in tool_invocations(live.settings.data_dir, "calendar-v1"))
 
 
 def _confirm(
@@ -115,8 +103,8 @@ def test_held_booking_interrupts_and_approval_books_exactly_once(
     invoked = _invoked(hitl, "schedule_meeting")
     with _client(hitl, WRITE) as c:
         held = _held(hitl, c, fake_llm, title)
-        assert _kinds(held) == HELD
-        asked = _one(held, "confirmation_required")
+        assert kinds(held) == HELD
+        asked = one(held, "confirmation_required")
         assert asked == {
             "confirmation_id": asked["confirmation_id"],
             "call_id": asked["confirmation_id"],
@@ -141,7 +129,7 @@ def test_held_booking_interrupts_and_approval_books_exactly_once(
         fake_llm.script.extend(["Booked for Dec 1.", "Your meeting is booked."])
         resp, frames = _confirm(c, run_id, True, confirmation_id=asked["confirmation_id"])
         assert resp.status_code == 200, resp.text
-        assert _kinds(frames) == [
+        assert kinds(frames) == [
             ("run_started", None),
             ("confirmation_decided", None),
             ("agent_status", "calling_tool"),
@@ -159,14 +147,14 @@ def test_held_booking_interrupts_and_approval_books_exactly_once(
         assert new_run != run_id and frames[0].data["thread_id"] == held[0].data["thread_id"]
         assert frames[0].data["data"]["resumes_run_id"] == run_id
         assert frames[0].data["seq"] == held[-1].data["seq"] + 1
-        assert _one(frames, "confirmation_decided") == {
+        assert one(frames, "confirmation_decided") == {
             "confirmation_id": asked["confirmation_id"],
             "tool_name": "calendar.schedule_meeting",
             "approve": True,
             "user_id": "alice",
             "comment": None,
         }
-        assert _one(frames, "tool_call")["args"] == asked["args"]
+        assert one(frames, "tool_call")["args"] == asked["args"]
         assert _bookings(hitl, title) == 1
         assert _invoked(hitl, "schedule_meeting") == invoked + 1
 
@@ -200,12 +188,12 @@ def test_rejection_books_nothing_and_the_run_goes_on_to_its_answer(
     invoked = _invoked(hitl, "schedule_meeting")
     with _client(hitl, WRITE) as c:
         held = _held(hitl, c, fake_llm, title)
-        assert _kinds(held) == HELD
+        assert kinds(held) == HELD
         run_id = held[0].data["run_id"]
         fake_llm.script.extend(["Not booked.", "I did not book the meeting."])
         resp, frames = _confirm(c, run_id, False, comment="wrong day")
     assert resp.status_code == 200, resp.text
-    assert _kinds(frames) == [
+    assert kinds(frames) == [
         ("run_started", None),
         ("confirmation_decided", None),
         ("tool_error", None),
@@ -217,7 +205,7 @@ def test_rejection_books_nothing_and_the_run_goes_on_to_its_answer(
         ("agent_status", "done"),
         ("run_finished", "success"),
     ]
-    error = _one(frames, "tool_error")
+    error = one(frames, "tool_error")
     assert (error["code"], error["tool_name"]) == ("not_confirmed", "calendar.schedule_meeting")
     assert error["error"].endswith("the user rejected the call: wrong day")
     assert "".join(f.data["data"]["text"] for f in frames if f.data["type"] == "text_delta") == (
@@ -229,7 +217,7 @@ def test_rejection_books_nothing_and_the_run_goes_on_to_its_answer(
     assert "the user declined it: wrong day" in json.dumps(fake_llm.requests[-2])
     audit = hitl.sql(
         "SELECT decision, comment FROM tool_audit WHERE confirmation_id = %s ORDER BY id",
-        _one(held, "confirmation_required")["confirmation_id"],
+        one(held, "confirmation_required")["confirmation_id"],
     )
     assert audit == [
         {"decision": "held", "comment": None},
@@ -274,9 +262,9 @@ def test_a_call_outside_the_callers_scopes_is_denied_never_offered(
     with _client(hitl, ["read:calendar"]) as c:
         tid = c.post("/v1/threads").json()["thread_id"]
         _, frames = stream_run(c, tid, f"Book a meeting called {title}")
-    kinds = [f.data["type"] for f in frames]
-    assert "confirmation_required" not in kinds
-    assert _one(frames, "tool_error")["code"] == "permission_denied"
+    types = [f.data["type"] for f in frames]
+    assert "confirmation_required" not in types
+    assert one(frames, "tool_error")["code"] == "permission_denied"
     assert frames[-1].data["data"]["status"] == "success"
     assert _bookings(hitl, title) == 0
     audit = hitl.sql(
@@ -306,7 +294,7 @@ def test_two_confirms_at_once_resume_the_run_once(hitl: LiveServer, fake_llm: Fa
     assert hitl.sql(
         "SELECT count(*) AS n FROM tool_audit WHERE tool = 'calendar.schedule_meeting'"
         " AND decision = 'approved' AND confirmation_id = %s",
-        _one(held, "confirmation_required")["confirmation_id"],
+        one(held, "confirmation_required")["confirmation_id"],
     ) == [{"n": 1}]
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from core.identity import Identity
 from core.settings import FallbackModelSettings
-from tests.conftest import LiveServer, make_settings, stream_run
+from tests.conftest import LiveServer, make_settings, stream_run, tool_invocations
 from tests.fakes.openai_server import FakeOpenAI
 from tests.sse import Frame
 from tools.errors import CircuitOpen, ToolRateLimited
@@ -58,9 +58,7 @@ def _data(frames: list[Frame], type_: str) -> list[dict[str, Any]]:
 
 
 def _invocations(settings: Any, pin: str) -> int:
-    path = Path(settings.data_dir) / "tools" / f"{pin}.log"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return sum(1 for r in map(json.loads, lines) if r["event"] == "invoke")
+    return len(tool_invocations(Path(settings.data_dir), pin))
 
 
 def _meeting(starts_at: str) -> str:

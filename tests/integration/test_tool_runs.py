@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_settings, stream_run
+from tests.conftest import LiveServer, make_settings, stream_run, tool_invocations
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sse import Frame, iter_frames
+from tests.sse import Frame, iter_frames, kinds, one
 
 CHART_CODE = (
     "import matplotlib.pyplot as plt\n"
@@ -42,22 +41,6 @@ def _thread(c: httpx.Client) -> str:
     return thread_id
 
 
-def _kinds(frames: list[Frame]) -> list[tuple[str, str | None]]:
-    return [(f.data["type"], f.data["data"].get("status")) for f in frames]
-
-
-def _one(frames: list[Frame], type_: str) -> dict[str, Any]:
-    found = [f.data["data"] for f in frames if f.data["type"] == type_]
-    assert len(found) == 1, (type_, found)
-    return found[0]
-
-
-def _invocations(live: LiveServer, pin: str) -> list[dict[str, Any]]:
-    path = live.settings.data_dir / "tools" / f"{pin}.log"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [r for r in map(json.loads, lines) if r["event"] == "invoke"]
-
-
 def test_trending_python_run_calls_github_v2(live: LiveServer, fake_llm: FakeOpenAI) -> None:
     fake_llm.script.extend(
         [
@@ -69,7 +52,7 @@ def test_trending_python_run_calls_github_v2(live: LiveServer, fake_llm: FakeOpe
     with _client(live, []) as c:
         resp, frames = stream_run(c, _thread(c), "What are the trending Python repos?")
     assert resp.status_code == 200
-    assert _kinds(frames) == [
+    assert kinds(frames) == [
         ("run_started", None),
         ("agent_status", "planning"),
         ("plan", None),
@@ -85,7 +68,7 @@ def test_trending_python_run_calls_github_v2(live: LiveServer, fake_llm: FakeOpe
         ("run_finished", "success"),
     ]
     assert frames[3].data["data"]["tool_name"] == "github_trending.trending_repos"
-    call, result = _one(frames, "tool_call"), _one(frames, "tool_result")
+    call, result = one(frames, "tool_call"), one(frames, "tool_result")
     assert call == {
         "call_id": call["call_id"],
         "tool_name": "github_trending.trending_repos",
@@ -111,7 +94,7 @@ def test_research_legacy_agent_calls_github_v1(live: LiveServer, fake_llm: FakeO
     )
     with _client(live, []) as c:
         _, frames = stream_run(c, _thread(c), "Trending Rust repos?", agent="research_legacy")
-    call, result = _one(frames, "tool_call"), _one(frames, "tool_result")
+    call, result = one(frames, "tool_call"), one(frames, "tool_result")
     assert (call["version"], call["args"]) == ("1.0.0", {"lang": "rust"})
     assert result["result"].startswith("source: snapshot\nastral-sh/ruff (")
     assert frames[-1].data["data"]["status"] == "success"
@@ -128,10 +111,10 @@ def test_python_exec_without_exec_code_never_runs(
             "No chart.",
         ]
     )
-    before = len(_invocations(live, "python-v1"))
+    before = len(tool_invocations(live.settings.data_dir, "python-v1"))
     with _client(live, ["read:calendar"]) as c:
         _, frames = stream_run(c, _thread(c), "Plot the squares of 1 to 5")
-    error = _one(frames, "tool_error")
+    error = one(frames, "tool_error")
     assert error == {
         "call_id": error["call_id"],
         "tool_name": "python_exec.run_python",
@@ -144,7 +127,7 @@ def test_python_exec_without_exec_code_never_runs(
     }
     assert not [f for f in frames if f.data["type"] in {"tool_result", "image_generated"}]
     assert frames[-1].data["data"]["status"] == "success"
-    assert len(_invocations(live, "python-v1")) == before == 0
+    assert len(tool_invocations(live.settings.data_dir, "python-v1")) == before == 0
     logged = [getattr(r, "keel", {}) for r in caplog.records if r.name == "graphs.tool_step"]
     assert [(k["code"], k["trace_id"]) for k in logged] == [
         ("permission_denied", frames[0].data["trace_id"])
@@ -164,31 +147,31 @@ def test_chart_request_streams_an_image_whose_url_serves_the_png(
     )
     with _client(live, ["exec:code"]) as c:
         _, frames = stream_run(c, _thread(c), "Plot the squares of 1 to 5")
-        kinds = [f.data["type"] for f in frames]
-        at = kinds.index("tool_call")
-        assert kinds[at : at + 5] == [
+        types = [f.data["type"] for f in frames]
+        at = types.index("tool_call")
+        assert types[at : at + 5] == [
             "tool_call",
             "code_block",
             "image_generated",
             "table",
             "tool_result",
         ]
-        assert _one(frames, "code_block") == {"language": "python", "code": CHART_CODE}
-        assert _one(frames, "table") == {
+        assert one(frames, "code_block") == {"language": "python", "code": CHART_CODE}
+        assert one(frames, "table") == {
             "columns": ["n", "square"],
             "rows": [[str(x), str(x * x)] for x in range(1, 6)],
             "title": "squares.csv",
         }
-        result = _one(frames, "tool_result")["result"]
+        result = one(frames, "tool_result")["result"]
         assert (result["stdout"], result["images"], result["killed"]) == ("plotted\n", 1, None)
-        image = _one(frames, "image_generated")
+        image = one(frames, "image_generated")
         png = c.get(image["url"])
         assert png.status_code == 200
         assert png.headers["content-type"] == "image/png"
         assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
     with _client(live, ["exec:code"], user="eve", tenant="globex") as other:
         assert other.get(image["url"]).status_code == 404
-    assert [r["user"] for r in _invocations(live, "python-v1")][-1] == "alice"
+    assert [r["user"] for r in tool_invocations(live.settings.data_dir, "python-v1")][-1] == "alice"
 
 
 def test_get_tools_lists_servers_versions_permissions_and_schemas(live: LiveServer) -> None:
@@ -237,12 +220,12 @@ def test_memory_blow_up_is_a_sandbox_limit_tool_error_and_the_run_goes_on(
     )
     with _client(live, ["exec:code"]) as c:
         _, frames = stream_run(c, _thread(c), "Allocate 2 GB")
-    error = _one(frames, "tool_error")
+    error = one(frames, "tool_error")
     assert (error["code"], error["error"]) == (
         "sandbox_limit",
         "python_exec.run_python: stopped by the sandbox: memory limit",
     )
-    assert "MemoryError" in _one(frames, "tool_result")["result"]["error"]
+    assert "MemoryError" in one(frames, "tool_result")["result"]["error"]
     assert frames[-1].data["data"]["status"] == "success"
 
 
@@ -252,7 +235,7 @@ def test_unknown_tool_step_is_a_tool_error(live: LiveServer, fake_llm: FakeOpenA
     )
     with _client(live, []) as c:
         _, frames = stream_run(c, _thread(c), "What's on my calendar?", agent="research_legacy")
-    error = _one(frames, "tool_error")
+    error = one(frames, "tool_error")
     assert (error["code"], error["tool_name"]) == ("unpinned_version", "calendar")
     assert "agent 'research_legacy' pins no version of calendar" in error["error"]
     assert frames[-1].data["data"]["status"] == "success"
@@ -297,7 +280,7 @@ def test_cancel_mid_tool_call(live: LiveServer, fake_llm: FakeOpenAI) -> None:
                 frames.append(frame)
                 if frames[-1].data["type"] == "tool_call":
                     assert c.post(f"/v1/runs/{frames[-1].data['run_id']}/cancel").status_code == 202
-        assert _kinds(frames)[-2:] == [("agent_status", "cancelled"), ("run_finished", "cancelled")]
+        assert kinds(frames)[-2:] == [("agent_status", "cancelled"), ("run_finished", "cancelled")]
         assert "tool_result" not in [f.data["type"] for f in frames]
         # The 12 s sleep was abandoned: the run ended well before the tool would have answered.
         duration = frames[-1].data["data"]["duration_ms"]
