@@ -9,7 +9,6 @@ from typing import Any
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import BaseModel, ValidationError
 
 
 class ScriptedChatModel(GenericFakeChatModel):
@@ -17,26 +16,24 @@ class ScriptedChatModel(GenericFakeChatModel):
 
     def with_structured_output(  # type: ignore[override]
         self,
-        schema: type[BaseModel] | dict[str, Any],
+        schema: dict[str, Any],
         *,
         method: str = "json_schema",
         include_raw: bool = False,
         **_: Any,
     ) -> Runnable[Any, Any]:
-        """Parse the next scripted reply into ``schema`` like ChatOpenAI's json_schema mode
-        (a dict schema gives the parsed JSON object, unvalidated, as ChatOpenAI does)."""
-        assert method == "json_schema"
+        """Parse the next scripted reply as JSON like ChatOpenAI's json_schema mode with a dict
+        schema (the parsed object, unvalidated). Pydantic schemas never come here: the nodes
+        bind their response format and validate the reply themselves (``graphs.nodes``)."""
+        assert method == "json_schema" and isinstance(schema, dict)
 
         async def parse(messages: Any) -> Any:
             raw = await self.ainvoke(messages)
-            parsed: BaseModel | dict[str, Any] | None
+            parsed: dict[str, Any] | None
             error: Exception | None = None
             try:
-                if isinstance(schema, dict):
-                    parsed = json.loads(raw.text)
-                else:
-                    parsed = schema.model_validate_json(raw.text)
-            except (ValidationError, json.JSONDecodeError) as exc:
+                parsed = json.loads(raw.text)
+            except json.JSONDecodeError as exc:
                 parsed, error = None, exc
             if include_raw:
                 return {"raw": raw, "parsed": parsed, "parsing_error": error}
