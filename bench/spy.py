@@ -33,7 +33,7 @@ async def _load(s: Stack, kind: str, seconds: float, concurrency: int) -> str:
     async with s.keel_client() as c:
         await keel_run(c, msg)  # warm: pools, model client, first checkpoint tables
         raw = Path(tempfile.mkdtemp()) / "raw.txt"
-        pid = s._procs["keel"].proc.pid
+        pid = s.pid("keel")
         spy = subprocess.Popen(
             [Path(sys.executable).parent / "py-spy", "record", "--gil", "-p", str(pid), "-f", "raw"]
             + ["-r", "250", "-d", str(int(seconds) + 1), "-o", str(raw)],

@@ -136,6 +136,10 @@ class Stack:
             f"raw-{events}-{frame_bytes}", lambda: servers.start_raw(events, frame_bytes)
         ).url
 
+    def pid(self, name: str) -> int:
+        """The process id of a party already started (``keel``, ``model``, ``langgraph``)."""
+        return self._procs[name].proc.pid
+
     @property
     def token(self) -> str:
         if not self._token:
