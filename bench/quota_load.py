@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +231,60 @@ async def _check_cost(storage_url: str, n: int = 2000) -> float:
         await q.close()
 
 
+@dataclass
+class Served:
+    """The model and API processes of ``served``, on database ``db`` of ``server_url``."""
+
+    base_url: str
+    api: subprocess.Popen[bytes]
+    server_url: str
+    db: str
+
+
+@contextmanager
+def served(
+    server_url: str | None, env: dict[str, str], script: Path = Path(__file__)
+) -> Iterator[Served]:
+    """The scripted model and Keel's API, each in its own process (``script``'s ``llm`` and
+    ``api`` modes), on a fresh database of ``server_url`` (an embedded Postgres when None), with
+    ``env`` over the test config; stopped, and the database dropped, on exit."""
+    procs: list[subprocess.Popen[bytes]] = []
+    pg: EmbeddedPostgres | None = None
+    if not server_url:
+        pg = EmbeddedPostgres(Path("/tmp") / f"keel-bench-pg-{uuid.uuid4().hex[:6]}")
+        pg.start()
+        server_url = pg.url
+    db = f"keel_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    try:
+        llm_port, api_port = free_port(), free_port()
+        full_env = {
+            **os.environ,
+            "KEEL_ENV": "test",
+            "KEEL_DATABASE__URL": server_url.rsplit("/", 1)[0] + f"/{db}",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+            "OPENAI_API_KEY": "bench",
+            "KEEL_LOG__LEVEL": "WARNING",
+            **env,
+        }
+        me = [sys.executable, str(script)]
+        procs.append(subprocess.Popen([*me, "llm", "--port", str(llm_port)], env=full_env))
+        procs.append(subprocess.Popen([*me, "api", "--port", str(api_port)], env=full_env))
+        _wait_http(f"http://127.0.0.1:{llm_port}/health")
+        _wait_http(f"http://127.0.0.1:{api_port}/healthz")
+        yield Served(f"http://127.0.0.1:{api_port}", procs[1], server_url, db)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        if pg is not None:
+            pg.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "llm", "api"])
@@ -244,44 +301,22 @@ def main() -> int:
         _serve_api(args.port)
         return 0
 
-    procs: list[subprocess.Popen[bytes]] = []
-    pg: EmbeddedPostgres | None = None
-    server_url = args.database_url
-    if not server_url:
-        pg = EmbeddedPostgres(Path("/tmp") / f"keel-bench-pg-{uuid.uuid4().hex[:6]}")
-        pg.start()
-        server_url = pg.url
-    db = f"keel_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    try:
-        llm_port, api_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "KEEL_ENV": "test",
-            "KEEL_DATABASE__URL": server_url.rsplit("/", 1)[0] + f"/{db}",
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-            "OPENAI_API_KEY": "bench",
-            "KEEL_LOG__LEVEL": "WARNING",
-            "KEEL_QUOTAS__STORAGE_URL": "redis://127.0.0.1:6379/14" if args.redis else "memory://",
-            "KEEL_QUOTAS__KEY_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
-            "KEEL_QUOTAS__FREE__RUNS_PER_MINUTE": str(FREE_RPM),
-            "KEEL_QUOTAS__FREE__POLICY": "reject",
-            "KEEL_QUOTAS__PRO__RUNS_PER_MINUTE": str(PRO_RPM),
-            "KEEL_QUOTAS__PRO__POLICY": "reject",
-            # The shipped tier shapes (config/dev.yaml, prod.yaml): one run at a time per
-            # free user, nothing queued, and free runs on at most a quarter of the slots.
-            "KEEL_QUOTAS__MAX_ACTIVE_RUNS": "16",
-            "KEEL_QUOTAS__FREE__CONCURRENT_RUNS": "1",
-            "KEEL_QUOTAS__FREE__MAX_QUEUED": "0",
-            "KEEL_QUOTAS__FREE__MAX_ACTIVE_SHARE": os.environ.get("BENCH_FREE_SHARE", "0.125"),
-        }
-        me = [sys.executable, __file__]
-        procs.append(subprocess.Popen([*me, "llm", "--port", str(llm_port)], env=env))
-        procs.append(subprocess.Popen([*me, "api", "--port", str(api_port)], env=env))
-        _wait_http(f"http://127.0.0.1:{llm_port}/health")
-        _wait_http(f"http://127.0.0.1:{api_port}/healthz")
-        base = f"http://127.0.0.1:{api_port}"
+    env = {
+        "KEEL_QUOTAS__STORAGE_URL": "redis://127.0.0.1:6379/14" if args.redis else "memory://",
+        "KEEL_QUOTAS__KEY_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
+        "KEEL_QUOTAS__FREE__RUNS_PER_MINUTE": str(FREE_RPM),
+        "KEEL_QUOTAS__FREE__POLICY": "reject",
+        "KEEL_QUOTAS__PRO__RUNS_PER_MINUTE": str(PRO_RPM),
+        "KEEL_QUOTAS__PRO__POLICY": "reject",
+        # The shipped tier shapes (config/dev.yaml, prod.yaml): one run at a time per
+        # free user, nothing queued, and free runs on at most a quarter of the slots.
+        "KEEL_QUOTAS__MAX_ACTIVE_RUNS": "16",
+        "KEEL_QUOTAS__FREE__CONCURRENT_RUNS": "1",
+        "KEEL_QUOTAS__FREE__MAX_QUEUED": "0",
+        "KEEL_QUOTAS__FREE__MAX_ACTIVE_SHARE": os.environ.get("BENCH_FREE_SHARE", "0.125"),
+    }
+    with served(args.database_url, env) as stack:
+        base = stack.base_url
         asyncio.run(_scenario(base, 8, abusers=False))  # warm-up
         # Rounds interleave the three phases (order rotated each round) so that drift in the
         # shared machine's load falls on all of them alike; the figures are per-round ratios.
@@ -331,15 +366,6 @@ def main() -> int:
         }
         print(json.dumps(report, indent=2))
         return 0
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        if pg is not None:
-            pg.stop()
 
 
 if __name__ == "__main__":

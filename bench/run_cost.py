@@ -1,7 +1,7 @@
 """What one run costs the API process and Postgres: CPU ms and commits per run.
 
-Starts the scripted model and Keel's API (each in its own process, as ``bench/quota_load.py``
-does) on a fresh database of a Postgres server, runs ``--runs`` runs of the default one-step
+Starts the scripted model and Keel's API (each in its own process, ``bench/quota_load.py``'s
+``served``) on a fresh database of a Postgres server, runs ``--runs`` runs of the default one-step
 plan with ``--concurrency`` in flight, and reads the API process's CPU time from /proc and the
 database's commits and rows from ``pg_stat_database`` before and after.
 
@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from core.db import free_port  # noqa: E402
+from bench.quota_load import _new_thread, _run, served  # noqa: E402
 from core.identity import issue_token  # noqa: E402
 from core.settings import AuthSettings  # noqa: E402
 
@@ -54,8 +51,6 @@ def _db_stats(server_url: str, db: str) -> tuple[int, int, int]:
 
 
 async def _drive(base_url: str, runs: int, concurrency: int) -> None:
-    from bench.quota_load import _new_thread, _run  # the load test's run client
-
     token = issue_token(AuthSettings(), user="cost", tenant="bench", scopes=[], tier="pro")
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
 
@@ -80,55 +75,28 @@ def main() -> int:
         ),
     )
     a = p.parse_args()
-    server = a.database_url
-    db = f"keel_cost_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    llm_port, api_port = free_port(), free_port()
-    env: dict[str, Any] = {
-        **os.environ,
-        "KEEL_ENV": "test",
-        "KEEL_DATABASE__URL": server.rsplit("/", 1)[0] + f"/{db}",
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-        "OPENAI_API_KEY": "bench",
-        "KEEL_LOG__LEVEL": "WARNING",
+    env = {
         "KEEL_QUOTAS__PRO__RUNS_PER_MINUTE": "100000",
         "KEEL_QUOTAS__PRO__CONCURRENT_RUNS": "1000",
         "KEEL_QUOTAS__MAX_ACTIVE_RUNS": "1000",
     }
-    load = [sys.executable, str(a.root / "bench" / "quota_load.py")]
-    procs = [
-        subprocess.Popen([*load, "llm", "--port", str(llm_port)], env=env),
-        subprocess.Popen([*load, "api", "--port", str(api_port)], env=env),
-    ]
-    try:
-        from bench.quota_load import _wait_http
-
-        _wait_http(f"http://127.0.0.1:{llm_port}/health")
-        _wait_http(f"http://127.0.0.1:{api_port}/healthz")
-        base = f"http://127.0.0.1:{api_port}"
-        asyncio.run(_drive(base, 8, 1))  # warm: pools, model client, prepared tables
+    with served(a.database_url, env, script=a.root / "bench" / "quota_load.py") as stack:
+        asyncio.run(_drive(stack.base_url, 8, 1))  # warm: pools, model client, prepared tables
         time.sleep(1)
-        s0, c0, t0 = _db_stats(server, db), _cpu_s(procs[1].pid), time.perf_counter()
-        asyncio.run(_drive(base, a.runs, a.concurrency))
-        took, cpu = time.perf_counter() - t0, _cpu_s(procs[1].pid) - c0
+        s0 = _db_stats(stack.server_url, stack.db)
+        c0, t0 = _cpu_s(stack.api.pid), time.perf_counter()
+        asyncio.run(_drive(stack.base_url, a.runs, a.concurrency))
+        took, cpu = time.perf_counter() - t0, _cpu_s(stack.api.pid) - c0
         time.sleep(1)
-        s1 = _db_stats(server, db)
-        n = a.runs // a.concurrency * a.concurrency
-        commits, inserted, updated = ((y - x) / n for x, y in zip(s0, s1, strict=True))
-        print(
-            f"root={a.root} runs={n} in_flight={a.concurrency} wall={took:.1f}s"
-            f" api_cpu_per_run={cpu / n * 1000:.1f}ms commits_per_run={commits:.1f}"
-            f" rows_inserted_per_run={inserted:.1f} rows_updated_per_run={updated:.1f}"
-        )
-        return 0
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        s1 = _db_stats(stack.server_url, stack.db)
+    n = a.runs // a.concurrency * a.concurrency
+    commits, inserted, updated = ((y - x) / n for x, y in zip(s0, s1, strict=True))
+    print(
+        f"root={a.root} runs={n} in_flight={a.concurrency} wall={took:.1f}s"
+        f" api_cpu_per_run={cpu / n * 1000:.1f}ms commits_per_run={commits:.1f}"
+        f" rows_inserted_per_run={inserted:.1f} rows_updated_per_run={updated:.1f}"
+    )
+    return 0
 
 
 if __name__ == "__main__":
