@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -21,16 +22,24 @@ def _with(settings: Settings, section: str, **values: Any) -> Settings:
     return settings.model_copy(update={section: part})
 
 
-def start_dependencies(settings: Settings, stack: ExitStack) -> Settings:
-    """Start embedded Postgres and the local model when the config asks for them."""
+def start_dependencies(
+    settings: Settings,
+    stack: ExitStack,
+    on_database_lost: Callable[[BaseException], None] | None = None,
+) -> Settings:
+    """Start (or share) embedded Postgres and the local model when the config asks for them.
+
+    With ``on_database_lost``, an embedded Postgres that dies is started again, and
+    ``on_database_lost`` is called if that fails.
+    """
     from core.db import EmbeddedPostgres
     from graphs.llm import LocalModelServer
 
     if not settings.database.url:
         pg = EmbeddedPostgres(settings.data_dir / "pg", settings.database.embedded_port)
-        pg.start()
-        stack.callback(pg.stop)
-        settings = _with(settings, "database", url=pg.url)
+        settings = _with(settings, "database", url=stack.enter_context(pg.use()))
+        if on_database_lost is not None:
+            pg.watch(on_database_lost)
         print(f"keel: embedded Postgres on {pg.url}", flush=True)
     if settings.llm.provider == "local" and not settings.llm.base_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -56,8 +65,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         settings = _with(settings, "server", port=args.port)
     configure_logging(settings.log.level, settings.log.json_logs)
+    exit_code = 0
+
+    def database_lost(exc: BaseException) -> None:
+        # Shut down gracefully and exit non-zero, so that a supervisor restarts the stack.
+        nonlocal exit_code
+        exit_code = 1
+        print(f"keel: embedded Postgres is gone and could not be restarted: {exc}", flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+
     with ExitStack() as stack:
-        settings = start_dependencies(settings, stack)
+        settings = start_dependencies(settings, stack, database_lost)
         app = create_app(settings)
         if settings.tracing.enabled:
             instrument_httpx()
@@ -67,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
         # (stopping Postgres and the model server) instead of killing the process.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
-    return 0
+    return exit_code
 
 
 def _dev_tokens_allowed(settings: Settings) -> bool:
@@ -121,7 +139,7 @@ def _apikey(args: argparse.Namespace) -> int:
     from psycopg import AsyncConnection
 
     from core.apikeys import create_key, revoke_key
-    from core.db import EmbeddedPostgres, migrate
+    from core.db import migrate
 
     settings = get_settings()
 
@@ -147,13 +165,7 @@ def _apikey(args: argparse.Namespace) -> int:
             return 1
 
     with ExitStack() as stack:
-        url = settings.database.url
-        if not url:
-            pg = EmbeddedPostgres(settings.data_dir / "pg", settings.database.embedded_port)
-            pg.start()
-            stack.callback(pg.stop)
-            url = pg.url
-        return asyncio.run(run(url))
+        return asyncio.run(run(_database_url(settings, stack)))
 
 
 def _studio(args: argparse.Namespace) -> int:
@@ -178,13 +190,14 @@ def _studio(args: argparse.Namespace) -> int:
         return subprocess.call(cmd, env=env)
 
 
-def _database_url(settings: Settings) -> str:
+def _database_url(settings: Settings, stack: ExitStack) -> str:
+    """The configured database, or the embedded one: shared with a running ``keel serve``."""
     from core.db import EmbeddedPostgres
 
-    url = settings.database.url or EmbeddedPostgres.running_url(settings.data_dir / "pg")
-    if not url:
-        raise SystemExit("keel: no DATABASE_URL and no embedded Postgres running (keel serve)")
-    return url
+    if settings.database.url:
+        return settings.database.url
+    pg = EmbeddedPostgres(settings.data_dir / "pg", settings.database.embedded_port)
+    return stack.enter_context(pg.use())
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -202,7 +215,7 @@ def _prune(args: argparse.Namespace) -> int:
         }
     )
 
-    async def go() -> None:
+    async def go(url: str) -> None:
         from memory.session import FolderInUse, SessionMemory, open_session_memory
 
         session: SessionMemory | None = None
@@ -215,7 +228,7 @@ def _prune(args: argparse.Namespace) -> int:
                     " the pruned threads' facts stay in it (a Qdrant server avoids this)",
                     file=sys.stderr,
                 )
-        pool = await open_pool(_database_url(settings), 1, 2)
+        pool = await open_pool(url, 1, 2)
         try:
             report = await prune(pool, retention, session)
         finally:
@@ -224,7 +237,8 @@ def _prune(args: argparse.Namespace) -> int:
                 await session.close()
         print(f"keel prune: {report.threads} threads and {report.events} events removed")
 
-    asyncio.run(go())
+    with ExitStack() as stack:
+        asyncio.run(go(_database_url(settings, stack)))
     return 0
 
 
@@ -238,8 +252,8 @@ def _feedback(args: argparse.Namespace) -> int:
 
     settings = get_settings()
 
-    async def go() -> int:
-        pool = await open_pool(_database_url(settings), 1, 2)
+    async def go(url: str) -> int:
+        pool = await open_pool(url, 1, 2)
         try:
             rows = await export_rows(pool, args.tenant)
         finally:
@@ -250,7 +264,8 @@ def _feedback(args: argparse.Namespace) -> int:
         print(f"keel feedback export: {len(rows)} rows to {args.output}", file=sys.stderr)
         return 0
 
-    return asyncio.run(go())
+    with ExitStack() as stack:
+        return asyncio.run(go(_database_url(settings, stack)))
 
 
 def _memory(args: argparse.Namespace) -> int:
@@ -262,8 +277,8 @@ def _memory(args: argparse.Namespace) -> int:
     settings = get_settings()
     mem = settings.memory
 
-    async def go() -> None:
-        pool = await open_pool(_database_url(settings), 1, 2)
+    async def go(url: str) -> None:
+        pool = await open_pool(url, 1, 2)
         try:
             async with pool.connection() as conn:
                 await migrate(conn)
@@ -274,7 +289,8 @@ def _memory(args: argparse.Namespace) -> int:
             await pool.close()
         print(f"keel memory rotate-key: {done} long-term records re-encrypted")
 
-    asyncio.run(go())
+    with ExitStack() as stack:
+        asyncio.run(go(_database_url(settings, stack)))
     return 0
 
 
@@ -314,9 +330,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     with ExitStack() as stack:
-        if not settings.database.url:
-            settings = start_dependencies(_with(settings, "llm", base_url="unused"), stack)
-        stats = ingest(settings.database.url or "", args.tenant, [Path(p) for p in args.paths])
+        stats = ingest(_database_url(settings, stack), args.tenant, [Path(p) for p in args.paths])
     print(
         f"keel: ingested {stats['files']} files ({stats['chunks']} chunks),"
         f" {stats['unchanged']} unchanged, for tenant {args.tenant}"

