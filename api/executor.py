@@ -587,10 +587,7 @@ class RunExecutor:
         if checkpoint_id:
             configurable["checkpoint_id"] = checkpoint_id
         context = RunContext(
-            user_id=ident.user_id,
-            tenant=ident.tenant,
-            scopes=ident.scopes,
-            tier=ident.tier,
+            identity=ident,
             trace_id=handle.trace_id,
             run_id=handle.run_id,
             thread_id=handle.thread_id,

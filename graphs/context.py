@@ -7,6 +7,7 @@ from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
+from core.identity import Identity
 from core.settings import LLMSettings, get_settings
 from memory.layers import MemoryLayers
 from tools.gateway import ToolGateway
@@ -20,15 +21,14 @@ def _default_llm() -> LLMSettings:
 class RunContext:
     """Who runs, under which trace, with which model settings.
 
+    ``identity`` is the authenticated caller, whole (tier and API key included): the tool
+    gateway limits and charges tool calls by it, so nothing rebuilds it from parts.
     ``chat_model`` overrides the model built from ``llm`` (scripted models in unit tests);
     ``tools`` is the app's tool gateway (``None``: tool steps answer from the model alone);
     ``memory`` the session and long-term stores (``None``: only short-term memory).
     """
 
-    user_id: str = "anonymous"
-    tenant: str = "default"
-    scopes: frozenset[str] = frozenset()
-    tier: str = "free"
+    identity: Identity = Identity("anonymous", "default")
     trace_id: str = ""
     run_id: str = ""
     thread_id: str = ""

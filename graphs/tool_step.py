@@ -38,7 +38,6 @@ from langgraph.types import StreamWriter
 from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import KeelError
-from core.identity import Identity
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
@@ -188,7 +187,7 @@ def _emit_outputs(writer: StreamWriter, node: str, ctx: RunContext, outcome: Too
     assert ctx.tools is not None
     emit(writer, "code_block", node, language="python", code=str(result.get("code", "")))
     for png in result.get("images", []):
-        artifact = ctx.tools.artifacts.save(ctx.tenant, base64.b64decode(png), "png")
+        artifact = ctx.tools.artifacts.save(ctx.identity.tenant, base64.b64decode(png), "png")
         emit(
             writer,
             "image_generated",
@@ -287,7 +286,7 @@ async def _hold(
 ) -> StepTool:
     """Offer the call for confirmation once the gateway's checks pass (never outside scopes)."""
     assert ctx.tools is not None
-    identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+    identity = ctx.identity
     try:
         await ctx.tools.hold(
             spec, args, identity=identity, trace_id=ctx.trace_id, confirmation_id=call_id
@@ -346,11 +345,11 @@ async def finish_held(
         confirmation_id=call_id,
         tool_name=spec.qualified,
         approve=approve,
-        user_id=ctx.user_id,
+        user_id=ctx.identity.user_id,
         comment=comment,
     )
     args: dict[str, Any] = dict(held["args"])
-    identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+    identity = ctx.identity
     await ctx.tools.record_decision(
         spec,
         args,
@@ -478,7 +477,7 @@ async def _call(
         version=spec.version,
         args=shown,
     )
-    identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+    identity = ctx.identity
     outcome = await ctx.tools.call(
         spec, args, identity=identity, trace_id=ctx.trace_id, confirmed=confirmed
     )
@@ -530,7 +529,7 @@ async def _degrade(
         return None
     label = f"{spec.server} {spec.version}"
     if rule.use == "cache":
-        hit = await ctx.tools.cached(spec, args, ctx.tenant)
+        hit = await ctx.tools.cached(spec, args, ctx.identity.tenant)
         if hit is not None:
             return _from_cache(writer, node, spec, hit, kind, label)
         message = (

@@ -32,6 +32,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
+from core.identity import Identity
 from core.settings import Settings
 from graphs.context import RunContext
 from graphs.llm import LocalModelServer, close_models
@@ -111,7 +112,7 @@ async def measure(base_url: str, mode: str = "constrained") -> dict[str, Any]:
     """Run every question through derive_args and repair; count the outcomes."""
     settings = Settings()
     llm = settings.llm.model_copy(update={"base_url": base_url})
-    ctx = RunContext(user_id="bench", tenant="bench", llm=llm, run_id="bench", timezone="UTC")
+    ctx = RunContext(identity=Identity("bench", "bench"), llm=llm, run_id="bench", timezone="UTC")
     meeting = await _spec(calendar, "calendar-v1", "schedule_meeting", "1.0.0")
     code = await _spec(python_exec, "python-v1", "run_python", "1.0.0")
     rows = []

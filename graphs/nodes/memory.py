@@ -28,7 +28,6 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 from langgraph.types import StreamWriter
 
-from core.identity import Identity
 from core.settings import MemorySettings, get_settings
 from graphs.context import RunContext
 from graphs.emit import emit, status
@@ -85,13 +84,13 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
     session = layers.session if layers is not None else None
     long_term = layers.long_term if layers is not None else None
     use_session = session is not None and any(isinstance(m, AIMessage) for m in history)
-    use_long_term = long_term is not None and SCOPE in ctx.scopes and is_personal(question)
+    use_long_term = long_term is not None and SCOPE in ctx.identity.scopes and is_personal(question)
     if use_session or use_long_term:
         status(writer, ROUTER, "retrieving_memory")
     if use_session and session is not None:
         try:
             hits = await session.recall(
-                ctx.tenant,
+                ctx.identity.tenant,
                 ctx.thread_id,
                 question,
                 limit=settings.session.limit,
@@ -115,7 +114,7 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
             }
         )
     if use_long_term and long_term is not None:
-        identity = Identity(ctx.user_id, ctx.tenant, ctx.scopes)
+        identity = ctx.identity
         try:
             profile = await long_term.get(identity)
             embedder = getattr(session, "embedder", None)
@@ -154,7 +153,7 @@ async def remember(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]
             continue
         facts.append(
             Fact(
-                tenant=ctx.tenant,
+                tenant=ctx.identity.tenant,
                 thread_id=ctx.thread_id,
                 source=f"step:{step['tool']}:{_digest(step['description'])}",
                 kind="tool_result",
@@ -166,7 +165,7 @@ async def remember(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]
     if is_statement(question):
         facts.append(
             Fact(
-                tenant=ctx.tenant,
+                tenant=ctx.identity.tenant,
                 thread_id=ctx.thread_id,
                 source=f"said:{_digest(question)}",
                 kind="user_statement",

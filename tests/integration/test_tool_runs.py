@@ -320,3 +320,52 @@ def test_tool_calls_over_quota_are_tool_errors(
     assert "tool calls per minute" in errors[0]["error"]
     assert frames[-1].data["data"]["status"] == "success"
     assert usage["usage"]["tool_calls_last_minute"] == 1
+
+
+def test_tool_calls_are_limited_by_the_callers_own_tier_and_api_key(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Regression: runs rebuilt the caller's identity without tier and key (issue 20 item 2)."""
+    import asyncio
+
+    from psycopg import AsyncConnection
+
+    from core.apikeys import create_key
+    from tests.quota_helpers import quota_settings
+
+    quotas = quota_settings("memory", tool_calls_per_minute=1)
+    quotas["pro"] = {**quotas["pro"], "tool_calls_per_minute": 3}
+    settings = make_settings(db_url, fake_llm.base_url, tmp_path, quotas=quotas)
+    two_calls = json.dumps(
+        {
+            "steps": [
+                {"description": "Trending Rust repos", "tool": "github_trending"},
+                {"description": "Trending Go repos", "tool": "github_trending"},
+            ]
+        }
+    )
+
+    async def new_key() -> str:
+        async with await AsyncConnection.connect(db_url, autocommit=True) as conn:
+            _, key = await create_key(conn, user="bob", tenant="acme", tier="pro", scopes=[])
+        return key
+
+    with LiveServer(settings) as live:
+        key = asyncio.run(new_key())
+        pro = httpx.Client(
+            base_url=live.url,
+            timeout=120,
+            headers={"Authorization": f"Bearer {live.token('carol', 'acme', tier='pro')}"},
+        )
+        by_key = httpx.Client(base_url=live.url, timeout=120, headers={"X-API-Key": key})
+        with pro, by_key, live.client("bob") as bob:
+            for c in (pro, by_key):
+                fake_llm.script.extend([two_calls, "rust finding", "go finding", "Both listed."])
+                _, frames = stream_run(c, _thread(c), "Trending Rust and Go repositories?")
+                types = [f.data["type"] for f in frames]
+                assert types.count("tool_result") == 2 and "tool_error" not in types, types
+                usage = c.get("/v1/usage").json()
+                assert usage["tier"] == "pro"
+                assert usage["usage"]["tool_calls_last_minute"] == 2, usage
+            # The key's calls were charged to the key, not to the user it acts for.
+            assert bob.get("/v1/usage").json()["usage"]["tool_calls_last_minute"] == 0

@@ -11,6 +11,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from core.identity import Identity
 from core.settings import Settings
 from graphs.context import RunContext
 from graphs.graph import build_graph
@@ -66,7 +67,13 @@ async def _stream(g: Any, value: Any, ctx: RunContext) -> list[dict[str, Any]]:
 
 def _ctx(model: ScriptedChatModel, tools: CountingTools) -> RunContext:
     scopes = frozenset({"write:calendar"})
-    return RunContext(chat_model=model, tools=tools, scopes=scopes, thread_id="t", run_id="r1")
+    return RunContext(
+        chat_model=model,
+        tools=tools,
+        identity=Identity("anonymous", "default", scopes),
+        thread_id="t",
+        run_id="r1",
+    )
 
 
 @pytest.mark.asyncio
