@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -33,10 +34,14 @@ TOKENS = "llm_tokens_per_day"
 
 
 def subject(identity: Identity) -> str:
-    """Whose quota a request draws on: the API key if one was used, else the user."""
+    """Whose quota a request draws on: the API key if one was used, else the user.
+
+    Tenant and user are percent-encoded, so no pair of them can name another's bucket
+    (tenant ``acme`` with user ``x:y`` is not tenant ``acme:x`` with user ``y``).
+    """
     if identity.api_key_id:
-        return f"key:{identity.api_key_id}"
-    return f"user:{identity.tenant}:{identity.user_id}"
+        return f"key:{quote(identity.api_key_id, safe='')}"
+    return f"user:{quote(identity.tenant, safe='')}:{quote(identity.user_id, safe='')}"
 
 
 class ConcurrencyStore(Protocol):

@@ -111,3 +111,18 @@ def test_bucket_refills_to_its_cap_and_no_further(
     assert first == capacity  # a fresh bucket is full, not more
     assert half == 0  # nothing frees before the window has moved past the burst
     assert refilled == capacity  # however long the idle time, the cap holds
+
+
+@settings(database=None)
+@given(
+    a=st.tuples(st.text(max_size=6), st.text(max_size=6)),
+    b=st.tuples(st.text(max_size=6), st.text(max_size=6)),
+)
+@example(a=("acme", "x:y"), b=("acme:x", "y"))  # the probe's collision
+@example(a=("a%3A", "b"), b=("a:", "b"))
+def test_quota_subjects_of_different_callers_never_collide(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    first = quotas_module.subject(Identity(a[1], a[0]))
+    second = quotas_module.subject(Identity(b[1], b[0]))
+    assert (first == second) == (a == b)
