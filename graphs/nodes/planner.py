@@ -31,7 +31,8 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     recalled = state.get("recalled", {})
     asked = f"Q: {question}"
     if recalled.get("conversation"):
-        asked = f"Earlier in this conversation:\n{recalled['conversation']}\n\n{asked}"
+        earlier = prompts.data("conversation", recalled["conversation"])
+        asked = f"Earlier in this conversation:\n{earlier}\n\n{asked}"
     model = structured(runtime.context, runtime.context.llm.plan_max_tokens, Plan)
     try:
         out: Any = await model.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])

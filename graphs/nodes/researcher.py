@@ -38,7 +38,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     if pending is not None and ctx.tools is not None and "decision" in pending:
         used = await finish_held(writer, NODE, ctx, pending, pending["decision"], step, question)
         usage, degraded = used.usage, used.degraded
-        prompt += f"\nTool result:\n{used.note}"
+        prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
     elif step["tool"] != "none" and ctx.tools is None:
         emit(
             writer,
@@ -52,7 +52,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         if used.held is not None:
             return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.degraded
-        prompt += f"\nTool result:\n{used.note}"
+        prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
     status(writer, NODE, "thinking", detail=step["description"])
     model = chat(ctx, ctx.llm.step_max_tokens)
     reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])

@@ -32,7 +32,8 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     prompt = [
         SystemMessage(prompts.SUMMARIZER),
         HumanMessage(
-            f"Question: {last_question(state['messages'])}\nNotes:\n{notes}"
+            f"Question: {last_question(state['messages'])}\n"
+            f"Notes:\n{prompts.data('research_notes', notes)}"
             + _recalled(state.get("recalled", {}))
         ),
     ]
@@ -55,13 +56,11 @@ def _recalled(recalled: dict[str, Any]) -> str:
     """What the memory router selected, as prompt text (empty when it selected nothing)."""
     parts = []
     if recalled.get("facts"):
-        parts.append(
-            "Known from this thread:\n" + "\n".join(f"- {f['text']}" for f in recalled["facts"])
-        )
+        facts = "\n".join(f"- {f['text']}" for f in recalled["facts"])
+        parts.append("Known from this thread:\n" + prompts.data("session_memory", facts))
     if recalled.get("profile"):
-        parts.append(
-            "About the user:\n" + "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
-        )
+        profile = "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
+        parts.append("About the user:\n" + prompts.data("long_term_memory", profile))
     if recalled.get("conversation"):
-        parts.append(recalled["conversation"])
+        parts.append(prompts.data("conversation", recalled["conversation"]))
     return "".join(f"\n\n{p}" for p in parts)

@@ -102,7 +102,7 @@ def ingest(url: str, tenant: str, paths: Iterable[Path]) -> dict[str, int]:
 
 
 async def search(url: str, tenant: str, query: str, limit: int) -> list[dict[str, Any]]:
-    """The best chunks for ``query`` in ``tenant``'s corpus, with source and excerpt."""
+    """The best chunks for ``query`` in ``tenant``'s corpus: document name, excerpt, score."""
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row
     ) as conn:
@@ -121,7 +121,7 @@ async def search(url: str, tenant: str, query: str, limit: int) -> list[dict[str
         rows = await cur.fetchall()
     return [
         {
-            "source": r["source"],
+            "source": Path(r["source"]).name,  # the document's name, never a host path
             "chunk": r["chunk"],
             "score": round(float(r["rank"]), 4),
             "excerpt": r["excerpt"],
