@@ -57,13 +57,6 @@ Be concise and direct; use Markdown when it helps. """
     + DATA_RULE
 )
 
-CODE_ARGS = """Write a short Python 3 program for the step. Answer with JSON {"code": "..."}.
-Print results. For charts use matplotlib.pyplot (do not call show or savefig). To return a
-table, write it as a CSV file in the current directory. No network, no files elsewhere."""
-
-MEETING_ARGS = """Extract the meeting to book. Answer with JSON {"title": "...",
-"starts_at": "YYYY-MM-DDTHH:MM:SS+00:00", "duration_min": 30}."""
-
 REPAIR_ARGS = """The arguments for the tool {tool} failed its schema.
 Schema: {schema}
 Arguments: {args}

@@ -5,7 +5,7 @@ per pin: open after ``tools.breaker.threshold`` failures in a row, refusing call
 reaching the server, half-open for one trial call after ``cooldown_s``) → retries with
 jittered exponential backoff (``tenacity``) for the failure kinds in ``tools.retry.on`` →
 the call with its timeout. When it still fails with a kind the pin's ``fallbacks`` rule lists,
-the graph degrades as the rule says (``graphs/tool_step.py``): ``cache`` answers from
+the tool pipeline degrades as the rule says (``tools/pipeline.py``): ``cache`` answers from
 ``ResultCache`` (the last good result of the same tenant, tool, version and normalised
 arguments, no older than ``max_age``), ``tool`` calls another pin, ``skip`` goes on without
 the tool; each is told as a ``warning`` event with a stable code.

@@ -5,8 +5,9 @@ Usage (from the repository root, after ``make install``):
 
 It starts the packaged local model the way ``keel serve`` does (``LocalModelServer`` on the
 dev config's GGUF), then for each of the questions below runs the product's own path:
-``derive_args`` for the tool the question needs (``calendar.schedule_meeting`` through the
-``MeetingArgs`` structured call, ``python_exec.run_python`` through ``CodeArgs``), then
+the tool adapter's ``arguments`` for the tool the question needs
+(``calendar.schedule_meeting`` through the ``MeetingArgs`` structured call,
+``python_exec.run_python`` through ``CodeArgs``), then
 ``validate_and_repair`` against the tool's real MCP input schema with the model repairer.
 Each call is counted as: ``valid`` (as the model wrote it), ``rules`` (fixed by the
 deterministic step), ``llm`` (fixed by the model's rewrite), ``failed`` (structured
@@ -37,8 +38,10 @@ from core.settings import Settings
 from graphs.context import RunContext
 from graphs.llm import LocalModelServer, close_models
 from graphs.nodes import model_for
-from graphs.tool_step import _model_repair, derive_args
+from graphs.tool_step import ask, model_repair
+from tools.adapter import Step
 from tools.gateway import ToolSpec
+from tools.pipeline import adapter_for
 from tools.servers.calendar.v1.server import server as calendar
 from tools.servers.python_exec.v1.server import server as python_exec
 from tools.validation import ArgumentsInvalid, validate_and_repair
@@ -109,7 +112,7 @@ async def _free_args(ctx: RunContext, spec: ToolSpec, question: str) -> dict[str
 
 
 async def measure(base_url: str, mode: str = "constrained") -> dict[str, Any]:
-    """Run every question through derive_args and repair; count the outcomes."""
+    """Run every question through its adapter's arguments and repair; count the outcomes."""
     settings = Settings()
     llm = settings.llm.model_copy(update={"base_url": base_url})
     ctx = RunContext(identity=Identity("bench", "bench"), llm=llm, run_id="bench", timezone="UTC")
@@ -120,11 +123,11 @@ async def measure(base_url: str, mode: str = "constrained") -> dict[str, Any]:
         [(meeting, q) for q in MEETINGS] + [(code, q) for q in CODE]
     ):
         started = time.perf_counter()
-        step = {"description": question, "tool": spec.server}
+        step = Step(spec.server, question, question, i, ctx.run_id)
         if mode == "free":
             args = await _free_args(ctx, spec, question)
         else:
-            args, _ = await derive_args(spec, step, question, ctx, i)
+            args, _ = await adapter_for(spec).arguments(spec, step, ask(ctx))
         if args is None:
             outcome, detail = "no_args", ""
         else:
@@ -134,7 +137,7 @@ async def measure(base_url: str, mode: str = "constrained") -> dict[str, Any]:
                     args,
                     tz="UTC",
                     now=datetime.now(UTC),
-                    llm=_model_repair(ctx, spec, {}),
+                    llm=model_repair(ctx, spec, {}),
                     keep=frozenset({"idempotency_key"}),
                 )
                 methods = [r.method for r in out.repairs]

@@ -1,8 +1,8 @@
 """The researcher: executes one plan step per visit, so every step is its own checkpoint.
 
-A step whose tool is not ``none`` first calls that tool through the gateway
-(``graphs/tool_step.py``); the model then answers the step from the tool's result. A call that
-needs the caller's confirmation ends the visit with the call held in ``pending``; the graph
+A step whose tool is not ``none`` first goes through the tool pipeline (``tools/pipeline.py``
+via ``graphs/tool_step.py``); the model then answers the step from the tool's result. A call
+that needs the caller's confirmation ends the visit with the call held in ``pending``; the graph
 goes to ``confirm`` (an interrupt) and back here, where the step finishes with the decision.
 """
 
@@ -19,6 +19,7 @@ from graphs.emit import emit, status, usage_of
 from graphs.nodes import chat, last_question
 from graphs.state import State
 from graphs.tool_step import finish_held, run_tool_step
+from tools.pipeline import Degraded, Held
 
 NODE = "researcher"
 
@@ -37,7 +38,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     pending = state.get("pending")
     if pending is not None and ctx.tools is not None and "decision" in pending:
         used = await finish_held(writer, NODE, ctx, pending, pending["decision"], step, question)
-        usage, degraded = used.usage, used.degraded
+        usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
         prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
     elif step["tool"] != "none" and ctx.tools is None:
         emit(
@@ -49,9 +50,9 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         )
     elif step["tool"] != "none":
         used = await run_tool_step(writer, NODE, ctx, step, question, index)
-        if used.held is not None:
+        if isinstance(used, Held):
             return {"pending": used.held, "usage": used.usage}
-        usage, degraded = used.usage, used.degraded
+        usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
         prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
     status(writer, NODE, "thinking", detail=step["description"])
     model = chat(ctx, ctx.llm.step_max_tokens)

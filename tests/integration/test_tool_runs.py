@@ -128,7 +128,7 @@ def test_python_exec_without_exec_code_never_runs(
     assert not [f for f in frames if f.data["type"] in {"tool_result", "image_generated"}]
     assert frames[-1].data["data"]["status"] == "success"
     assert len(tool_invocations(live.settings.data_dir, "python-v1")) == before == 0
-    logged = [getattr(r, "keel", {}) for r in caplog.records if r.name == "graphs.tool_step"]
+    logged = [getattr(r, "keel", {}) for r in caplog.records if r.name == "tools.pipeline"]
     assert [(k["code"], k["trace_id"]) for k in logged] == [
         ("permission_denied", frames[0].data["trace_id"])
     ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from graphs.tool_step import language_of, period_of, tool_of
 from tools.lock import drift, server_entry
+from tools.servers.calendar.v1.adapter import CalendarV1
+from tools.servers.github_trending.v2.adapter import GithubTrendingV2
+from tools.servers.github_trending.wording import language_of, period_of
 
 
 @pytest.mark.parametrize(
@@ -30,9 +32,9 @@ def test_period_and_calendar_tool_follow_the_wording() -> None:
         "weekly",
         "weekly",
     ]
-    assert tool_of("calendar", "Book a meeting with Bob") == "schedule_meeting"
-    assert tool_of("calendar", "Am I free tomorrow?") == "list_events"
-    assert tool_of("github_trending", "book") is None
+    assert CalendarV1().tool_for("Book a meeting with Bob") == "schedule_meeting"
+    assert CalendarV1().tool_for("Am I free tomorrow?") == "list_events"
+    assert GithubTrendingV2().tool_for("book") is None
 
 
 def test_drift_names_the_changed_added_and_removed_tools() -> None:

@@ -1,0 +1,450 @@
+"""A tool call as one pipeline (practices 9, 11, 15, 16): a plan step in, a typed outcome out.
+
+``ToolPipeline.run(step)`` goes, in order:
+
+1. **Resolve** the agent's pinned server for the step, and its tool (the server's adapter
+   chooses, e.g. booking words pick ``calendar.schedule_meeting``).
+2. **Arguments** from the adapter: deterministic where the step's words suffice (language and
+   period, the query, the window), else the run's model with a schema as structured output.
+3. **Repair** against the tool's own schema (``tools/validation.py``): rules first, then the
+   model given the exact error; each repair is a ``repair`` event. Still invalid: a
+   ``tool_error`` with ``expected`` and ``hint``, and the step goes on without the tool.
+4. **Confirmation**: a tool in ``tools.confirm`` is held once the gateway admits it (schema and
+   permissions): ``confirmation_required``, and the outcome is ``Held``. The resumed run calls
+   ``finish(held, decision)``, which calls it with exactly the held arguments, or tells a
+   ``not_confirmed`` ``tool_error`` when the caller rejected it.
+5. **The checked call** through the gateway: admission (pin, schema, permissions), quota by the
+   caller's identity (tier, API key), circuit breaker, retries, the MCP call, the result cache,
+   audit (``ToolGateway.call``).
+6. **Output**: the adapter tells rich events (code, charts, tables) and the ``tool_result``;
+   a sandbox limit is a ``sandbox_limit`` ``tool_error`` beside it.
+7. **Degradation** when the call fails with a kind its pin's ``fallbacks`` rule lists: the
+   cached result, another pin, or skip, each told as a ``warning``; the outcome is
+   ``Degraded`` and names the source, so the summary can say so.
+
+Events go out through ``Caller.tell`` as they happen; the graph binds it to its stream writer,
+so this module knows nothing of LangGraph or HTTP. Adapters are registered in ``ADAPTERS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import KeelError
+from core.identity import Identity
+from tools.adapter import Adapter, Ask, Step, Tell, Usage
+from tools.errors import NotConfirmed, ToolError, failure_kind
+from tools.fallback import CachedResult
+from tools.gateway import ToolGateway, ToolOutcome, ToolSpec
+from tools.servers.calendar.v1.adapter import CalendarV1
+from tools.servers.documents.v1.adapter import DocumentsV1
+from tools.servers.github_trending.v1.adapter import GithubTrendingV1
+from tools.servers.github_trending.v2.adapter import GithubTrendingV2
+from tools.servers.python_exec.v1.adapter import PythonExecV1
+from tools.validation import ArgumentsInvalid, Repair, RepairModel, validate_and_repair
+
+log = logging.getLogger(__name__)
+
+ADAPTERS: dict[tuple[str, str], Adapter] = {
+    ("github_trending", "1"): GithubTrendingV1(),
+    ("github_trending", "2"): GithubTrendingV2(),
+    ("documents", "1"): DocumentsV1(),
+    ("calendar", "1"): CalendarV1(),
+    ("python_exec", "1"): PythonExecV1(),
+}
+_DEFAULT = Adapter()
+MAX_NOTE = 1500
+
+
+def adapter_for(spec: ToolSpec) -> Adapter:
+    """The adapter of ``spec``'s server at its major version (defaults if none)."""
+    return ADAPTERS.get((spec.server, spec.version.split(".", 1)[0]), _DEFAULT)
+
+
+@dataclass
+class Outcome:
+    """What a tool step produced: the note for the researcher's prompt and the tokens used."""
+
+    note: str
+    usage: Usage = field(default_factory=dict)
+
+
+@dataclass
+class Called(Outcome):
+    """The tool answered."""
+
+
+@dataclass
+class Degraded(Outcome):
+    """The tool failed and its fallback rule answered (cache, another pin) or skipped it."""
+
+    source: str = ""
+
+
+@dataclass
+class Refused(Outcome):
+    """The tool was not called: unknown, no valid arguments, denied, or rejected by the caller."""
+
+
+@dataclass
+class Failed(Outcome):
+    """The call failed and no fallback rule applied."""
+
+
+@dataclass
+class Held(Outcome):
+    """The call waits for the caller's confirmation; ``held`` is what the resumed run needs."""
+
+    held: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What only the graph has: who runs, how to tell events, how to ask the model."""
+
+    identity: Identity
+    trace_id: str
+    agent: str
+    timezone: str
+    tell: Tell
+    ask: Ask
+    repair_model: Callable[[ToolSpec, Usage], RepairModel]
+
+
+class ToolPipeline:
+    """One plan step's tool call, from the step to a typed outcome (see the module docstring)."""
+
+    def __init__(self, gateway: ToolGateway, caller: Caller) -> None:
+        """Call tools of ``gateway`` for ``caller``."""
+        self.gateway = gateway
+        self.caller = caller
+        self.usage: Usage = {}
+
+    async def run(self, step: Step) -> Outcome:
+        """Resolve, derive, repair, then hold or call the step's tool."""
+        call_id = uuid.uuid4().hex[:16]
+        try:
+            spec = self.gateway.resolve(self.caller.agent, step.tool)
+            choice = adapter_for(spec).tool_for(step.text)
+            if choice is not None and choice != spec.name:
+                spec = self.gateway.resolve(self.caller.agent, step.tool, choice)
+        except ToolError as exc:
+            self._tool_error(call_id, step.tool, exc, None)
+            return Refused(f"(tool {step.tool} unavailable: {exc.detail})")
+        self._status("calling_tool", spec)
+        args = await self._arguments(spec, step)
+        if args is None:
+            err = ToolError(f"no valid arguments for {spec.qualified} from the model")
+            self._tool_error(call_id, spec.qualified, err, spec)
+            return Refused(f"(tool {spec.qualified} not called: no valid arguments)", self.usage)
+        try:
+            args = await self._repaired(spec, args, call_id)
+        except KeelError as exc:
+            self._tool_error(call_id, spec.qualified, exc, spec)
+            note = f"(tool {spec.qualified} not called: {exc.detail}; answer without it)"
+            return Refused(note, self.usage)
+        if self.gateway.needs_confirmation(spec):
+            return await self._hold(spec, args, call_id, step.index)
+        return await self._attempt(spec, args, call_id, step)
+
+    async def finish(self, held: dict[str, Any], decision: dict[str, Any], step: Step) -> Outcome:
+        """The held call after the caller's decision: called with its held arguments, or not."""
+        call_id = str(held["confirmation_id"])
+        approve = bool(decision.get("approve"))
+        comment = decision.get("comment")
+        try:
+            spec = self.gateway.resolve_pin(str(held["pin"]), str(held["tool"]))
+        except ToolError as exc:
+            self._tool_error(call_id, str(held["tool"]), exc, None)
+            return Refused(f"(tool {held['tool']} unavailable: {exc.detail})")
+        self.caller.tell(
+            "confirmation_decided",
+            confirmation_id=call_id,
+            tool_name=spec.qualified,
+            approve=approve,
+            user_id=self.caller.identity.user_id,
+            comment=comment,
+        )
+        args: dict[str, Any] = dict(held["args"])
+        await self.gateway.record_decision(
+            spec,
+            args,
+            identity=self.caller.identity,
+            trace_id=self.caller.trace_id,
+            confirmation_id=call_id,
+            approve=approve,
+            comment=comment,
+        )
+        if spec.version != held["version"]:
+            err = ToolError(
+                f"{spec.qualified} is now {spec.version}, not the confirmed {held['version']}"
+            )
+            self._tool_error(call_id, spec.qualified, err, spec)
+            return Refused(f"(tool {spec.qualified} not called: {err.detail})")
+        if not approve:
+            why = f": {comment}" if comment else ""
+            err = NotConfirmed(f"{spec.qualified} was not called: the user rejected the call{why}")
+            err.hint = "answer without this tool, and say that the user declined it"
+            self._tool_error(call_id, spec.qualified, err, spec)
+            return Refused(
+                f"(tool {spec.qualified} not called: the user declined it{why}; answer without it)"
+            )
+        self._status("calling_tool", spec)
+        return await self._attempt(spec, args, call_id, step, confirmed=True)
+
+    async def _arguments(self, spec: ToolSpec, step: Step) -> dict[str, Any] | None:
+        args, used = await adapter_for(spec).arguments(spec, step, self.caller.ask)
+        self._add(used)
+        return args if isinstance(args, dict) else None
+
+    async def _repaired(self, spec: ToolSpec, args: dict[str, Any], call_id: str) -> dict[str, Any]:
+        """``args`` valid for ``spec``'s schema, each repair told as a ``repair`` event."""
+
+        def told(repairs: list[Repair]) -> None:
+            for r in repairs:
+                self.caller.tell(
+                    "repair",
+                    call_id=call_id,
+                    tool_name=spec.qualified,
+                    before=r.before,
+                    after=r.after,
+                    method=r.method,
+                    changes=list(r.changes),
+                    valid=r.valid,
+                )
+
+        try:
+            repaired = await validate_and_repair(
+                spec.input_schema,
+                args,
+                tz=self.caller.timezone,
+                now=datetime.now(UTC),
+                llm=self.caller.repair_model(spec, self.usage),
+                max_llm_attempts=self.gateway.settings.tools.repair_llm_attempts,
+                keep=frozenset({"idempotency_key"}),
+            )
+        except ArgumentsInvalid as exc:
+            told(exc.repairs)
+            raise
+        told(repaired.repairs)
+        return repaired.args
+
+    async def _hold(
+        self, spec: ToolSpec, args: dict[str, Any], call_id: str, index: int
+    ) -> Outcome:
+        """Offer the call for confirmation once the gateway admits it (never outside scopes)."""
+        try:
+            await self.gateway.hold(
+                spec,
+                args,
+                identity=self.caller.identity,
+                trace_id=self.caller.trace_id,
+                confirmation_id=call_id,
+            )
+        except KeelError as exc:
+            self._tool_error(call_id, spec.qualified, exc, spec)
+            return Refused(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
+        self.caller.tell(
+            "confirmation_required",
+            confirmation_id=call_id,
+            call_id=call_id,
+            tool_name=spec.qualified,
+            server=spec.server,
+            version=spec.version,
+            args=_shown(args),
+            permissions=list(spec.permissions),
+        )
+        self._status("awaiting_confirmation", spec)
+        held = {
+            "confirmation_id": call_id,
+            "pin": spec.pin,
+            "tool": spec.name,
+            "tool_name": spec.qualified,
+            "version": spec.version,
+            "args": args,
+            "index": index,
+        }
+        return Held("", self.usage, held=held)
+
+    async def _attempt(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        call_id: str,
+        step: Step,
+        *,
+        confirmed: bool = False,
+    ) -> Outcome:
+        """Call the tool with valid ``args``; a failure degrades as its pin's rule says."""
+        try:
+            return await self._call(spec, args, call_id, confirmed=confirmed)
+        except ToolError as exc:
+            self._tool_error(call_id, spec.qualified, exc, spec)
+            degraded = await self._degrade(spec, args, exc, step)
+            if degraded is not None:
+                return degraded
+            return Failed(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
+        except KeelError as exc:
+            self._tool_error(call_id, spec.qualified, exc, spec)
+            return Failed(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
+
+    async def _call(
+        self, spec: ToolSpec, args: dict[str, Any], call_id: str, *, confirmed: bool = False
+    ) -> Outcome:
+        """The checked call through the gateway, told as ``tool_call`` and ``tool_result``."""
+        about = {
+            "call_id": call_id,
+            "tool_name": spec.qualified,
+            "server": spec.server,
+            "version": spec.version,
+        }
+        self.caller.tell("tool_call", **about, args=_shown(args))
+        outcome = await self.gateway.call(
+            spec,
+            args,
+            identity=self.caller.identity,
+            trace_id=self.caller.trace_id,
+            confirmed=confirmed,
+        )
+        adapter = adapter_for(spec)
+        tenant = self.caller.identity.tenant
+        result = adapter.shape(
+            outcome.result,
+            self.caller.tell,
+            lambda png: self.gateway.artifacts.save(tenant, png, "png"),
+        )
+        limit = adapter.limit(outcome.result)
+        if limit:
+            err = ToolError(f"{spec.qualified}: {limit}")
+            err.code = "sandbox_limit"
+            err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
+            self._tool_error(call_id, spec.qualified, err, spec)
+        self.caller.tell("tool_result", **about, result=result, duration_ms=outcome.duration_ms)
+        return Called(adapter.note(outcome.result)[:MAX_NOTE], self.usage)
+
+    async def _degrade(
+        self, spec: ToolSpec, args: dict[str, Any], exc: ToolError, step: Step
+    ) -> Outcome | None:
+        """Answer the step as ``fallbacks.<pin>`` says after ``exc``; ``None``: no rule applies."""
+        kind = failure_kind(exc.code)
+        if kind == "circuit_open":
+            self.warn("circuit_open", spec.qualified, f"{spec.qualified} is paused: {exc.detail}")
+        rule = self.gateway.fallback_rule(spec.pin)
+        if rule is None or kind is None or (kind not in rule.on and kind != "circuit_open"):
+            return None
+        label = f"{spec.server} {spec.version}"
+        if rule.use == "cache":
+            hit = await self.gateway.cached(spec, args, self.caller.identity.tenant)
+            if hit is not None:
+                return self._from_cache(spec, hit, kind, label)
+            message = (
+                f"{label} failed ({kind}) and has no fresh cached result: step answered without it"
+            )
+        elif rule.use == "tool" and rule.tool is not None:
+            used = await self._fallback_tool(rule.tool, spec, kind, step)
+            if used is not None:
+                return used
+            message = (
+                f"{label} failed ({kind}) and so did its fallback {rule.tool}:"
+                " step answered without it"
+            )
+        else:
+            message = f"{label} failed ({kind}): answered without it"
+        self.warn("tool_skipped", spec.qualified, message)
+        return Degraded(f"(tool {spec.qualified} skipped: {kind})", self.usage, source=message)
+
+    def _from_cache(self, spec: ToolSpec, hit: CachedResult, kind: str, label: str) -> Outcome:
+        age = _age(datetime.now(UTC) - hit.stored_at)
+        message = f"{label} is failing ({kind}): using its cached result from {age} ago"
+        self.warn("tool_cached", spec.qualified, message)
+        self.caller.tell(
+            "tool_result",
+            call_id=uuid.uuid4().hex[:16],
+            tool_name=spec.qualified,
+            server=spec.server,
+            version=spec.version,
+            result=hit.result,
+            cached_at=hit.stored_at.isoformat(),
+        )
+        outcome = ToolOutcome(spec=spec, result=hit.result, text=hit.text, duration_ms=0.0)
+        note = adapter_for(spec).note(outcome.result)[:MAX_NOTE]
+        return Degraded(note, self.usage, source=f"{label}: cached, {age} old")
+
+    async def _fallback_tool(
+        self, pin: str, failed: ToolSpec, kind: str, step: Step
+    ) -> Outcome | None:
+        call_id = uuid.uuid4().hex[:16]
+        try:
+            spec = self.gateway.resolve_pin(pin, failed.name)
+            args = await self._arguments(spec, step)
+            if args is None:
+                return None
+            message = (
+                f"{failed.server} {failed.version} is failing ({kind}):"
+                f" answered by {spec.server} {spec.version} instead"
+            )
+            self.warn("tool_fallback", failed.qualified, message)
+            args = await self._repaired(spec, args, call_id)
+            used = await self._call(spec, args, call_id)
+        except KeelError as exc:
+            self._tool_error(call_id, pin, exc, None)
+            return None
+        return Degraded(used.note, self.usage, source=message)
+
+    def warn(self, code: str, tool_name: str | None, message: str) -> None:
+        """A ``warning`` event: something degraded, the run goes on."""
+        log.warning(message, extra={"keel": {"code": code, "tool": tool_name}})
+        self.caller.tell("warning", code=code, message=message, tool_name=tool_name)
+
+    def _status(self, status: str, spec: ToolSpec) -> None:
+        self.caller.tell("agent_status", status=status, tool_name=spec.qualified)
+
+    def _add(self, used: Usage) -> None:
+        for k, v in used.items():
+            self.usage[k] = self.usage.get(k, 0) + v
+
+    def _tool_error(
+        self, call_id: str, tool_name: str, exc: KeelError, spec: ToolSpec | None
+    ) -> None:
+        log.warning(
+            "tool call refused or failed",
+            extra={
+                "keel": {
+                    "tool": tool_name,
+                    "code": exc.code,
+                    "detail": exc.detail,
+                    "trace_id": self.caller.trace_id,
+                }
+            },
+        )
+        data: dict[str, Any] = {
+            "call_id": call_id,
+            "tool_name": tool_name,
+            "code": exc.code,
+            "error": exc.detail,
+        }
+        if hint := getattr(exc, "hint", None):
+            data["hint"] = hint
+        if expected := getattr(exc, "expected", None):
+            data["expected"] = expected
+        if spec is not None:
+            data.update(server=spec.server, version=spec.version)
+        self.caller.tell("tool_error", **data)
+
+
+def _shown(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as events show them: without the idempotency key the gateway adds."""
+    return {k: v for k, v in args.items() if k != "idempotency_key"}
+
+
+def _age(delta: Any) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

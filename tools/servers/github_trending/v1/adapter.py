@@ -1,0 +1,21 @@
+"""github_trending 1.x: the legacy ``{"lang"}`` argument, read from the step's words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools.adapter import Adapter, Ask, Step, Usage
+from tools.gateway import ToolSpec
+from tools.servers.github_trending.wording import language_of, repos_note
+
+
+class GithubTrendingV1(Adapter):
+    """``trending_repos(lang)``."""
+
+    async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
+        """The language the step names."""
+        return {"lang": language_of(step.text)}, {}
+
+    def note(self, result: Any) -> str:
+        """One line per repository."""
+        return repos_note(result) or super().note(result)
