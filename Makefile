@@ -47,9 +47,10 @@ run: install web
 test: install web chromium lint pytest
 
 lint: install
-	$(BIN)/ruff check core graphs tools memory api tests bench
-	$(BIN)/ruff format --check core graphs tools memory api tests
+	$(BIN)/ruff check core graphs tools memory runs api tests bench
+	$(BIN)/ruff format --check core graphs tools memory runs api tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: install web
 	$(BIN)/python -m pytest

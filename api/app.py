@@ -15,11 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import problems
 from api.deps import Services
-from api.executor import RunExecutor
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
 from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
-from api.scheduler import FairScheduler
-from api.streaming import Broker, EventLog, Listener
 from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.otel import configure as configure_tracing
@@ -31,6 +28,9 @@ from core.tracing import install_log_context
 from graphs.graph import build_graph
 from graphs.llm import close_models
 from memory.layers import open_memory
+from runs.event_log import Broker, EventLog, Listener
+from runs.executor import RunExecutor
+from runs.scheduler import FairScheduler
 from tools.gateway import ToolGateway
 
 

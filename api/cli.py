@@ -203,8 +203,8 @@ def _database_url(settings: Settings, stack: ExitStack) -> str:
 def _prune(args: argparse.Namespace) -> int:
     import asyncio
 
-    from api.maintenance import prune
     from core.db import open_pool
+    from runs.retention import prune
 
     settings = get_settings()
     retention = settings.retention.model_copy(
@@ -247,8 +247,8 @@ def _feedback(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from api.feedback import export_rows
     from core.db import open_pool
+    from runs.feedback import export_rows
 
     settings = get_settings()
 
@@ -297,7 +297,7 @@ def _memory(args: argparse.Namespace) -> int:
 def _record(args: argparse.Namespace) -> int:
     import json
 
-    from api.recording import record
+    from runs.recording import record
 
     token = _client_token(args, "record")
     rec = record(args.url, token, args.thread_id, args.run_id)
@@ -384,14 +384,12 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """``keel bench``: run bench/suite.py (the benchmarks live in the checkout, not the wheel)."""
+    """``keel bench``: run ``python -m bench.suite`` from the checkout (not part of the package)."""
     from core.settings import ROOT
 
-    sys.path.insert(0, str(ROOT))
-    from bench import suite  # type: ignore[import-not-found,unused-ignore]
-
-    code: int = suite.main(args.suite_args)
-    return code
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, "-m", "bench.suite", *args.suite_args]
+    return subprocess.call(cmd, env={**os.environ, "PYTHONPATH": path})
 
 
 def main(argv: list[str] | None = None) -> int:

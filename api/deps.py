@@ -10,15 +10,15 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
-from api.executor import RunExecutor
-from api.scheduler import FairScheduler
-from api.streaming import Broker, EventLog
 from core.apikeys import looks_like_key, verify_key
 from core.errors import AuthenticationFailed, NotFound
 from core.identity import Identity, verify_token
 from core.quotas import Quotas
 from core.settings import Settings
 from memory.layers import MemoryLayers
+from runs.event_log import Broker, EventLog
+from runs.executor import RunExecutor
+from runs.scheduler import FairScheduler
 from tools.gateway import ToolGateway
 
 

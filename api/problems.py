@@ -16,9 +16,9 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from api.metrics import QUOTA_REJECTIONS
 from core.errors import KeelError, QuotaExceeded
 from core.tracing import trace_id_var
+from runs.metrics import QUOTA_REJECTIONS
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"

@@ -27,11 +27,11 @@ import httpx
 import uvicorn
 
 from api.app import create_app
-from api.streaming import EventLog
 from core.db import EmbeddedPostgres, free_port, open_pool
 from core.identity import issue_token
 from core.settings import Settings
 from graphs.graph import build_graph
+from runs.event_log import EventLog
 from tests.fakes.openai_server import FakeOpenAI
 
 ANSWER = " ".join(f"w{i}" for i in range(93))  # with the run's other events: ~100 per turn

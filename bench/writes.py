@@ -25,13 +25,13 @@ from typing import Any
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from api.executor import RunExecutor
-from api.streaming import Broker, EventLog
 from core.db import migrate, open_pool
 from core.events import Event, RunFinished
 from core.identity import Identity
 from core.settings import Settings
 from graphs.graph import build_graph
+from runs.event_log import Broker, EventLog
+from runs.executor import RunExecutor
 
 
 class RecordingSaver(AsyncPostgresSaver):

@@ -1,4 +1,4 @@
-"""``POST /v1/feedback``, ``POST /v1/signals``, ``GET /v1/feedback/summary`` (see api/feedback)."""
+"""``POST /v1/feedback``, ``POST /v1/signals``, ``GET /v1/feedback/summary`` (see runs/feedback)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import langsmith_runs
 from api.deps import CurrentIdentity, Svc
-from api.feedback import Rating, SignalKind
 from api.text import StorableText
 from core.errors import Forbidden
+from runs import langsmith_runs
+from runs.feedback import Rating, SignalKind
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 

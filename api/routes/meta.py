@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import Svc
 from api.doctor import check_quota_store, tools_check
-from api.metrics import render
 from core.events import events_json_schema
+from runs.metrics import render
 
 router = APIRouter(tags=["meta"])
 

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentIdentity, Services, Svc, TraceId, owned_thread
-from api.metrics import OPEN_STREAMS
-from api.streaming import paced, sse_item, tail
 from api.text import StorableText
 from core.errors import Conflict, NotFound
+from runs.event_log import paced, sse_item, tail
+from runs.metrics import OPEN_STREAMS
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 

@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from api.maintenance import prune
 from core.db import migrate, open_pool
 from core.settings import RetentionSettings, SessionMemorySettings
 from memory.session import Fact, QdrantSessionMemory, open_session_memory
+from runs.retention import prune
 from tests.chaos.conftest import scaled
 
 QUERIES = scaled(100, 1000)

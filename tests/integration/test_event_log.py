@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from psycopg import AsyncConnection
 
-from api.streaming import EVENTS_CHANNEL, EventLog
 from core.db import migrate, open_pool
 from core.events import Event, NodeEvent, envelope
+from runs.event_log import EVENTS_CHANNEL, EventLog
 
 
 def _events(thread_id: str, run_id: str, first: int, n: int, finish: bool) -> list[Event]:

@@ -13,8 +13,8 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from api import langsmith_runs
 from core.otel import add_processor
+from runs import langsmith_runs
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.langsmith_server import FakeLangSmith
 from tests.fakes.openai_server import FakeOpenAI

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from api.scheduler import FairScheduler, Ticket
 from core.errors import QuotaExceeded
 from core.identity import Identity
 from core.quotas import Quotas, check_tool_call, forget, quotas_for
 from core.settings import QuotaSettings, Settings
+from runs.scheduler import FairScheduler, Ticket
 from tests.quota_helpers import quota_settings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.parametrize("kind", ["memory", "redis"])]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from api.recording import INVALID_PLAN
+from runs.recording import INVALID_PLAN
 from tests.conftest import LiveServer, stream_run
 from tests.fakes.openai_server import FakeOpenAI
 from tests.recorded import load, normalise, replay
@@ -78,7 +78,7 @@ async def test_replay_catches_a_changed_graph(live: LiveServer, fake_llm: FakeOp
         tid = c.post("/v1/threads").json()["thread_id"]
         _, frames = stream_run(c, tid, "q")
     events = [f.data for f in frames]
-    from api.recording import model_outputs
+    from runs.recording import model_outputs
 
     rec = {"message": "q", "model_outputs": model_outputs(events), "events": events}
     tampered = [dict(e) for e in events]

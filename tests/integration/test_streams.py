@@ -13,8 +13,8 @@ import httpx
 import psycopg
 import pytest
 
-from api.streaming import EventLog
 from core.events import Event
+from runs.event_log import EventLog
 from tests.conftest import LiveServer, make_settings, stream_run
 from tests.fakes.openai_server import FakeOpenAI
 from tests.sse import Frame, iter_frames, parse

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from api.feedback import VariantRouter, tally, wilson
 from core.settings import AgentSettings, Settings
+from runs.feedback import VariantRouter, tally, wilson
 
 AGENT = AgentSettings(
     variants={"a": {}, "b": {}},

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from api.scheduler import FairScheduler, Ticket
 from core.errors import QuotaExceeded
 from core.identity import Identity
 from core.quotas import Quotas
 from core.settings import QuotaSettings
+from runs.scheduler import FairScheduler, Ticket
 
 pytestmark = pytest.mark.asyncio
 

@@ -37,11 +37,6 @@ from opentelemetry import context as otel_context
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from api import langsmith_runs
-from api.feedback import FeedbackStore, VariantRouter
-from api.metrics import observe_event
-from api.scheduler import Ticket
-from api.streaming import Broker, EventLog, notify_cancel
 from core.errors import Conflict, KeelError
 from core.events import Event, NodeEvent, RunStatus, envelope, now
 from core.identity import Identity
@@ -51,6 +46,11 @@ from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
 from memory.layers import MemoryLayers
+from runs import langsmith_runs
+from runs.event_log import Broker, EventLog, notify_cancel
+from runs.feedback import FeedbackStore, VariantRouter
+from runs.metrics import observe_event
+from runs.scheduler import Ticket
 from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
