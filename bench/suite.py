@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -1007,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = str(Path(ns.out).resolve() / f"profile-{'-'.join(names)}.txt")
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
         rows = asyncio.run(run(names, a, Path(tmp), profile))
-    command = "keel bench " + " ".join(argv if argv is not None else [])
+    command = "keel bench " + " ".join(argv if argv is not None else sys.argv[1:])
     took = time.perf_counter() - t0
     write(rows, Path(ns.out), command.strip(), started, took, load)
     print(tables(rows))
