@@ -1,4 +1,4 @@
-"""Keel's HTTP surface: FastAPI app, routes, the run executor and event streaming."""
+"""Keel's HTTP surface: FastAPI app, routes, dependencies, middleware, problems, UI, CLI."""
 
 import os
 

@@ -1,1 +1,1 @@
-"""Layered memory behind one router (arrives with the memory issue)."""
+"""Layered memory (short-term, session, long-term), reached only through the memory router."""

@@ -1,1 +1,1 @@
-"""Versioned MCP tool servers and the tool gateway (arrives with the tools issue)."""
+"""Tools: versioned MCP servers, one pipeline per tool call, and the gateway that runs them."""

@@ -1,17 +1,19 @@
-"""Graceful degradation (practice 15): a cache of good results, breakers, retries, faults.
+"""Graceful degradation (practice 15): the cache of good results a failing pin may answer from.
 
-The gateway's call path for one pinned server is: circuit breaker (``purgatory``, one circuit
-per pin: open after ``tools.breaker.threshold`` failures in a row, refusing calls without
-reaching the server, half-open for one trial call after ``cooldown_s``) → retries with
-jittered exponential backoff (``tenacity``) for the failure kinds in ``tools.retry.on`` →
-the call with its timeout. When it still fails with a kind the pin's ``fallbacks`` rule lists,
-the tool pipeline degrades as the rule says (``tools/pipeline.py``): ``cache`` answers from
-``ResultCache`` (the last good result of the same tenant, tool, version and normalised
-arguments, no older than ``max_age``), ``tool`` calls another pin, ``skip`` goes on without
-the tool; each is told as a ``warning`` event with a stable code.
+This module holds only ``ResultCache``. The breaker, the retries and fault injection live in the
+gateway (``tools/gateway.py``; servers read an injected fault in ``tools/servers/common.py``),
+whose call path for one pinned server is: circuit breaker (``purgatory``, one circuit per pin:
+open after ``tools.breaker.threshold`` failures in a row, refusing calls without reaching the
+server, half-open for one trial call after ``cooldown_s``) → retries with jittered exponential
+backoff (``tenacity``) for the failure kinds in ``tools.retry.on`` → the call with its timeout.
+When it still fails with a kind the pin's ``fallbacks`` rule lists, the tool pipeline degrades
+as the rule says (``tools/pipeline.py``): ``cache`` answers from ``ResultCache`` (the last good
+result of the same tenant, tool, version and normalised arguments, no older than ``max_age``),
+``tool`` calls another pin, ``skip`` goes on without the tool; each is told as a ``warning``
+event with a stable code.
 
-``ResultCache`` keeps a pin's successful results in Postgres only when its rule uses the
-cache, so side-effecting tools are never replayed from it. The breaker's state is per process
+``ResultCache`` keeps a pin's successful results in Postgres only when its rule uses the cache,
+so side-effecting tools are never replayed from it. The breaker's state is per process
 (purgatory's in-memory store): each replica learns a tool is failing on its own.
 """
 

@@ -5,13 +5,14 @@ process with one kept MCP session, owned by its own task so a crashing server ca
 caller down. At start-up each server's version must match its pin and its tool schemas must
 match ``tools.lock``; a server that drifted is refused with a message naming the drift.
 A call goes: pin check (the agent pins this server) → argument check against the tool's
-schema (``tools/validation.py``; the graph repairs before calling) → permission check (the
+schema (``tools/validation.py``; the pipeline repairs before calling) → permission check (the
 tool's declared permissions against the run's JWT scopes, outside the LLM) → quota →
 circuit breaker → retries → call on the kept session with a timeout → result, kept in the
 result cache when the pin degrades to it (``tools/fallback.py``). A denied or invalid call
 never reaches the server. A tool named in ``tools.confirm`` is called only with
-``confirmed=True``: the graph first ``hold``s it (same checks, audited), interrupts for the
-caller's decision and records it (``record_decision``).
+``confirmed=True``: the pipeline (``tools/pipeline.py``) first ``hold``s it (same checks,
+audited), the graph interrupts for the caller's decision, and it is recorded
+(``record_decision``). Argument repair and degradation live in the pipeline, not here.
 """
 
 from __future__ import annotations

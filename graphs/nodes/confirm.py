@@ -1,11 +1,12 @@
-"""Human in the loop (issue 13): a held tool call waits here for the caller's decision.
+"""Human in the loop (confirmation): a held tool call waits here for the caller's decision.
 
-The researcher has already told the UI (``confirmation_required``, ``awaiting_confirmation``)
-and put the call in ``pending``; this node only calls LangGraph's ``interrupt``, so the
-checkpoint keeps the call and the run ends ``interrupted``. ``POST /v1/runs/{run_id}/confirm``
-resumes the thread with ``Command(resume={"approve", "comment", "confirmation_id"})``; the node
-runs again, gets the decision back from ``interrupt`` and hands it to the researcher. It emits
-nothing, since a resumed node runs from its start.
+The researcher's tool pipeline has already told the UI (``confirmation_required``,
+``awaiting_confirmation``) and put the call in ``pending``; this node only calls LangGraph's
+``interrupt``, so the checkpoint keeps the call and the run ends ``interrupted``.
+``POST /v1/runs/{run_id}/confirm`` resumes the thread with
+``Command(resume={"approve", "comment", "confirmation_id"})``; the node runs again, gets the
+decision back from ``interrupt`` and hands it to the researcher. It emits nothing, since a
+resumed node runs from its start.
 """
 
 from __future__ import annotations

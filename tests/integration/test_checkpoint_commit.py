@@ -23,7 +23,7 @@ async def test_async_checkpoint_commit_uses_its_own_pool_and_leaves_events_durab
     db_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(db_url, "http://unused/v1", tmp_path)
-    assert settings.database.checkpoint_commit == "async"  # the shipped choice (README)
+    assert settings.database.checkpoint_commit == "async"  # the shipped choice (docs/benchmarks.md)
     pool = await open_pool(db_url, 1, 2)
     ckpt = await checkpoint_pool(settings, pool)
     try:

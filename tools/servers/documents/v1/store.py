@@ -2,7 +2,7 @@
 
 ``keel ingest PATH...`` stores Markdown and text files per tenant, one row per paragraph-sized
 chunk with a ``tsvector``; search ranks chunks with ``websearch_to_tsquery`` and returns each
-hit's source and an excerpt. Semantic search belongs to the memory issue (Qdrant).
+hit's source and an excerpt. Search is full text only: there is no semantic search over the corpus.
 """
 
 from __future__ import annotations
