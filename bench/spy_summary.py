@@ -18,6 +18,7 @@ from pathlib import Path
 
 _ON_PATH = (
     "(api/",
+    "(runs/",
     "(graphs/",
     "(core/",
     "(memory/",

@@ -57,6 +57,8 @@ Be concise and direct; use Markdown when it helps. """
     + DATA_RULE
 )
 
+INVALID_REPLY = "Your previous answer was not valid JSON for the schema. Answer again. Error:"
+
 REPAIR_ARGS = """The arguments for the tool {tool} failed its schema.
 Schema: {schema}
 Arguments: {args}

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+import openai
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.types import StreamWriter
@@ -78,18 +79,32 @@ async def finish_held(
 
 
 def ask(ctx: RunContext) -> Ask:
-    """The run's model with a pydantic schema as structured output."""
+    """The run's model with a pydantic schema as structured output.
+
+    An invalid reply (empty, not JSON, wrong types) is asked again once with the validation
+    error; ``None`` if that fails too (the pipeline then tells a ``tool_error``).
+    """
 
     async def asking(
         schema: type[BaseModel], instruction: str, text: str
     ) -> tuple[BaseModel | None, Usage]:
         runnable = structured(ctx, ctx.llm.step_max_tokens * 2, schema)
-        try:
-            out: Any = await runnable.ainvoke([SystemMessage(instruction), HumanMessage(text)])
-        except (ValidationError, OutputParserException):
-            return None, {}
-        parsed: BaseModel | None = out.get("parsed")
-        return parsed, usage_of(out.get("raw"))
+        messages: list[Any] = [SystemMessage(instruction), HumanMessage(text)]
+        usage: Usage = {}
+        for _ in range(2):
+            try:
+                out: Any = await runnable.ainvoke(messages)
+            except (ValidationError, OutputParserException) as exc:
+                out = {"raw": None, "parsed": None, "parsing_error": exc}
+            for k, v in usage_of(out.get("raw")).items():
+                usage[k] = usage.get(k, 0) + v
+            if isinstance(out.get("parsed"), schema):
+                return out["parsed"], usage
+            if isinstance(out.get("parsing_error"), openai.LengthFinishReasonError):
+                break  # cut at twice the cap already: a model that loops, not a fixable reply
+            error = str(out.get("parsing_error") or "no reply")[:300]
+            messages = [*messages[:2], HumanMessage(f"{prompts.INVALID_REPLY}\n{error}")]
+        return None, usage
 
     return asking
 

@@ -12,6 +12,7 @@ endpoint that never answers, so it times out for real (after ``llm.timeout_s``, 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import openai
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ValidationError
 from graphs.context import RunContext
 from graphs.emit import emit
 from graphs.llm import chat_model, silent_endpoint
+
+log = logging.getLogger(__name__)
 
 # What sends a call to the fallback model: the main one is unreachable, slow or failing.
 MODEL_FAILURES = (
@@ -97,13 +100,32 @@ def structured(
 
     The result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``; ``parsed`` is an
     instance of a pydantic ``schema`` (``None`` if the reply does not validate), or a dict.
+
+    A reply cut at its token cap (``LengthFinishReasonError``: a small model that loops, or an
+    answer longer than the cap) is asked again once with twice the cap; cut again, the result
+    has ``parsed`` ``None`` and the caller degrades as for any invalid reply. A model's mistake
+    never fails the run.
     """
-    main = _with_schema(model_for(ctx, max_tokens), schema)
-    fallback = _fallback_for(ctx, max_tokens)
-    if fallback is None:
-        return main
-    backup = _with_schema(fallback, schema)
-    return main.with_fallbacks([_announce(ctx) | backup], exceptions_to_handle=MODEL_FAILURES)
+
+    def at(cap: int) -> Runnable[LanguageModelInput, Any]:
+        main = _with_schema(model_for(ctx, cap), schema)
+        fallback = _fallback_for(ctx, cap)
+        if fallback is None:
+            return main
+        backup = _with_schema(fallback, schema)
+        return main.with_fallbacks([_announce(ctx) | backup], exceptions_to_handle=MODEL_FAILURES)
+
+    async def cut_retried(prompt: LanguageModelInput) -> Any:
+        try:
+            return await at(max_tokens).ainvoke(prompt)
+        except openai.LengthFinishReasonError:
+            log.info("structured reply cut at %d tokens; asking again", max_tokens)
+        try:
+            return await at(max_tokens * 2).ainvoke(prompt)
+        except openai.LengthFinishReasonError as exc:
+            return {"raw": None, "parsed": None, "parsing_error": exc}
+
+    return RunnableLambda(cut_retried)
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """A scripted OpenAI-compatible HTTP server, so tests exercise langchain-openai's real wire path.
 
-Each request takes the next scripted reply (``"!status 500"`` answers with that error); with
+Each request takes the next scripted reply (``"!status 500"`` answers with that error,
+``"!length TEXT"`` with TEXT cut at the token cap: ``finish_reason: length``); with
 none left, a default by request kind: a valid one-step plan for ``response_format`` requests,
 a short text otherwise. Streaming requests get SSE chunks (one per word) and a usage chunk;
 requests are recorded for asserts.
@@ -114,6 +115,9 @@ class FakeOpenAI:
                 {"error": {"message": "scripted failure", "type": "server_error", "code": status}},
                 status_code=status,
             )
+        finish = "stop"
+        if text.startswith("!length "):
+            finish, text = "length", text.removeprefix("!length ")
         model = body.get("model", "fake")
         usage = {
             "prompt_tokens": 10,
@@ -131,7 +135,7 @@ class FakeOpenAI:
                     "choices": [
                         {
                             "index": 0,
-                            "finish_reason": "stop",
+                            "finish_reason": finish,
                             "message": {"role": "assistant", "content": text},
                         }
                     ],
@@ -163,7 +167,7 @@ class FakeOpenAI:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 yield frame({"content": word if i == 0 else " " + word})
-            yield frame({}, "stop")
+            yield frame({}, finish)
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield (
                     "data: "
