@@ -106,7 +106,8 @@ async def test_fork_bomb_hits_the_process_limit() -> None:
     started = time.monotonic()
     out = await run_python("import os\nwhile True:\n    os.fork()\n", LIMITS)
     assert time.monotonic() - started < LIMITS.wall_s
-    assert out.error is not None and "BlockingIOError" in out.error
+    # The spinning copies share the jail's CPU time, which may run out before fork fails.
+    assert out.killed == "CPU limit of 2 s" or "BlockingIOError" in (out.error or ""), out
     assert await _jail_emptied(LIMITS.uid) == []
 
 
