@@ -10,8 +10,8 @@ Which applies is decided once per process, in this order:
   enable ``memory`` and ``pids`` (a cgroup holding processes cannot, except the root).
 * **cgroup v1** (``pids``, ``memory`` and ``cpuacct`` hierarchies writable, as on this kind of
   machine): the same limits with ``pids.max``, ``memory.limit_in_bytes`` (and ``memsw`` where
-  swap is accounted) and ``cpuacct.usage``. An OOM kill hits one process; the jail is then
-  reported as stopped at its memory limit.
+  swap is accounted) and ``cpuacct.usage``. An OOM kill hits one process; the host sees it
+  (``oom_kill`` in ``memory.oom_control``, read every 0.2 s) and kills the rest of the jail.
 * **No writable cgroup, running as root**: each concurrent jail takes its own uid from a pool
   (``uid .. uid + uid_pool - 1``, claimed with ``flock`` so several server processes share the
   pool), so ``RLIMIT_NPROC`` counts that jail alone; CPU time and resident memory of the uid's

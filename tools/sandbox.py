@@ -482,7 +482,11 @@ async def _run(
 
 
 async def _watch(jail: JailLimits, limits: SandboxSettings) -> str:
-    """Wait until the jail's CPU time (or, in the ``uid`` mode, its resident memory) is over."""
+    """Wait until the jail's CPU time or memory is over; returns why.
+
+    Memory is watched here under cgroup v1 (an OOM kill) and in the ``uid`` mode (the resident
+    total); cgroup v2 ends the whole jail itself (``memory.oom.group``).
+    """
     cpus = os.cpu_count() or 1
     while True:
         used = (
@@ -493,6 +497,11 @@ async def _watch(jail: JailLimits, limits: SandboxSettings) -> str:
         wait = max(0.05, (limits.cpu_s - used) / cpus)
         if jail.mode == "uid":
             if await asyncio.to_thread(jail.resident_mb) > limits.memory_mb:
+                return f"memory limit of {limits.memory_mb} MB"
+            wait = min(wait, 0.2)
+        elif jail.mode == "v1":
+            # v1 has no memory.oom.group: after an OOM kill the rest of the jail is ended here.
+            if jail.oom_killed():
                 return f"memory limit of {limits.memory_mb} MB"
             wait = min(wait, 0.2)
         elif jail.mode == "none":
