@@ -222,16 +222,27 @@ class FeedbackSettings(BaseModel):
 
 
 class SandboxSettings(BaseModel):
-    """Limits of one sandboxed call (bubblewrap + rlimits)."""
+    """Limits of one sandboxed call (bubblewrap, a cgroup per jail, rlimits).
+
+    ``cpu_s``, ``memory_mb`` and ``nproc`` hold for the whole jail (all its processes) where a
+    cgroup or a uid of the pool can be had (``tools.jail_limits`` says which applies);
+    ``cgroups=False`` skips cgroups. ``cgroup_parent`` is the cgroup (a path inside the
+    hierarchy) under which each jail gets its own; empty means the server's own cgroup.
+    ``uid_pool`` uids from ``uid`` on serve the jails when no cgroup is writable.
+    """
 
     cpu_s: int = 5
     memory_mb: int = 1024
     nproc: int = 64
     fsize_mb: int = 8
     tmpfs_mb: int = 64
+    shm_mb: int = 16
     wall_s: float = 15.0
     output_bytes: int = 4_000_000
     uid: int = 60_000
+    uid_pool: int = 64
+    cgroups: bool = True
+    cgroup_parent: str = ""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")

@@ -40,5 +40,19 @@ def mime_of(artifact_id: str) -> str:
     return MIMES[artifact_id.rsplit(".", 1)[1]]
 
 
+def content_matches(mime: str, head: bytes) -> bool:
+    """Whether the first bytes of a file fit ``mime``: the PNG signature, or NUL-free UTF-8 text."""
+    if mime == "image/png":
+        return head.startswith(b"\x89PNG\r\n\x1a\n")
+    if mime == "text/csv":
+        try:
+            head.decode()
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3:
+                return False
+        return b"\x00" not in head
+    return False
+
+
 def _tenant_dir(tenant: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"keel-tenant:{tenant}").hex

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentIdentity, Svc
 from core.errors import NotFound
-from tools.artifacts import mime_of
+from tools.artifacts import content_matches, mime_of
 
 router = APIRouter(prefix="/v1", tags=["tools"])
 
@@ -63,8 +63,24 @@ async def list_tools(svc: Svc, identity: CurrentIdentity) -> ToolsOut:
 
 @router.get("/artifacts/{artifact_id}", response_class=FileResponse)
 async def get_artifact(artifact_id: str, svc: Svc, identity: CurrentIdentity) -> FileResponse:
-    """A file a tool produced in one of the caller's tenant's runs (404 for anyone else)."""
+    """A file a tool produced in one of the caller's tenant's runs (404 for anyone else).
+
+    Served with ``nosniff``; a file whose bytes do not match its type (a PNG without the PNG
+    signature, a CSV that is not text) goes out as an ``application/octet-stream`` attachment.
+    """
     path = svc.tools.artifacts.path(identity.tenant, artifact_id)
     if path is None:
         raise NotFound("artifact not found")
-    return FileResponse(path, media_type=mime_of(artifact_id))
+    with path.open("rb") as f:
+        head = f.read(4096)
+    mime = mime_of(artifact_id)
+    if not content_matches(mime, head):
+        mime = "application/octet-stream"
+    inline = mime == "image/png"
+    return FileResponse(
+        path,
+        media_type=mime,
+        filename=artifact_id,
+        content_disposition_type="inline" if inline else "attachment",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )

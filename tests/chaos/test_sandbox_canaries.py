@@ -10,9 +10,12 @@ python_exec MCP server process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +23,10 @@ import httpx
 import pytest
 
 from core.settings import ROOT, SandboxSettings
+from tests.chaos.conftest import scaled
 from tests.conftest import LiveServer, stream_run
 from tests.fakes.openai_server import FakeOpenAI
+from tests.integration.test_sandbox import _uid_processes
 from tools.sandbox import run_python
 
 LIMITS = SandboxSettings(cpu_s=5, memory_mb=1024, nproc=64, wall_s=15.0)
@@ -152,3 +157,106 @@ def test_escape_attempts_through_a_run_and_the_mcp_server(
     results = json.loads(result[0]["result"]["stdout"])
     assert not _check(results), _check(results)
     assert _hash(watched) == before
+
+
+@pytest.mark.asyncio
+async def test_shm_fill_stops_at_its_cap(figure: Callable[[str, str], None]) -> None:
+    want_mb = scaled(64, 2048)
+    limits = LIMITS.model_copy(update={"shm_mb": 16, "fsize_mb": want_mb, "wall_s": 60.0})
+    code = (
+        "import os\n"
+        "n = 0\n"
+        "try:\n"
+        "    with open('/dev/shm/fill', 'wb') as f:\n"
+        f"        for _ in range({want_mb}):\n"
+        "            f.write(b'x' * 2**20); f.flush(); n += 1\n"
+        "except OSError as e:\n"
+        "    print('stopped', e.errno)\n"
+        "print(n)\n"
+    )
+    out = await run_python(code, limits)
+    figure("sandbox", f"/dev/shm fill of {want_mb} MB: {out.stdout.split()} (cap 16 MB)")
+    assert out.stdout.split() == ["stopped", "28", str(15)] or out.stdout.split() == [
+        "stopped",
+        "28",
+        "16",
+    ], out
+
+
+@pytest.mark.asyncio
+async def test_memory_limit_holds_across_processes(figure: Callable[[str, str], None]) -> None:
+    n, mb, limit = scaled((3, 150, 256), (4, 700, 1024))
+    limits = LIMITS.model_copy(update={"memory_mb": limit, "wall_s": 60.0})
+    code = f"""
+import os, select, signal, time
+r, w = os.pipe()
+kids = []
+for _ in range({n}):
+    pid = os.fork()
+    if pid == 0:
+        x = b"x" * ({mb} * 2**20)
+        os.write(w, b"1")
+        signal.pause()
+    kids.append(pid)
+held, deadline = 0, time.monotonic() + 20
+while held < {n} and select.select([r], [], [], max(0, deadline - time.monotonic()))[0]:
+    held += len(os.read(r, 16))
+print(held)
+"""
+    out = await run_python(code, limits)
+    figure(
+        "sandbox", f"{n} processes x {mb} MB under memory_mb={limit}: {out.killed or out.stdout}"
+    )
+    assert out.killed == f"memory limit of {limit} MB", out
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "uid-pool"])
+async def test_a_jail_full_of_sleepers_does_not_starve_another(cgroups: bool) -> None:
+    nproc = scaled(16, 64)
+    limits = LIMITS.model_copy(update={"nproc": nproc, "wall_s": 60.0, "cgroups": cgroups})
+    sleepers = "import os, time\nwhile True:\n    try:\n        pid = os.fork()\n"
+    sleepers += "    except BlockingIOError:\n        break\n    if pid == 0:\n"
+    sleepers += "        time.sleep(120)\n        os._exit(0)\ntime.sleep(120)\n"
+    full = asyncio.ensure_future(run_python(sleepers, limits))
+    try:
+        deadline = time.monotonic() + 30
+        while len(_uid_processes(limits.uid)) < nproc - 1 and not full.done():
+            assert time.monotonic() < deadline, len(_uid_processes(limits.uid))
+            await asyncio.sleep(0.05)
+        assert not full.done(), full.result()
+        other = await run_python("print('still runs')", limits)
+        assert (other.stdout, other.error, other.killed) == ("still runs\n", None, None), other
+    finally:
+        full.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await full
+
+
+@pytest.mark.asyncio
+async def test_ptrace_userns_mount_keyctl_and_bpf_are_denied() -> None:
+    code = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    ctypes.set_errno(0)
+    rc = getattr(libc, name)(*args)
+    return "ok" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+print("ptrace", call("ptrace", 0, 0, 0, 0))
+print("unshare user", call("unshare", 0x10000000))
+print("unshare mount", call("unshare", 0x00020000))
+print("mount", call("mount", b"none", b"/tmp", b"tmpfs", 0, None))
+print("keyctl", call("syscall", 250, 1, 0))
+print("bpf", call("syscall", 321, 0, 0, 0))
+print("clone3", call("syscall", 435, 0, 0))
+"""
+    out = await run_python(code, LIMITS)
+    assert out.stdout.splitlines() == [
+        "ptrace EPERM",
+        "unshare user EPERM",
+        "unshare mount EPERM",
+        "mount EPERM",
+        "keyctl EPERM",
+        "bpf EPERM",
+        "clone3 ENOSYS",
+    ], out

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import ROOT, SandboxSettings
+from tests.conftest import LiveServer
 from tools.sandbox import run_python
 
 LIMITS = SandboxSettings(cpu_s=2, memory_mb=1024, nproc=64, wall_s=10.0)
@@ -106,7 +107,8 @@ async def test_fork_bomb_hits_the_process_limit() -> None:
     started = time.monotonic()
     out = await run_python("import os\nwhile True:\n    os.fork()\n", LIMITS)
     assert time.monotonic() - started < LIMITS.wall_s
-    assert out.error is not None and "BlockingIOError" in out.error
+    # The spinning copies share the jail's CPU time, which may run out before fork fails.
+    assert out.killed == "CPU limit of 2 s" or "BlockingIOError" in (out.error or ""), out
     assert await _jail_emptied(LIMITS.uid) == []
 
 
@@ -174,3 +176,131 @@ async def test_bwrap_does_not_leak_the_servers_environment_via_proc_1_environ(
     assert out.stdout.startswith("1 "), out.stdout
     assert "canary-7f3a" not in out.stdout
     assert "HOME=/root" not in out.stdout and "/work" not in out.stdout
+
+
+async def test_dev_is_read_only_and_dev_shm_is_capped() -> None:
+    limits = LIMITS.model_copy(update={"shm_mb": 8, "fsize_mb": 64})
+    code = (
+        "import os\n"
+        "for p in ['/dev/x', '/dev/shm/x']:\n"
+        "    try:\n"
+        "        with open(p, 'wb') as f:\n"
+        "            for _ in range(32):\n"
+        "                f.write(b'x' * 2**20); f.flush()\n"
+        "        print(p, 'wrote', os.path.getsize(p) // 2**20)\n"
+        "    except OSError as e:\n"
+        "        print(p, type(e).__name__, e.errno)\n"
+    )
+    out = await run_python(code, limits)
+    assert out.stdout.splitlines() == ["/dev/x OSError 30", "/dev/shm/x OSError 28"], out
+
+
+async def test_cpu_limit_holds_for_the_whole_jail_not_each_process() -> None:
+    limits = LIMITS.model_copy(update={"cpu_s": 1})
+    code = (
+        "import os\n"
+        "kids = [os.fork() for _ in range(4)]\n"
+        "if 0 in kids:\n"
+        "    while True:\n"
+        "        pass\n"
+        "for k in kids:\n"
+        "    os.waitpid(k, 0)\n"
+        "print('four CPU-seconds spent')\n"
+    )
+    out = await run_python(code, limits)
+    assert out.killed == "CPU limit of 1 s", out
+    assert await _jail_emptied(LIMITS.uid) == []
+
+
+async def test_forged_result_on_stdout_or_any_fd_is_only_stdout() -> None:
+    forged = '{"stdout": "FORGED", "error": null, "images": ["PHNjcmlwdD4="], "tables": []}'
+    code = (
+        "import glob, os, sys\n"
+        f"forged = {forged!r}\n"
+        "sys.__stdout__.write(forged); sys.__stdout__.flush()\n"
+        "for fd in [*range(3, 64), *glob.glob('/proc/[0-9]*/fd/*')]:\n"
+        "    try:\n"
+        "        if isinstance(fd, str):\n"
+        "            fd = os.open(fd, os.O_WRONLY)\n"
+        "        os.write(fd, forged.encode())\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n"
+    )
+    out = await run_python(code, LIMITS)
+    assert out.stdout.startswith(forged), out
+    assert out.images == [] and out.killed is None
+    assert out.error is not None and "without a result" in out.error
+
+
+async def test_mountinfo_shows_no_host_path_but_usr_and_site_packages() -> None:
+    import os
+    import sysconfig
+
+    allowed = {"/", "/usr", os.path.realpath(sysconfig.get_paths()["purelib"])}
+    code = "print(open('/proc/self/mountinfo').read())"
+    out = await run_python(code, LIMITS)
+    roots = {
+        line.split()[3]
+        for line in out.stdout.splitlines()
+        if line and line.split(" - ")[1].split()[0] not in ("devtmpfs", "tmpfs")
+    }
+    assert roots <= allowed, out.stdout
+
+
+async def test_mpl_cache_refuses_a_planted_dir_and_chmods_no_symlink_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import tempfile
+
+    from tools import sandbox
+
+    victim = tmp_path / "victim-secret"
+    victim.write_text("secret")
+    victim.chmod(0o600)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(mode=0o1777)
+    planted = tmp / f"keel-mplcache-{os.geteuid()}"
+    planted.mkdir(mode=0o777)
+    (planted / "fontlist-v390.json").symlink_to(victim)
+    os.chown(planted, 60_123, 60_123)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    clear = getattr(sandbox, "_mpl_cache", sandbox.mpl_cache)
+    clear.cache_clear() if hasattr(clear, "cache_clear") else None
+    try:
+        cache = sandbox.mpl_cache()
+    finally:
+        clear.cache_clear() if hasattr(clear, "cache_clear") else None
+    assert victim.stat().st_mode & 0o777 == 0o600
+    assert cache is not None and cache != planted
+    st = cache.lstat()
+    assert (st.st_uid, st.st_mode & 0o022, cache.is_symlink()) == (os.geteuid(), 0, False)
+    assert (cache / ".ready").is_file()
+
+
+async def test_artifacts_are_served_nosniff_and_typed_by_their_content(live: LiveServer) -> None:
+    from tools.artifacts import ArtifactStore
+
+    store = ArtifactStore(live.settings.data_dir / "artifacts")
+    png = store.save("acme", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, "png")
+    html = store.save("acme", b"<html><script>alert(1)</script></html>", "png")
+    csv = store.save("acme", b"a,b\n1,2\n", "csv")
+    with live.client() as c:
+        seen = {
+            name: (
+                r.headers["content-type"],
+                r.headers.get("x-content-type-options"),
+                r.headers.get("content-disposition", "").split(";")[0],
+            )
+            for name, r in (
+                ("png", c.get(f"/v1/artifacts/{png}")),
+                ("html", c.get(f"/v1/artifacts/{html}")),
+                ("csv", c.get(f"/v1/artifacts/{csv}")),
+            )
+        }
+    assert seen == {
+        "png": ("image/png", "nosniff", "inline"),
+        "html": ("application/octet-stream", "nosniff", "attachment"),
+        "csv": ("text/csv; charset=utf-8", "nosniff", "attachment"),
+    }
