@@ -47,9 +47,15 @@ def pipeline(writer: StreamWriter, node: str, ctx: RunContext) -> ToolPipeline:
     return ToolPipeline(ctx.tools, caller)
 
 
-def step_of(ctx: RunContext, step: dict[str, Any], question: str, index: int) -> Step:
+def step_of(
+    ctx: RunContext,
+    step: dict[str, Any],
+    question: str,
+    index: int,
+    earlier: tuple[dict[str, Any], ...] = (),
+) -> Step:
     """The pipeline's view of a plan step."""
-    return Step(step["tool"], step["description"], question, index, ctx.run_id)
+    return Step(step["tool"], step["description"], question, index, ctx.run_id, earlier)
 
 
 async def run_tool_step(
@@ -59,9 +65,10 @@ async def run_tool_step(
     step: dict[str, Any],
     question: str,
     index: int,
+    earlier: tuple[dict[str, Any], ...] = (),
 ) -> Outcome:
     """Call the step's tool; failures are ``tool_error`` events, never exceptions."""
-    return await pipeline(writer, node, ctx).run(step_of(ctx, step, question, index))
+    return await pipeline(writer, node, ctx).run(step_of(ctx, step, question, index, earlier))
 
 
 async def finish_held(
@@ -72,9 +79,10 @@ async def finish_held(
     decision: dict[str, Any],
     step: dict[str, Any],
     question: str,
+    earlier: tuple[dict[str, Any], ...] = (),
 ) -> Outcome:
     """The held call after the caller's decision: called with its held arguments, or not."""
-    at = step_of(ctx, step, question, int(held["index"]))
+    at = step_of(ctx, step, question, int(held["index"]), earlier)
     return await pipeline(writer, node, ctx).finish(held, decision, at)
 
 

@@ -43,6 +43,8 @@ class Step:
     question: str
     index: int
     run_id: str = ""
+    earlier: tuple[dict[str, Any], ...] = ()
+    """The results of this turn's earlier tool steps: ``{"step", "tool", "result"}`` each."""
 
     @property
     def text(self) -> str:

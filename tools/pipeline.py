@@ -72,6 +72,8 @@ class Outcome:
 
     note: str
     usage: Usage = field(default_factory=dict)
+    result: Any = None
+    """The result as ``tool_result`` told it, for later steps (``None``: no result)."""
 
 
 @dataclass
@@ -325,7 +327,7 @@ class ToolPipeline:
             err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
             self._tool_error(call_id, spec.qualified, err, spec)
         self.caller.tell("tool_result", **about, result=result, duration_ms=outcome.duration_ms)
-        return Called(adapter.note(outcome.result)[:MAX_NOTE], self.usage)
+        return Called(adapter.note(outcome.result)[:MAX_NOTE], self.usage, result=result)
 
     async def _degrade(
         self, spec: ToolSpec, args: dict[str, Any], exc: ToolError, step: Step
@@ -373,7 +375,8 @@ class ToolPipeline:
         )
         outcome = ToolOutcome(spec=spec, result=hit.result, text=hit.text, duration_ms=0.0)
         note = adapter_for(spec).note(outcome.result)[:MAX_NOTE]
-        return Degraded(note, self.usage, source=f"{label}: cached, {age} old")
+        source = f"{label}: cached, {age} old"
+        return Degraded(note, self.usage, result=hit.result, source=source)
 
     async def _fallback_tool(
         self, pin: str, failed: ToolSpec, kind: str, step: Step
@@ -394,7 +397,7 @@ class ToolPipeline:
         except KeelError as exc:
             self._tool_error(call_id, pin, exc, None)
             return None
-        return Degraded(used.note, self.usage, source=message)
+        return Degraded(used.note, self.usage, result=used.result, source=message)
 
     def warn(self, code: str, tool_name: str | None, message: str) -> None:
         """A ``warning`` event: something degraded, the run goes on."""

@@ -8,6 +8,7 @@ goes to ``confirm`` (an interrupt) and back here, where the step finishes with t
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -19,9 +20,10 @@ from graphs.emit import emit, status, usage_of
 from graphs.nodes import chat, last_question
 from graphs.state import State
 from graphs.tool_step import finish_held, run_tool_step
-from tools.pipeline import Degraded, Held
+from tools.pipeline import Degraded, Held, Outcome
 
 NODE = "researcher"
+MAX_KEPT_RESULT = 20_000  # bytes of JSON: a result kept for the turn's later steps
 
 
 async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -36,8 +38,12 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     usage: dict[str, int] = {}
     degraded: str | None = None
     pending = state.get("pending")
+    earlier = _earlier(state["plan"], findings)
+    used: Outcome | None = None
     if pending is not None and ctx.tools is not None and "decision" in pending:
-        used = await finish_held(writer, NODE, ctx, pending, pending["decision"], step, question)
+        used = await finish_held(
+            writer, NODE, ctx, pending, pending["decision"], step, question, earlier
+        )
         usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
         prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
     elif step["tool"] != "none" and ctx.tools is None:
@@ -49,7 +55,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
             message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
         )
     elif step["tool"] != "none":
-        used = await run_tool_step(writer, NODE, ctx, step, question, index)
+        used = await run_tool_step(writer, NODE, ctx, step, question, index, earlier)
         if isinstance(used, Held):
             return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
@@ -64,7 +70,27 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     finding: dict[str, Any] = {"index": index, "text": text}
     if degraded:
         finding["degraded"] = degraded
+    if used is not None and used.result is not None and _small(used.result):
+        finding["data"] = used.result
     return {"findings": [*findings, finding], "usage": total, "pending": None}
+
+
+def _earlier(plan: list[dict[str, Any]], findings: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """This turn's earlier tool results, for a step that works on them (code, charts)."""
+    return tuple(
+        {
+            "step": plan[f["index"]]["description"],
+            "tool": plan[f["index"]]["tool"],
+            "result": f["data"],
+        }
+        for f in findings
+        if "data" in f
+    )
+
+
+def _small(result: Any) -> bool:
+    """Whether a result is small enough to keep in the checkpoint for later steps."""
+    return len(json.dumps(result, default=str)) <= MAX_KEPT_RESULT
 
 
 def after_researcher(state: State) -> Literal["confirm", "researcher", "summarizer"]:

@@ -369,3 +369,32 @@ def test_tool_calls_are_limited_by_the_callers_own_tier_and_api_key(
                 assert usage["usage"]["tool_calls_last_minute"] == 2, usage
             # The key's calls were charged to the key, not to the user it acts for.
             assert bob.get("/v1/usage").json()["usage"]["tool_calls_last_minute"] == 0
+
+
+def test_code_gets_the_earlier_steps_results_as_data(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    """Data flows to code: the code step runs over the listed repositories, not retyped ones."""
+    plan = json.dumps(
+        {
+            "steps": [
+                {"description": "List trending Python repositories", "tool": "github_trending"},
+                {"description": "Plot their stars as a bar chart", "tool": "python_exec"},
+            ]
+        }
+    )
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "plt.bar([r['full_name'] for r in rows], [r['stars'] for r in rows])\n"
+        "print(len(rows), rows[0]['full_name'], rows[0]['stars'])\n"
+    )
+    fake_llm.script.extend([plan, "listed", json.dumps({"code": code}), "plotted", "Done."])
+    with _client(live, ["exec:code"]) as c:
+        _, frames = stream_run(c, _thread(c), "Plot the stars of the top trending Python repos")
+    listed, ran = [f.data["data"]["result"] for f in frames if f.data["type"] == "tool_result"]
+    top = listed["repos"][0]
+    assert ran["stdout"].split() == [str(len(listed["repos"])), top["full_name"], str(top["stars"])]
+    assert ran["images"] == 1 and not ran.get("error")
+    code_prompt = json.dumps(fake_llm.requests[2]["messages"])
+    assert top["full_name"] in code_prompt and "rows" in code_prompt
+    assert frames[-1].data["data"]["status"] == "success"

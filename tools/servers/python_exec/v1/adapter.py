@@ -1,8 +1,16 @@
-"""python_exec 1.x: the model writes the code; charts and tables become their own events."""
+"""python_exec 1.x: the model writes the code; charts and tables become their own events.
+
+Data flows to code, not through the model: the results of the turn's earlier tool steps are
+written into the jail as ``data.json`` and loaded as ``data`` by a few lines put before the
+model's code; the first list of records among them is also ``rows``. The model is told their
+shape (keys and one example) and writes code over them, so a chart of the repositories just
+listed never depends on the model retyping names and numbers.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -26,13 +34,14 @@ class PythonExecV1(Adapter):
     """``run_python(code)`` in the sandbox."""
 
     async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
-        """The code the model writes for the step."""
+        """The code the model writes for the step, after the lines that load earlier results."""
+        prelude, told = _prelude(step.earlier)
         parsed, usage = await ask(
-            CodeArgs, CODE_ARGS, f"Question: {step.question}\nStep: {step.description}"
+            CodeArgs, CODE_ARGS, f"Question: {step.question}\nStep: {step.description}{told}"
         )
         if not isinstance(parsed, CodeArgs):
             return None, usage
-        return {"code": parsed.code}, usage
+        return {"code": prelude + parsed.code}, usage
 
     def note(self, result: Any) -> str:
         """Its output, its error, and how many charts the user saw."""
@@ -74,3 +83,57 @@ class PythonExecV1(Adapter):
         if "MemoryError" in str(result.get("error") or ""):
             return "stopped by the sandbox: memory limit"
         return None
+
+
+def _records(values: list[Any]) -> list[dict[str, Any]] | None:
+    """The first non-empty list of records (dicts) in ``values``, searched breadth first."""
+    queue = list(values)
+    while queue:
+        item = queue.pop(0)
+        if isinstance(item, list) and item and all(isinstance(r, dict) for r in item):
+            return item
+        if isinstance(item, dict):
+            queue.extend(item.values())
+        elif isinstance(item, list):
+            queue.extend(item)
+    return None
+
+
+def _prelude(earlier: tuple[dict[str, Any], ...]) -> tuple[str, str]:
+    """Lines that load the earlier results in the jail, and what the model is told of them."""
+    if not earlier:
+        return "", ""
+    dumped = json.dumps(list(earlier), default=str)
+    lines = [
+        "import json",
+        f"open('data.json', 'w').write({dumped!r})",
+        "data = json.load(open('data.json'))",
+    ]
+    told = (
+        "\nThe earlier steps' results are already loaded: `data` is a list with one"
+        " {'step', 'tool', 'result'} per step (also in data.json). Use it; do not retype values."
+    )
+    rows = _records([e["result"] for e in earlier])
+    if rows is not None:
+        path = _path_to(list(earlier), rows)
+        lines.append(f"rows = data{path}")
+        example = json.dumps(rows[0], default=str)[:400]
+        told += (
+            f"\n`rows` is a list of {len(rows)} dicts with keys {sorted(rows[0])}."
+            f" rows[0] = {example}"
+        )
+    return "\n".join(lines) + "\n", told
+
+
+def _path_to(root: Any, target: Any) -> str:
+    """The subscript path from ``root`` to the object ``target`` (e.g. ``[0]['result']``)."""
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        item, path = stack.pop(0)
+        if item is target:
+            return path
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}[{k!r}]") for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return ""
