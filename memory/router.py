@@ -76,3 +76,74 @@ async def select_fields(
     q = vectors[0]
     scores = [sum(a * b for a, b in zip(q, v, strict=True)) for v in vectors[1:]]
     return [n for n, s in zip(names, scores, strict=True) if s >= threshold]
+
+
+_REMEMBER = re.compile(
+    r"^\s*(?:please\s+)?(?:remember|note|keep in mind|don't forget)\b\s*(?:that\s+|:\s*)?"
+    r"(?P<fact>.+?)[.!]*\s*$",
+    re.I | re.S,
+)
+_FORGET = re.compile(
+    r"^\s*(?:please\s+)?forget\b\s*(?:about\s+|that\s+|what\s+i\s+(?:said|told you)\s+about\s+)?"
+    r"(?P<what>.+?)[.!]*\s*$",
+    re.I | re.S,
+)
+_MY = re.compile(
+    r"^(?:my|the|our)\s+(?P<name>.+?)\s+(?:is|are|was|=)\s+(?P<value>.+)$", re.I | re.S
+)
+_I_VERBS = {
+    "live in": "home",
+    "work at": "employer",
+    "work for": "employer",
+    "prefer": "preference",
+    "like": "likes",
+    "love": "likes",
+    "dislike": "dislikes",
+    "hate": "dislikes",
+    "speak": "languages",
+    "am allergic to": "allergies",
+    "'m allergic to": "allergies",
+}
+_I = re.compile(
+    r"^i\s*(?P<verb>" + "|".join(re.escape(v) for v in _I_VERBS) + r")\s+(?P<value>.+)$",
+    re.I | re.S,
+)
+
+
+def field_name(text: str) -> str:
+    """A profile field name for ``text``: lower-case words joined by ``_`` (at most 64)."""
+    cleaned = re.sub(r"'s\b", "", text.lower())
+    return "_".join(_WORD.findall(cleaned))[:64].strip("_") or "note"
+
+
+def remember_intent(text: str) -> tuple[str, str] | None:
+    """``(field, value)`` when the user asks to remember something, else ``None``.
+
+    "Remember that my favourite colour is green" → ``("favourite_colour", "green")``;
+    "remember I live in Lisbon" → ``("home", "Lisbon")``; anything else to remember is kept
+    whole under a field named after its first words.
+    """
+    asked = _REMEMBER.match(text)
+    if asked is None or text.rstrip().endswith("?"):
+        return None
+    fact = asked["fact"].strip()
+    if mine := _MY.match(fact):
+        return field_name(mine["name"]), mine["value"].strip()
+    if said := _I.match(fact):
+        return _I_VERBS[said["verb"].lower()], said["value"].strip()
+    return field_name(" ".join(fact.split()[:4])), fact
+
+
+def forget_intent(text: str) -> str | None:
+    """What the user asks to forget ("my favourite colour"), else ``None``."""
+    asked = _FORGET.match(text)
+    return asked["what"].strip() if asked and not text.rstrip().endswith("?") else None
+
+
+def fields_named(what: str, fields: Mapping[str, str]) -> list[str]:
+    """The fields ``what`` names: by their name's words, else by their value's words."""
+    if words(what) & {"everything", "all"}:
+        return list(fields)
+    asked = words(what)
+    by_name = [n for n in fields if words(n.replace("_", " ")) & asked]
+    return by_name or [n for n, v in fields.items() if words(v) & asked]

@@ -22,6 +22,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
+from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit
 from graphs.llm import chat_model, silent_endpoint
@@ -165,3 +166,20 @@ def last_question(messages: list[AnyMessage]) -> str:
         if isinstance(m, HumanMessage):
             return m.text
     return ""
+
+
+def recalled_text(recalled: dict[str, Any]) -> str:
+    """What the memory router selected, as prompt text (empty when it selected nothing)."""
+    parts = []
+    if recalled.get("memory_note"):
+        note = prompts.data("memory_request", recalled["memory_note"])
+        parts.append("What you did with the user's memory:\n" + note)
+    if recalled.get("facts"):
+        facts = "\n".join(f"- {f['text']}" for f in recalled["facts"])
+        parts.append("Known from this thread:\n" + prompts.data("session_memory", facts))
+    if recalled.get("profile"):
+        profile = "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
+        parts.append("About the user:\n" + prompts.data("long_term_memory", profile))
+    if recalled.get("conversation"):
+        parts.append(prompts.data("conversation", recalled["conversation"]))
+    return "".join(f"\n\n{p}" for p in parts)

@@ -11,6 +11,12 @@ layer it touched (``store``, ``op``, ``hits``). The planner and summarizer see o
 in ``recalled``; profile fields appear there only with the scope ``memory:long_term`` and only
 when the question selects them.
 
+A request to remember or forget ("Remember that my favourite colour is green", "Forget my
+favourite colour") is carried out here, by rules (``memory/router.py``), in the caller's
+long-term memory when the token holds ``memory:long_term``; ``recalled["memory_note"]`` says
+what happened (saved, deleted, nothing matched, or not saved for want of the scope), the
+planner plans no step for it, and the summarizer tells the user.
+
 ``remember`` runs after the summarizer and stores the turn's facts in session memory: each tool
 step's finding (source ``step:<tool>:<hash of the step>``) and a user's statement (source
 ``said:<hash>``), so a retried or replayed turn overwrites instead of duplicating. A later
@@ -33,8 +39,15 @@ from graphs.context import RunContext
 from graphs.emit import emit, status
 from graphs.nodes import last_question
 from graphs.state import State
-from memory.long_term import SCOPE
-from memory.router import is_personal, is_statement, select_fields
+from memory.long_term import SCOPE, Profile
+from memory.router import (
+    fields_named,
+    forget_intent,
+    is_personal,
+    is_statement,
+    remember_intent,
+    select_fields,
+)
 from memory.session import Fact
 from memory.short_term import window
 
@@ -113,6 +126,9 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
                 and h.score >= settings.session.reuse_score
             }
         )
+    if (note := await _memory_request(writer, ctx, question)) is not None:
+        recalled["memory_note"] = note
+        use_long_term = use_long_term and forget_intent(question) is None
     if use_long_term and long_term is not None:
         identity = ctx.identity
         try:
@@ -135,6 +151,45 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
     if gone:  # an empty write would still store a new version of the conversation
         out["messages"] = gone
     return out
+
+
+async def _memory_request(writer: StreamWriter, ctx: RunContext, question: str) -> str | None:
+    """Carry out "remember …" or "forget …" in long-term memory; what happened, for the answer."""
+    wanted, what = remember_intent(question), forget_intent(question)
+    if wanted is None and what is None:
+        return None
+    long_term = ctx.memory.long_term if ctx.memory is not None else None
+    if SCOPE not in ctx.identity.scopes:
+        return (
+            "Nothing was saved or deleted: the user's token lacks the memory:long_term scope."
+            " Tell them, and that a token with that scope lets you remember across threads."
+        )
+    if long_term is None:
+        return "Nothing was saved or deleted: long-term memory is not enabled on this server."
+    try:
+        profile = await long_term.get(ctx.identity)
+        fields = dict(profile.fields)
+        if wanted is not None:
+            fields[wanted[0]] = wanted[1][:2000]
+            name = wanted[0].replace("_", " ")
+            note = f"Saved to the user's long-term memory: {name} = {wanted[1]}"
+            op, hits = "write", 1
+        else:
+            gone = fields_named(what or "", fields)
+            for name in gone:
+                del fields[name]
+            note = (
+                f"Deleted from the user's long-term memory: {', '.join(gone)}"
+                if gone
+                else f"Nothing about {what!r} was in the user's long-term memory."
+            )
+            op, hits = "delete", len(gone)
+        await long_term.put(ctx.identity, Profile(fields=fields))
+    except Exception as exc:
+        _degraded(writer, ROUTER, "long-term", exc)
+        return "Nothing was saved or deleted: long-term memory is unavailable right now."
+    emit(writer, "memory", ROUTER, store="long_term", op=op, hits=hits)
+    return note
 
 
 def _digest(text: str) -> str:
@@ -162,7 +217,8 @@ async def remember(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]
             )
         )
     question = last_question(state["messages"])
-    if is_statement(question):
+    memory_request = state.get("recalled", {}).get("memory_note")
+    if is_statement(question) and not memory_request:  # those live in long-term memory
         facts.append(
             Fact(
                 tenant=ctx.identity.tenant,

@@ -29,10 +29,16 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     status(writer, NODE, "planning")
     question = last_question(state["messages"])
     recalled = state.get("recalled", {})
+    if recalled.get("memory_note"):  # a request to remember or forget, done by the router
+        emit(writer, "plan", NODE, steps=[])
+        return {"plan": [], "findings": [], "pending": None}
     asked = f"Q: {question}"
     if recalled.get("conversation"):
         earlier = prompts.data("conversation", recalled["conversation"])
         asked = f"Earlier in this conversation:\n{earlier}\n\n{asked}"
+    if recalled.get("profile"):
+        known = "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
+        asked = f"Known about the user:\n{prompts.data('long_term_memory', known)}\n\n{asked}"
     model = structured(runtime.context, runtime.context.llm.plan_max_tokens, Plan)
     try:
         out: Any = await model.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])

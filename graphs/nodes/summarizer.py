@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import chat, last_question
+from graphs.nodes import chat, last_question, recalled_text
 from graphs.state import State
 
 NODE = "summarizer"
@@ -34,7 +34,7 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         HumanMessage(
             f"Question: {last_question(state['messages'])}\n"
             f"Notes:\n{prompts.data('research_notes', notes)}"
-            + _recalled(state.get("recalled", {}))
+            + recalled_text(state.get("recalled", {}))
         ),
     ]
     full: AIMessageChunk | None = None
@@ -50,17 +50,3 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         emit(writer, "text_delta", NODE, text=note)
         answer += note
     return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
-
-
-def _recalled(recalled: dict[str, Any]) -> str:
-    """What the memory router selected, as prompt text (empty when it selected nothing)."""
-    parts = []
-    if recalled.get("facts"):
-        facts = "\n".join(f"- {f['text']}" for f in recalled["facts"])
-        parts.append("Known from this thread:\n" + prompts.data("session_memory", facts))
-    if recalled.get("profile"):
-        profile = "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
-        parts.append("About the user:\n" + prompts.data("long_term_memory", profile))
-    if recalled.get("conversation"):
-        parts.append(prompts.data("conversation", recalled["conversation"]))
-    return "".join(f"\n\n{p}" for p in parts)

@@ -102,3 +102,58 @@ def test_profile_reaches_prompts_only_with_the_scope_and_when_selected(
     prompts = _prompts(fake_llm)
     assert "diet: vegetarian, allergic to peanuts" in prompts
     assert "Lisbon" not in prompts
+
+
+def _answer(frames: list[Frame]) -> str:
+    return "".join(str(d["text"]) for d in _of(frames, "text_delta"))
+
+
+def test_remember_recall_in_another_thread_and_forget(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    """ "Remember …" writes the caller's long-term memory (no plan, no tool), another thread
+    recalls it into the researcher's and the summarizer's prompts, "forget …" deletes it."""
+    fake_llm.script.extend(["I'll remember that your favourite colour is green."])
+    with _client(live, [SCOPE], user="dora") as c:
+        _, saved = stream_run(c, _thread(c), "Remember that my favourite colour is green.")
+        assert c.get("/v1/memory/long-term").json()["fields"] == {"favourite_colour": "green"}
+        assert _of(saved, "plan") == [{"node": "planner", "steps": []}]
+        assert _of(saved, "memory")[0] == {
+            "node": "memory_router",
+            "store": "long_term",
+            "op": "write",
+            "hits": 1,
+        }
+        assert len(fake_llm.requests) == 1  # the answer only: no plan, no step
+        assert "Saved to the user's long-term memory: favourite colour = green" in _prompts(
+            fake_llm
+        )
+        assert saved[-1].data["data"]["status"] == "success"
+
+        fake_llm.reset()
+        fake_llm.script.extend([_plan("none", "Recall the colour"), "It is green.", "Green."])
+        _, recalled = stream_run(c, _thread(c), "What is my favourite colour?")
+        researcher, summarizer = fake_llm.requests[1], fake_llm.requests[2]
+        for request in (researcher, summarizer):
+            assert "favourite_colour: green" in json.dumps(request["messages"])
+        assert recalled[-1].data["data"]["status"] == "success"
+
+        fake_llm.reset()
+        fake_llm.script.extend(["Done, I forgot your favourite colour."])
+        _, forgot = stream_run(c, _thread(c), "Forget my favourite colour.")
+        assert c.get("/v1/memory/long-term").json()["fields"] == {}
+        assert [(m["store"], m["op"]) for m in _of(forgot, "memory")] == [("long_term", "delete")]
+        assert "Deleted from the user's long-term memory: favourite_colour" in _prompts(fake_llm)
+
+
+def test_remember_without_the_scope_says_it_was_not_saved(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script.extend(["I could not save that: your token lacks memory access."])
+    with _client(live, [], user="ed") as c:
+        _, frames = stream_run(c, _thread(c), "Remember that my favourite colour is blue.")
+    assert _of(frames, "plan") == [{"node": "planner", "steps": []}]
+    assert "lacks the memory:long_term scope" in _prompts(fake_llm)
+    assert "python_exec" not in json.dumps([f.data for f in frames])
+    assert frames[-1].data["data"]["status"] == "success"
+    assert _answer(frames) == "I could not save that: your token lacks memory access."
