@@ -45,16 +45,17 @@ Plan only for the question after Q:. """
 )
 
 RESEARCHER = (
-    """You are a careful researcher. Answer the sub-question in at most three \
-sentences of plain facts. When a tool result is given, answer from it and say where it came \
-from. If you are unsure, say so. """
-    + DATA_RULE
+    "You are a careful researcher. Answer the sub-question in at most three sentences of plain"
+    " facts. When a tool result is given, answer only from it: copy names and numbers exactly as"
+    " written there and say where they came from. If the tool result does not contain the"
+    " answer, say that you do not know; never guess names, numbers or sources. " + DATA_RULE
 )
 
 SUMMARIZER = (
-    """You write the final answer for the user from the research notes. \
-Be concise and direct; use Markdown when it helps. """
-    + DATA_RULE
+    "You write the final answer for the user from the research notes and what is known. Use"
+    " only what they say: keep names and numbers exactly as written, and if they do not answer"
+    " the question, say so plainly instead of guessing. Be concise and direct; use Markdown when"
+    " it helps. " + DATA_RULE
 )
 
 INVALID_REPLY = "Your previous answer was not valid JSON for the schema. Answer again. Error:"

@@ -44,12 +44,32 @@ def period_of(text: str) -> str:
     return "weekly"
 
 
+_WORDS = {"three": 3, "five": 5, "ten": 10, "two": 2, "four": 4}
+_COUNT = re.compile(
+    r"\b(?:top|first|best|most popular)\s+(\d+|two|three|four|five|ten)\b"
+    r"|\b(\d+|two|three|four|five|ten)\s+(?:most|top|trending|popular|hottest)\b",
+    re.I,
+)
+
+
+def count_of(text: str, default: int = 5, most: int = 25) -> int:
+    """How many repositories a step asks for ("top 3", "ten trending"), else ``default``."""
+    found = _COUNT.search(text)
+    if found is None:
+        return default
+    word = (found[1] or found[2]).lower()
+    return max(1, min(most, _WORDS.get(word) or int(word)))
+
+
 def repos_note(result: Any) -> str | None:
     """A structured result's repositories, one line each (``None`` if not structured)."""
     if not isinstance(result, dict):
         return None
     lines = [
-        f"- {r['full_name']} ({r['stars']} stars): {r.get('description', '')}"
-        for r in result.get("repos", [])
+        f"{i}. {r['full_name']}: {r['stars']} stars, {r.get('forks', '?')} forks"
+        f" ({r.get('language', '')}) {r.get('description', '')}"
+        for i, r in enumerate(result.get("repos", []), 1)
     ]
-    return f"source: {result.get('source')}\n" + "\n".join(lines)
+    if not lines:
+        return f"source: {result.get('source')}\nno repositories found"
+    return f"source: {result.get('source')}, ranked by stars\n" + "\n".join(lines)

@@ -6,15 +6,20 @@ from typing import Any
 
 from tools.adapter import Adapter, Ask, Step, Usage
 from tools.gateway import ToolSpec
-from tools.servers.github_trending.wording import language_of, period_of, repos_note
+from tools.servers.github_trending.wording import count_of, language_of, period_of, repos_note
 
 
 class GithubTrendingV2(Adapter):
     """``trending_repos(language, since, limit)``."""
 
     async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
-        """The language and period the step names, five repositories."""
-        return {"language": language_of(step.text), "since": period_of(step.text), "limit": 5}, {}
+        """The language, period and count the step names (five repositories by default)."""
+        text = step.text
+        return {
+            "language": language_of(text),
+            "since": period_of(text),
+            "limit": count_of(text),
+        }, {}
 
     def note(self, result: Any) -> str:
         """One line per repository."""
