@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api.metrics import QUOTA_REJECTIONS
-from core.errors import KeelError, QuotaExceeded
+from core.errors import KeelError, LimitReached, QuotaExceeded
 from core.tracing import trace_id_var
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ def _keel_error(_: Request, exc: Exception) -> JSONResponse:
             limit=exc.limit,
             retry_after=retry_after,
         )
+    if isinstance(exc, LimitReached):
+        QUOTA_REJECTIONS.labels(exc.limit).inc()
+        return problem(exc.status, exc.title, exc.detail, exc.code, limit=exc.limit)
     return problem(exc.status, exc.title, exc.detail, exc.code, headers=headers)
 
 
