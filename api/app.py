@@ -15,10 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import problems
 from api.deps import Services
-from api.middleware import BodyLimitMiddleware, TraceMiddleware
+from api.middleware import BodyLimitMiddleware, HostCheckMiddleware, TraceMiddleware
 from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
 from core.db import migrate, open_pool
 from core.errors import Unavailable
+from core.identity import TokenVerifier
 from core.otel import configure as configure_tracing
 from core.otel import provider
 from core.quotas import forget, quotas_for
@@ -131,6 +132,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         summary="A LangGraph research agent streaming typed events.",
         lifespan=lifespan,
     )
+    app.state.token_verifier = TokenVerifier(settings.auth)
     problems.install(app)
     app.include_router(meta.router)
     app.include_router(threads.router)
@@ -142,6 +144,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     app.include_router(memory.router)
     app.include_router(ui.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=settings.server.allowed_hosts)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:
         # The server span wraps the whole stack; TraceMiddleware adopts its trace id. No span

@@ -58,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.server import server_config
     from core.otel import instrument_httpx
     from core.tracing import configure_logging
 
@@ -84,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
         # uvicorn re-raises SIGTERM after its graceful shutdown; make that unwind the stack
         # (stopping Postgres and the model server) instead of killing the process.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.Server(server_config(app, settings)).run()
     return exit_code
 
 

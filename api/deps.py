@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -11,8 +12,8 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
 from core.apikeys import looks_like_key, verify_key
-from core.errors import AuthenticationFailed, NotFound
-from core.identity import Identity, verify_token
+from core.errors import AuthenticationFailed, Forbidden, NotFound
+from core.identity import Identity, TokenVerifier
 from core.quotas import Quotas
 from core.settings import Settings
 from memory.layers import MemoryLayers
@@ -65,9 +66,27 @@ async def authenticate(
         async with svc.pool.connection() as conn:
             identity = await verify_key(conn, token)
     else:
-        identity = verify_token(svc.settings.auth, token)
+        verifier: TokenVerifier = request.app.state.token_verifier
+        if verifier.blocking:
+            identity = await asyncio.to_thread(verifier.verify, token)
+        else:
+            identity = verifier.verify(token)
     request.state.identity = identity
     return identity
+
+
+async def metrics_access(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> None:
+    """Open ``/metrics`` unless ``server.metrics_scope`` is set; then a token with that scope."""
+    scope = services(request).settings.server.metrics_scope
+    if scope is None:
+        return
+    identity = await authenticate(request, creds, api_key)
+    if not identity.has_scope(scope):
+        raise Forbidden(f"/metrics needs the scope {scope!r}")
 
 
 def trace_id(request: Request) -> str:
@@ -79,6 +98,7 @@ def trace_id(request: Request) -> str:
 Svc = Annotated[Services, Depends(services)]
 CurrentIdentity = Annotated[Identity, Depends(authenticate)]
 TraceId = Annotated[str, Depends(trace_id)]
+MetricsAccess = Depends(metrics_access)
 
 
 async def owned_thread(svc: Services, identity: Identity, thread_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from core.errors import KeelError, QuotaExceeded
+from core.errors import KeelError, LimitReached, QuotaExceeded
 from core.tracing import trace_id_var
 from runs.metrics import QUOTA_REJECTIONS
 
@@ -68,6 +68,9 @@ def _keel_error(_: Request, exc: Exception) -> JSONResponse:
             limit=exc.limit,
             retry_after=retry_after,
         )
+    if isinstance(exc, LimitReached):
+        QUOTA_REJECTIONS.labels(exc.limit).inc()
+        return problem(exc.status, exc.title, exc.detail, exc.code, limit=exc.limit)
     return problem(exc.status, exc.title, exc.detail, exc.code, headers=headers)
 
 

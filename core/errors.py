@@ -87,3 +87,16 @@ class QuotaExceeded(KeelError):
         super().__init__(detail)
         self.limit = limit
         self.retry_after = max(0.0, retry_after)
+
+
+class LimitReached(KeelError):
+    """A count the caller's tier caps (threads kept) is reached; waiting does not free it."""
+
+    code = "limit_reached"
+    status = 429
+    title = "Limit reached"
+
+    def __init__(self, detail: str | None = None, *, limit: str) -> None:
+        """Name the ``limit`` that is reached."""
+        super().__init__(detail)
+        self.limit = limit

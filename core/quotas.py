@@ -31,6 +31,10 @@ RUNS = "runs_per_minute"
 TOOL_CALLS = "tool_calls_per_minute"
 CONCURRENT = "concurrent_runs"
 TOKENS = "llm_tokens_per_day"
+STREAMS = "concurrent_streams"
+THREADS = "max_threads"
+# A stream slot leaked by a crashed replica (Redis) is freed after this long.
+STREAM_LEASE_S = 3600.0
 
 
 def subject(identity: Identity) -> str:
@@ -287,6 +291,29 @@ class Quotas:
                 limit=TOOL_CALLS,
                 retry_after=await self._retry_after(self._moving, item, ids),
             )
+
+    async def open_stream(self, identity: Identity) -> None:
+        """Take one of the tier's concurrent stream slots; ``close_stream`` gives it back.
+
+        Raises:
+            QuotaExceeded: with limit ``concurrent_streams`` when all are taken.
+        """
+        limits = self.limits_for(identity)
+        if not await self.concurrency.acquire(
+            self._stream_key(identity), limits.concurrent_streams, STREAM_LEASE_S
+        ):
+            raise QuotaExceeded(
+                f"the {identity.tier} tier allows {limits.concurrent_streams} open streams",
+                limit=STREAMS,
+                retry_after=5.0,
+            )
+
+    async def close_stream(self, identity: Identity) -> None:
+        """Give a stream slot back."""
+        await self.concurrency.release(self._stream_key(identity))
+
+    def _stream_key(self, identity: Identity) -> str:
+        return f"{self.settings.key_prefix}:streams:{subject(identity)}"
 
     async def usage(self, identity: Identity) -> Usage:
         """The caller's usage now, against its limits."""

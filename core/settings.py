@@ -28,10 +28,21 @@ PLACEHOLDER_PREFIX = "change-me"
 
 
 class ServerSettings(BaseModel):
-    """Where the HTTP API listens."""
+    """Where the HTTP API listens, and what it accepts before any route runs.
+
+    ``max_header_bytes`` caps the request line plus all header lines (431 beyond it, before
+    authentication), ``max_headers`` their number. ``allowed_hosts`` are the ``Host`` values
+    served (``*`` any, ``*.example.com`` a domain's subdomains); dev and test keep loopback
+    names only, so a web page cannot reach a local server by DNS rebinding.
+    ``metrics_scope`` set: ``/metrics`` needs a bearer token holding that scope.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    max_headers: int = Field(default=100, ge=8)
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
+    metrics_scope: str | None = None
 
 
 class DatabaseSettings(BaseModel):
@@ -98,14 +109,73 @@ class LLMSettings(BaseModel):
     fallback: FallbackModelSettings | None = None
 
 
-class AuthSettings(BaseModel):
-    """Bearer JWT verification."""
+AsymmetricAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
+
+class OidcClaims(BaseModel):
+    """Where an identity provider's token carries Keel's identity.
+
+    ``scopes``: a space-separated string (OAuth ``scope``) or a list of strings. ``tier``: the
+    claim whose value(s) (a string or a list, e.g. groups or roles the provider's admins
+    assign) are looked up in ``tier_map``; the highest mapped tier wins, none gives
+    ``default_tier``. A tier is never taken verbatim from a token the provider lets users edit.
+    ``tenant``: the claim naming the tenant; unset, every user is in ``default_tenant``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user: str = "sub"
+    tenant: str | None = "tenant"
+    default_tenant: str = "default"
+    scopes: str = "scope"
+    tier: str | None = "groups"
+    tier_map: dict[str, Literal["free", "pro", "enterprise"]] = Field(default_factory=dict)
+    default_tier: Literal["free", "pro", "enterprise"] = "free"
+
+
+class OidcSettings(BaseModel):
+    """Tokens from an OpenID Connect provider, verified with its published keys (JWKS).
+
+    ``discovery_url`` unset: ``<issuer>/.well-known/openid-configuration``. Keys are cached
+    for ``jwks_cache_s``; a token signed by an unknown key id refetches the set (key rotation),
+    at most once per ``jwks_min_refresh_s``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str
+    audience: str
+    discovery_url: str | None = None
+    algorithms: list[AsymmetricAlgorithm] = Field(
+        default_factory=lambda: list[AsymmetricAlgorithm](["RS256", "ES256"]), min_length=1
+    )
+    jwks_cache_s: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_s: float = Field(default=30.0, ge=0)
+    http_timeout_s: float = Field(default=5.0, gt=0)
+    leeway_s: float = Field(default=30.0, ge=0)
+    claims: OidcClaims = Field(default_factory=OidcClaims)
+
+
+class AuthSettings(BaseModel):
+    """Bearer JWT verification: HS256 tokens Keel signs (``local``), or an OIDC provider's.
+
+    Every token must carry ``exp`` and ``iat`` and live at most ``max_token_lifetime_s``.
+    """
+
+    provider: Literal["local", "oidc"] = "local"
     jwt_secret: str = f"{PLACEHOLDER_PREFIX}-dev-secret-at-least-32-bytes-long"
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_issuer: str = "keel"
-    token_ttl_s: int = 3600
+    token_ttl_s: int = Field(default=3600, ge=1)
+    max_token_lifetime_s: int = Field(default=86_400, ge=1)
     dev_tokens: bool = False
+    oidc: OidcSettings | None = None
+
+    @model_validator(mode="after")
+    def _oidc_configured(self) -> AuthSettings:
+        if self.provider == "oidc" and self.oidc is None:
+            raise ValueError("auth.provider is oidc but auth.oidc is not set")
+        return self
 
 
 class RunSettings(BaseModel):
@@ -140,6 +210,8 @@ class TierLimits(BaseModel):
     # The share of a replica's run slots this tier's runs may hold at once: a lower tier's
     # burst leaves the rest to the others (at least one slot).
     max_active_share: float = Field(default=1.0, gt=0, le=1)
+    max_threads: int = Field(default=1000, ge=1)
+    concurrent_streams: int = Field(default=8, ge=1)
 
 
 class QuotaSettings(BaseModel):
@@ -444,7 +516,9 @@ class Settings(BaseSettings):
         if unknown_faults:
             raise ValueError(f"faults.tools names unknown mcp_servers {unknown_faults}")
         if self.env == "prod":
-            if (
+            if self.server.metrics_scope is None:
+                raise ValueError("server.metrics_scope must be set in prod (/metrics needs it)")
+            if self.auth.provider == "local" and (
                 self.auth.jwt_secret.startswith(PLACEHOLDER_PREFIX)
                 or len(self.auth.jwt_secret) < 32
             ):

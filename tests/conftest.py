@@ -93,12 +93,14 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         """Build the app for ``settings``."""
         from api.app import create_app
+        from api.server import server_config
 
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
+        config = server_config(
             create_app(settings),
+            settings,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

@@ -8,7 +8,7 @@ import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import Svc
+from api.deps import MetricsAccess, Svc
 from api.doctor import check_quota_store, tools_check
 from core.events import events_json_schema
 from runs.metrics import render
@@ -55,9 +55,12 @@ async def readyz(svc: Svc) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[MetricsAccess])
 async def metrics() -> Response:
-    """Prometheus metrics: runs, tools, tokens, errors, degradations, quota refusals, streams."""
+    """Prometheus metrics: runs, tools, tokens, errors, degradations, quota refusals, streams.
+
+    Open in dev; with ``server.metrics_scope`` set (prod), a bearer token with that scope.
+    """
     body, content_type = render()
     return Response(body, media_type=content_type)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,10 +11,13 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from api.deps import CurrentIdentity, Services, Svc, TraceId, owned_thread
 from api.text import StorableText
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, LimitReached, NotFound
+from core.identity import Identity
+from core.quotas import THREADS
 from runs.event_log import paced, sse_item, tail
 from runs.metrics import OPEN_STREAMS
 
@@ -77,7 +80,30 @@ class CheckpointOut(BaseModel):
     ts: str | None
 
 
-def _sse(events: AsyncIterator[dict[str, Any]], trace_id: str) -> EventSourceResponse:
+Release = Callable[[], Awaitable[None]]
+
+
+async def _stream_slot(svc: Services, identity: Identity) -> Release:
+    """Take one of the caller's concurrent stream slots (429 when the tier's are taken).
+
+    The returned release is idempotent: the stream's end and the response's background task
+    both call it, so a stream whose body never starts gives its slot back too.
+    """
+    await svc.quotas.open_stream(identity)
+    released = False
+
+    async def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            await svc.quotas.close_stream(identity)
+
+    return release
+
+
+def _sse(
+    events: AsyncIterator[dict[str, Any]], trace_id: str, release: Release
+) -> EventSourceResponse:
     async def frames() -> AsyncIterator[dict[str, str]]:
         OPEN_STREAMS.inc()
         try:
@@ -85,22 +111,38 @@ def _sse(events: AsyncIterator[dict[str, Any]], trace_id: str) -> EventSourceRes
                 yield sse_item(body)
         finally:
             OPEN_STREAMS.dec()
+            await release()
 
-    return EventSourceResponse(frames(), ping=15, headers={"X-Trace-Id": trace_id})
+    return EventSourceResponse(
+        frames(), ping=15, headers={"X-Trace-Id": trace_id}, background=BackgroundTask(release)
+    )
 
 
 @router.post("/threads", status_code=201, response_model=ThreadOut)
 async def create_thread(svc: Svc, identity: CurrentIdentity) -> ThreadOut:
-    """Create a thread owned by the caller."""
+    """Create a thread owned by the caller; 429 once the tier's ``max_threads`` are kept."""
     thread_id = str(uuid.uuid4())
+    cap = svc.quotas.limits_for(identity).max_threads
     async with svc.pool.connection() as conn:
         cur = await conn.execute(
-            "INSERT INTO threads (thread_id, tenant, user_id) VALUES (%s, %s, %s)"
+            "INSERT INTO threads (thread_id, tenant, user_id) SELECT %s, %s, %s"
+            " WHERE (SELECT count(*) FROM threads WHERE tenant = %s AND user_id = %s) < %s"
             " RETURNING thread_id, title, created_at",
-            (thread_id, identity.tenant, identity.user_id),
+            (thread_id, identity.tenant, identity.user_id, identity.tenant, identity.user_id, cap),
         )
         row = await cur.fetchone()
+    if row is None:
+        raise LimitReached(
+            f"the {identity.tier} tier keeps at most {cap} threads; delete some first",
+            limit=THREADS,
+        )
     return ThreadOut.model_validate(row)
+
+
+@router.get("/threads/{thread_id}", response_model=ThreadOut)
+async def get_thread(thread_id: str, svc: Svc, identity: CurrentIdentity) -> ThreadOut:
+    """One thread of the caller's (404 for anyone else's)."""
+    return ThreadOut.model_validate(await owned_thread(svc, identity, thread_id))
 
 
 @router.get("/threads", response_model=list[ThreadOut])
@@ -134,7 +176,12 @@ async def create_run(
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    release = await _stream_slot(svc, identity)
+    try:
+        ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    except BaseException:
+        await release()
+        raise
     try:
         await svc.executor.start(
             identity=identity,
@@ -149,12 +196,14 @@ async def create_run(
         )
     except BaseException:
         await ticket.finish()
+        await release()
         raise
     # Events are durable before they are published, so a stream that subscribes after the
     # start still reads the first ones from the log; seqs dedupe the hand-over.
     return _sse(
         tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
         trace_id,
+        release,
     )
 
 
@@ -171,7 +220,10 @@ async def stream_thread(
     await owned_thread(svc, identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
     active = svc.executor.local_run(thread_id) or await svc.executor.active_run(thread_id)
-    return _sse(tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id)
+    release = await _stream_slot(svc, identity)
+    return _sse(
+        tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id, release
+    )
 
 
 @router.get("/replay/{thread_id}", responses=_SSE)
@@ -191,23 +243,26 @@ async def replay_thread(
     at 5 s).
     """
     await owned_thread(svc, identity, thread_id)
+    release = await _stream_slot(svc, identity)
     if pace == "fast":
         return StreamingResponse(
-            _counted(svc.event_log.frames(thread_id, after, run_id)),
+            _counted(svc.event_log.frames(thread_id, after, run_id), release),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Trace-Id": trace_id},
+            background=BackgroundTask(release),
         )
     events = tail(svc.event_log, svc.broker, thread_id, after, run_id=run_id)
-    return _sse(paced(events, pace), trace_id)
+    return _sse(paced(events, pace), trace_id, release)
 
 
-async def _counted(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _counted(chunks: AsyncIterator[str], release: Release) -> AsyncIterator[str]:
     OPEN_STREAMS.inc()
     try:
         async for chunk in chunks:
             yield chunk
     finally:
         OPEN_STREAMS.dec()
+        await release()
 
 
 class CancelOut(BaseModel):
@@ -295,7 +350,12 @@ async def confirm_run(
         raise Conflict(f"run {run_id} has no pending confirmation {body.confirmation_id or ''}")
     new_run = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    release = await _stream_slot(svc, identity)
+    try:
+        ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    except BaseException:
+        await release()
+        raise
     try:
         async with svc.pool.connection() as conn:
             cur = await conn.execute(
@@ -333,10 +393,12 @@ async def confirm_run(
             raise
     except BaseException:
         await ticket.finish()
+        await release()
         raise
     return _sse(
         tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
         trace_id,
+        release,
     )
 
 

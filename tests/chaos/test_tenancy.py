@@ -36,6 +36,7 @@ def _claims(live: LiveServer, **over: Any) -> dict[str, Any]:
         "scopes": ["memory:long_term", "exec:code", "admin:feedback"],
         "tier": "free",
         "iss": live.settings.auth.jwt_issuer,
+        "iat": int(time.time()),
         "exp": int(time.time()) + 600,
     }
     claims.update(over)

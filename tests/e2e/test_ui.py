@@ -267,6 +267,47 @@ def test_an_unknown_event_type_falls_back_to_the_generic_renderer(
     expect(page.locator("#status")).to_have_attribute("data-state", "idle")
 
 
+# Strings holding comment marks and quotes, comments holding quotes: what regexes garbled.
+TRICKY_CODE = (
+    'url = "https://x.test/#frag"  # a "quoted" word\n'
+    "s = 'it''s' if x < 3 and y > 2 else \"#\"\n"
+    "def f(a):\n    return a  # done\n"
+)
+
+
+def test_code_blocks_keep_their_text_and_tokenize_strings_and_comments(
+    page: Page, live: LiveServer
+) -> None:
+    _sign_in(page, live, [])
+    event = {
+        "v": 1,
+        "seq": 1,
+        "thread_id": "t-code",
+        "run_id": "r1",
+        "trace_id": "0",
+        "ts": "",
+        "node": "researcher",
+        "type": "code_block",
+        "data": {"language": "python", "code": TRICKY_CODE},
+    }
+    page.evaluate(
+        """(event) => {
+          localStorage.setItem("keel.current", "t-code");
+          localStorage.setItem("keel.thread.t-code", JSON.stringify([event]));
+        }""",
+        event,
+    )
+    page.reload(wait_until="domcontentloaded")
+    code = page.locator(".card.code pre code")
+    expect(code).to_have_count(1)
+    assert code.text_content() == TRICKY_CODE
+    strings = code.locator(".hljs-string").all_text_contents()
+    comments = code.locator(".hljs-comment").all_text_contents()
+    assert '"https://x.test/#frag"' in strings and '"#"' in strings
+    assert comments == ['# a "quoted" word', "# done"]
+    assert "def" in code.locator(".hljs-keyword").all_text_contents()
+
+
 @pytest.fixture(scope="module")
 def dev_live(
     db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory

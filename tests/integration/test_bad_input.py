@@ -45,6 +45,7 @@ def _token(live: LiveServer, **claims: object) -> str:
         "scopes": [],
         "tier": "free",
         "iss": "keel",
+        "iat": int(time.time()),
         "exp": int(time.time()) + 600,
     }
     base.update(claims)
@@ -145,6 +146,9 @@ TOKENS: dict[str, Callable[[LiveServer], str | None]] = {
     "wrong issuer": lambda live: _token(live, iss="someone-else"),
     "unknown tier": lambda live: _token(live, tier="platinum"),
     "scopes not a list": lambda live: _token(live, scopes="admin"),
+    "no exp": lambda live: _token(live, exp=None),
+    "no iat": lambda live: _token(live, iat=None),
+    "lifetime of a year": lambda live: _token(live, exp=int(time.time()) + 365 * 86400),
 }
 
 

@@ -3,7 +3,19 @@
  * looks a renderer up by `event.type`; a type with no renderer gets the generic one, so a
  * backend that learns a new event type never breaks the UI.
  */
+import hljs from "highlight.js/lib/core";
+import bash from "highlight.js/lib/languages/bash";
+import javascript from "highlight.js/lib/languages/javascript";
+import json from "highlight.js/lib/languages/json";
+import python from "highlight.js/lib/languages/python";
+import sql from "highlight.js/lib/languages/sql";
 import type { KeelEvent } from "./generated/events";
+
+hljs.registerLanguage("python", python);
+hljs.registerLanguage("javascript", javascript);
+hljs.registerLanguage("json", json);
+hljs.registerLanguage("bash", bash);
+hljs.registerLanguage("sql", sql);
 
 export interface RenderContext {
   /** The element holding the run's messages (one per run, in order). */
@@ -68,15 +80,17 @@ export function markdown(text: string): string {
     .join("");
 }
 
-const KEYWORDS =
-  /\b(import|from|def|return|for|in|if|else|elif|while|class|with|as|print|lambda|True|False|None|const|let|function)\b/g;
-
-function highlight(code: string): string {
-  const esc = code.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  return esc
-    .replace(/(#.*)$/gm, '<span class="tok-comment">$1</span>')
-    .replace(/('[^'\n]*'|"[^"\n]*")/g, '<span class="tok-string">$1</span>')
-    .replace(KEYWORDS, '<span class="tok-keyword">$1</span>');
+/**
+ * Highlighted HTML for `code` by highlight.js (escaped by it: strings, comments and keywords
+ * are tokenized, never matched by regexes over each other's markup). A language it does not
+ * know is shown as plain escaped text.
+ */
+function highlight(code: string, language: string): string {
+  const lang = hljs.getLanguage(language) ? language : null;
+  if (lang === null) {
+    return code.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  return hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
 }
 
 function copyButton(ctx: RenderContext, runId: string, text: () => string): HTMLButtonElement {
@@ -202,8 +216,8 @@ register("warning", (e, ctx) => {
 register("code_block", (e, ctx) => {
   const c = card(ctx, e, "code");
   const pre = el("pre");
-  const code = el("code", { class: `language-${e.data.language}` });
-  code.innerHTML = highlight(e.data.code);
+  const code = el("code", { class: `hljs language-${e.data.language}` });
+  code.innerHTML = highlight(e.data.code, e.data.language);
   pre.append(code);
   c.append(el("div", { class: "label" }, e.data.language), pre, copyButton(ctx, e.run_id, () => e.data.code));
 });
