@@ -94,7 +94,11 @@ def test_one_trace_id_in_header_events_logs_spans_and_langsmith(
         run_id = frames[0].data["run_id"]
         assert [f.data["type"] for f in frames].count("tool_result") == 2
         assert {f.data["trace_id"] for f in frames} == {trace_id}
-        logged = {getattr(r, "trace_id", None) for r in caplog.records if r.name.startswith("api")}
+        logged = {
+            getattr(r, "trace_id", None)
+            for r in caplog.records
+            if r.name.startswith(("api", "runs"))
+        }
         assert trace_id in logged and logged <= {trace_id, None}
         assert {
             format(s.context.trace_id, "032x")
