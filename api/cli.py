@@ -206,6 +206,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     from core.db import open_pool
     from runs.retention import prune
+    from tools.artifacts import ArtifactStore
 
     settings = get_settings()
     retention = settings.retention.model_copy(
@@ -231,12 +232,16 @@ def _prune(args: argparse.Namespace) -> int:
                 )
         pool = await open_pool(url, 1, 2)
         try:
-            report = await prune(pool, retention, session)
+            artifacts = ArtifactStore(settings.data_dir / "artifacts")
+            report = await prune(pool, retention, session, artifacts)
         finally:
             await pool.close()
             if session is not None:
                 await session.close()
-        print(f"keel prune: {report.threads} threads and {report.events} events removed")
+        print(
+            f"keel prune: {report.threads} threads, {report.events} events and"
+            f" {report.artifacts} artifacts removed"
+        )
 
     with ExitStack() as stack:
         asyncio.run(go(_database_url(settings, stack)))

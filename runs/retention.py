@@ -3,7 +3,8 @@
 A thread whose newest run started more than ``retention.days`` ago is deleted with its runs,
 events and checkpoints; a thread with more than ``retention.max_events_per_thread`` events
 keeps only its newest ones (replay then starts at the oldest kept seq; seqs never change).
-A deleted thread's session-memory facts go with it when the session store is given.
+A deleted thread's session-memory facts go with it when the session store is given, and
+artifacts (charts, tables) older than ``retention.days`` go when the artifact store is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.settings import RetentionSettings
 from memory.session import SessionMemory
+from tools.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,16 @@ class PruneReport:
 
     threads: int
     events: int
+    artifacts: int = 0
 
 
 async def prune(
     pool: AsyncConnectionPool[Any],
     retention: RetentionSettings,
     session: SessionMemory | None = None,
+    artifacts: ArtifactStore | None = None,
 ) -> PruneReport:
-    """Apply ``retention`` once; with ``session``, forget the deleted threads' facts too."""
+    """Apply ``retention`` once; forget the deleted threads' facts and old artifacts too."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT t.thread_id, t.tenant FROM threads t LEFT JOIN runs r USING (thread_id)"
@@ -61,6 +65,7 @@ async def prune(
     if session is not None:
         for row in rows:
             await session.forget_thread(row["tenant"], row["thread_id"])
-    report = PruneReport(threads=len(old), events=trimmed)
-    log.info("pruned", extra={"keel": {"threads": report.threads, "events": report.events}})
+    gone = artifacts.prune(retention.days) if artifacts is not None else 0
+    report = PruneReport(threads=len(old), events=trimmed, artifacts=gone)
+    log.info("pruned", extra={"keel": report.__dict__})
     return report

@@ -314,11 +314,11 @@ class ToolPipeline:
             confirmed=confirmed,
         )
         adapter = adapter_for(spec)
-        tenant = self.caller.identity.tenant
+        who = self.caller.identity
         result = adapter.shape(
             outcome.result,
             self.caller.tell,
-            lambda png: self.gateway.artifacts.save(tenant, png, "png"),
+            lambda png: self.gateway.artifacts.save(who.tenant, who.user_id, png, "png"),
         )
         limit = adapter.limit(outcome.result)
         if limit:

@@ -68,7 +68,7 @@ async def get_artifact(artifact_id: str, svc: Svc, identity: CurrentIdentity) ->
     Served with ``nosniff``; a file whose bytes do not match its type (a PNG without the PNG
     signature, a CSV that is not text) goes out as an ``application/octet-stream`` attachment.
     """
-    path = svc.tools.artifacts.path(identity.tenant, artifact_id)
+    path = svc.tools.artifacts.path(identity.tenant, identity.user_id, artifact_id)
     if path is None:
         raise NotFound("artifact not found")
     with path.open("rb") as f:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from tests.conftest import LiveServer, stream_run
+from tools.artifacts import ArtifactStore
 
 
 def test_prune_removes_old_threads_and_trims_long_logs(live: LiveServer) -> None:
@@ -17,7 +19,17 @@ def test_prune_removes_old_threads_and_trims_long_logs(live: LiveServer) -> None
     live.sql("UPDATE runs SET started_at = now() - interval '40 days' WHERE thread_id = %s", old)
     n_long = live.sql("SELECT max(seq) AS m FROM events WHERE thread_id = %s", long)[0]["m"]
     assert n_long > 15
-    env = {"KEEL_ENV": "test", "DATABASE_URL": live.settings.database.url or ""}
+    store = ArtifactStore(live.settings.data_dir / "artifacts")
+    stale, fresh = (store.save("acme", "alice", b"\x89PNG\r\n\x1a\n", "png") for _ in range(2))
+    stale_file = store.path("acme", "alice", stale)
+    assert stale_file is not None
+    month_ago = time.time() - 40 * 86_400
+    os.utime(stale_file, (month_ago, month_ago))
+    env = {
+        "KEEL_ENV": "test",
+        "DATABASE_URL": live.settings.database.url or "",
+        "KEEL_DATA_DIR": str(live.settings.data_dir),
+    }
     out = subprocess.run(
         [sys.executable, "-m", "api.cli", "prune", "--days", "30", "--max-events", "15"],
         env={**os.environ, **env},
@@ -25,7 +37,9 @@ def test_prune_removes_old_threads_and_trims_long_logs(live: LiveServer) -> None
         capture_output=True,
         text=True,
     ).stdout
-    assert out.startswith("keel prune: 1 threads")
+    assert out.startswith("keel prune: 1 threads") and "and 1 artifacts removed" in out
+    assert store.path("acme", "alice", stale) is None
+    assert store.path("acme", "alice", fresh) is not None
     assert live.sql("SELECT 1 FROM threads WHERE thread_id = %s", old) == []
     assert live.sql("SELECT 1 FROM events WHERE thread_id = %s", old) == []
     assert live.sql("SELECT 1 FROM checkpoints WHERE thread_id = %s", old) == []

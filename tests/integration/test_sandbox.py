@@ -283,9 +283,9 @@ async def test_artifacts_are_served_nosniff_and_typed_by_their_content(live: Liv
     from tools.artifacts import ArtifactStore
 
     store = ArtifactStore(live.settings.data_dir / "artifacts")
-    png = store.save("acme", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, "png")
-    html = store.save("acme", b"<html><script>alert(1)</script></html>", "png")
-    csv = store.save("acme", b"a,b\n1,2\n", "csv")
+    png = store.save("acme", "alice", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, "png")
+    html = store.save("acme", "alice", b"<html><script>alert(1)</script></html>", "png")
+    csv = store.save("acme", "alice", b"a,b\n1,2\n", "csv")
     with live.client() as c:
         seen = {
             name: (

@@ -171,6 +171,8 @@ def test_chart_request_streams_an_image_whose_url_serves_the_png(
         assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
     with _client(live, ["exec:code"], user="eve", tenant="globex") as other:
         assert other.get(image["url"]).status_code == 404
+    with _client(live, ["exec:code"], user="bob") as colleague:  # same tenant, other user
+        assert colleague.get(image["url"]).status_code == 404
     assert [r["user"] for r in tool_invocations(live.settings.data_dir, "python-v1")][-1] == "alice"
 
 
