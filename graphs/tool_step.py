@@ -55,7 +55,9 @@ def step_of(
     earlier: tuple[dict[str, Any], ...] = (),
 ) -> Step:
     """The pipeline's view of a plan step."""
-    return Step(step["tool"], step["description"], question, index, ctx.run_id, earlier)
+    return Step(
+        step["tool"], step["description"], question, index, ctx.run_id, earlier, ctx.timezone
+    )
 
 
 async def run_tool_step(

@@ -45,6 +45,8 @@ class Step:
     run_id: str = ""
     earlier: tuple[dict[str, Any], ...] = ()
     """The results of this turn's earlier tool steps: ``{"step", "tool", "result"}`` each."""
+    timezone: str = "UTC"
+    """The caller's IANA time zone, for the dates a step names ("tomorrow at 3pm")."""
 
     @property
     def text(self) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import openai
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -183,3 +185,12 @@ def recalled_text(recalled: dict[str, Any]) -> str:
     if recalled.get("conversation"):
         parts.append(prompts.data("conversation", recalled["conversation"]))
     return "".join(f"\n\n{p}" for p in parts)
+
+
+def today_line(ctx: RunContext) -> str:
+    """Today's date and time in the caller's zone, so answers about "tomorrow" are right."""
+    try:
+        now = datetime.now(ZoneInfo(ctx.timezone))
+    except (KeyError, ValueError):
+        now = datetime.now(UTC)
+    return f"Today is {now.strftime('%A %Y-%m-%d, %H:%M')} ({ctx.timezone})."

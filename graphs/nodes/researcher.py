@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import chat, last_question, recalled_text
+from graphs.nodes import chat, last_question, recalled_text, today_line
 from graphs.state import State
 from graphs.tool_step import finish_held, run_tool_step
 from tools.pipeline import Degraded, Held, Outcome
@@ -36,7 +36,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         return {"pending": None}
     step = state["plan"][index]
     question = last_question(state["messages"])
-    prompt = f"Question: {question}\nSub-question: {step['description']}"
+    prompt = f"{today_line(ctx)}\nQuestion: {question}\nSub-question: {step['description']}"
     prompt += recalled_text(state.get("recalled", {}))
     usage: dict[str, int] = {}
     degraded: str | None = None

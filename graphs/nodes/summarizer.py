@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
-from graphs.nodes import chat, last_question, recalled_text
+from graphs.nodes import chat, last_question, recalled_text, today_line
 from graphs.state import State
 
 NODE = "summarizer"
@@ -32,7 +32,7 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     prompt = [
         SystemMessage(prompts.SUMMARIZER),
         HumanMessage(
-            f"Question: {last_question(state['messages'])}\n"
+            f"{today_line(runtime.context)}\nQuestion: {last_question(state['messages'])}\n"
             f"Notes:\n{prompts.data('research_notes', notes)}"
             + recalled_text(state.get("recalled", {}))
         ),

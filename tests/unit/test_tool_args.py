@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from tools.lock import drift, server_entry
-from tools.servers.calendar.v1.adapter import CalendarV1
+from tools.servers.calendar.v1.adapter import _TITLE as TITLE
+from tools.servers.calendar.v1.adapter import CalendarV1, when_of, window_of
 from tools.servers.github_trending.v2.adapter import GithubTrendingV2
 from tools.servers.github_trending.wording import language_of, period_of
 
@@ -48,3 +52,43 @@ def test_drift_names_the_changed_added_and_removed_tools() -> None:
     assert "not in tools.lock" in (drift("s-v1", None, new) or "")
     bumped = server_entry("s", "1.1.0", {"a": {"x": 1}, "b": {"y": 1}})
     assert "pins version 1.0.0" in (drift("s-v1", old, bumped) or "")
+
+
+NOW = datetime(2026, 12, 3, 10, 0, tzinfo=ZoneInfo("Europe/Lisbon"))  # a Thursday
+
+
+@pytest.mark.parametrize(
+    ("text", "when", "title"),
+    [
+        (
+            "Book a 30 minute meeting called Roadmap Review tomorrow at 3pm",
+            "2026-12-04T15:00",
+            "Roadmap Review",
+        ),
+        (
+            "Schedule 'Design review' on Friday at 10:00 for 45 minutes",
+            "2026-12-04T10:00",
+            "Design review",
+        ),
+        ("Book a meeting titled Budget sync next Monday 9am", "2026-12-07T09:00", "Budget sync"),
+        ("Set up a call with Bob", None, None),
+    ],
+)
+def test_meeting_time_and_title_are_read_from_the_words(
+    text: str, when: str | None, title: str | None
+) -> None:
+    found = when_of(text, NOW)
+    assert (found.isoformat()[:16] if found else None) == when
+    assert found is None or found.tzinfo == NOW.tzinfo
+    named = TITLE.search(text)
+    assert ((named["t"] or named["q"]) if named else None) == title
+
+
+def test_listing_window_follows_the_words() -> None:
+    assert window_of("What's on my calendar tomorrow?", NOW) == {
+        "start": "2026-12-04T00:00:00+00:00",
+        "days": 1,
+    }
+    assert window_of("Anything next week?", NOW)["start"].startswith("2026-12-07")
+    assert window_of("my next 3 days", NOW)["days"] == 3
+    assert window_of("When is the planning meeting?", NOW)["days"] == 31
