@@ -104,6 +104,9 @@ class LLMSettings(BaseModel):
     max_tokens: int = 384
     plan_max_tokens: int = 256
     step_max_tokens: int = 160
+    # Plan unambiguous questions by rules (graphs/routing.py) instead of asking the model; the
+    # test config turns it off so scripted plans drive the graph.
+    rule_routing: bool = True
     timeout_s: float = 120.0
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
     fallback: FallbackModelSettings | None = None

@@ -89,10 +89,15 @@ _FORGET = re.compile(
     re.I | re.S,
 )
 _MY = re.compile(
-    r"^(?:my|the|our)\s+(?P<name>.+?)\s+(?:is|are|was|=)\s+(?P<value>.+)$", re.I | re.S
+    r"^(?:my|the|our)\s+(?P<name>.+?)\s+(?:is called|are called|is named|is|are|was|=)\s+"
+    r"(?P<value>.+)$",
+    re.I | re.S,
+)
+_PREAMBLE = re.compile(
+    r"^(?:this|the following)(?:\s+for\s+(?:later|the future|next time))?\s*:\s*", re.I
 )
 _I_VERBS = {
-    "live in": "home",
+    "live in": "home_city",
     "work at": "employer",
     "work for": "employer",
     "prefer": "preference",
@@ -103,6 +108,8 @@ _I_VERBS = {
     "speak": "languages",
     "am allergic to": "allergies",
     "'m allergic to": "allergies",
+    "am": "about_me",
+    "'m": "about_me",
 }
 _I = re.compile(
     r"^i\s*(?P<verb>" + "|".join(re.escape(v) for v in _I_VERBS) + r")\s+(?P<value>.+)$",
@@ -116,17 +123,21 @@ def field_name(text: str) -> str:
     return "_".join(_WORD.findall(cleaned))[:64].strip("_") or "note"
 
 
-def remember_intent(text: str) -> tuple[str, str] | None:
-    """``(field, value)`` when the user asks to remember something, else ``None``.
+def remember_intent(text: str) -> list[tuple[str, str]] | None:
+    """The ``(field, value)`` pairs the user asks to remember, else ``None``.
 
-    "Remember that my favourite colour is green" → ``("favourite_colour", "green")``;
-    "remember I live in Lisbon" → ``("home", "Lisbon")``; anything else to remember is kept
-    whole under a field named after its first words.
+    "Remember that my favourite colour is green" → ``[("favourite_colour", "green")]``;
+    "remember: I live in Lisbon and that my team is called Falcon" → ``[("home", "Lisbon"),
+    ("team", "Falcon")]``; anything else is kept whole under a field named after its words.
     """
     asked = _REMEMBER.match(text)
     if asked is None or text.rstrip().endswith("?"):
         return None
-    fact = asked["fact"].strip()
+    fact = _PREAMBLE.sub("", asked["fact"].strip())
+    return [_pair(part.strip()) for part in re.split(r"\s+and\s+that\s+", fact) if part.strip()]
+
+
+def _pair(fact: str) -> tuple[str, str]:
     if mine := _MY.match(fact):
         return field_name(mine["name"]), mine["value"].strip()
     if said := _I.match(fact):

@@ -170,10 +170,10 @@ async def _memory_request(writer: StreamWriter, ctx: RunContext, question: str) 
         profile = await long_term.get(ctx.identity)
         fields = dict(profile.fields)
         if wanted is not None:
-            fields[wanted[0]] = wanted[1][:2000]
-            name = wanted[0].replace("_", " ")
-            note = f"Saved to the user's long-term memory: {name} = {wanted[1]}"
-            op, hits = "write", 1
+            fields.update((name, value[:2000]) for name, value in wanted)
+            saved = "; ".join(f"{name.replace('_', ' ')} = {value}" for name, value in wanted)
+            note = f"Saved to the user's long-term memory: {saved}"
+            op, hits = "write", len(wanted)
         else:
             gone = fields_named(what or "", fields)
             for name in gone:

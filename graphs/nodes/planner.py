@@ -18,6 +18,7 @@ from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import last_question, structured
+from graphs.routing import route
 from graphs.state import Plan, PlanStep, State
 
 NODE = "planner"
@@ -32,20 +33,13 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if recalled.get("memory_note"):  # a request to remember or forget, done by the router
         emit(writer, "plan", NODE, steps=[])
         return {"plan": [], "findings": [], "pending": None}
-    asked = f"Q: {question}"
-    if recalled.get("conversation"):
-        earlier = prompts.data("conversation", recalled["conversation"])
-        asked = f"Earlier in this conversation:\n{earlier}\n\n{asked}"
-    if recalled.get("profile"):
-        known = "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
-        asked = f"Known about the user:\n{prompts.data('long_term_memory', known)}\n\n{asked}"
-    model = structured(runtime.context, runtime.context.llm.plan_max_tokens, Plan)
-    try:
-        out: Any = await model.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])
-    except (ValidationError, OutputParserException):
-        out = {}
-    plan: Plan | None = out.get("parsed")
-    if plan is None:
+    steps = route(question) if runtime.context.llm.rule_routing else None
+    out: Any = {}
+    if steps is None:
+        out = await _model_plan(runtime.context, question, recalled)
+        plan: Plan | None = out.get("parsed")
+        steps = plan.steps if plan is not None else None
+    if steps is None:
         emit(
             writer,
             "warning",
@@ -53,10 +47,26 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             code="plan_invalid",
             message="The planner's output was not a valid plan; answering in one step.",
         )
-        plan = Plan(steps=[PlanStep(description=question[:200] or "answer", tool="none")])
-    steps = [_reuse(s.model_dump(), recalled.get("reuse_tools", [])) for s in plan.steps]
-    emit(writer, "plan", NODE, steps=steps)
-    return {"plan": steps, "findings": [], "pending": None, "usage": usage_of(out.get("raw"))}
+        steps = [PlanStep(description=question[:200] or "answer", tool="none")]
+    planned = [_reuse(s.model_dump(), recalled.get("reuse_tools", [])) for s in steps]
+    emit(writer, "plan", NODE, steps=planned)
+    return {"plan": planned, "findings": [], "pending": None, "usage": usage_of(out.get("raw"))}
+
+
+async def _model_plan(ctx: RunContext, question: str, recalled: dict[str, Any]) -> Any:
+    """The model's plan as structured output (``{"raw", "parsed"}``; ``{}`` if unusable)."""
+    asked = f"Q: {question}"
+    if recalled.get("conversation"):
+        earlier = prompts.data("conversation", recalled["conversation"])
+        asked = f"Earlier in this conversation:\n{earlier}\n\n{asked}"
+    if recalled.get("profile"):
+        known = "\n".join(f"- {k}: {v}" for k, v in recalled["profile"].items())
+        asked = f"Known about the user:\n{prompts.data('long_term_memory', known)}\n\n{asked}"
+    model = structured(ctx, ctx.llm.plan_max_tokens, Plan)
+    try:
+        return await model.ainvoke([SystemMessage(prompts.PLANNER), HumanMessage(asked)])
+    except (ValidationError, OutputParserException):
+        return {}
 
 
 def _reuse(step: dict[str, Any], known: list[str]) -> dict[str, Any]:

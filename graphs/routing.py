@@ -1,0 +1,56 @@
+"""Deterministic routing: a question whose tool is unambiguous gets its plan by rules.
+
+A small model picks the wrong tool for about one question in six, and it copies its prompt's
+examples when unsure. Where the words settle the tool (a calendar word and nothing else, a
+GitHub word and nothing else, a chart of GitHub data, …) the plan is made here without the
+model; anything ambiguous, or naming no tool at all, goes to the model planner. The rules
+are about vocabulary, not about particular questions.
+"""
+
+from __future__ import annotations
+
+import re
+
+from graphs.state import PlanStep
+
+_FAMILIES: dict[str, re.Pattern[str]] = {
+    "github_trending": re.compile(
+        r"\b(github|trending|repos|repository|repositories|open[- ]source projects?)\b", re.I
+    ),
+    "calendar": re.compile(
+        r"\b(calendar|meetings?|appointments?|agenda|schedule[sd]?|am i (free|busy)"
+        r"|book (a|an|me)\b|set up (a|an)\b)",
+        re.I,
+    ),
+    "documents": re.compile(
+        r"\b(documents?|docs|my files|our files|notes|polic(y|ies)|handbook|guidelines?"
+        r"|onboarding|knowledge base|wiki|manual)\b",
+        re.I,
+    ),
+    "python_exec": re.compile(
+        r"\b(plot|chart|graph|histogram|draw|compute|calculate|table of|make a table"
+        r"|(use|run|with|in|write)( some| and run)? python|python (code|to)|code)\b",
+        re.I,
+    ),
+}
+_CHART = re.compile(r"\b(plot|chart|graph|histogram|draw|compute|calculate|table)\b", re.I)
+
+
+def families(question: str) -> set[str]:
+    """The tools whose vocabulary ``question`` uses."""
+    return {tool for tool, words in _FAMILIES.items() if words.search(question)}
+
+
+def route(question: str) -> list[PlanStep] | None:
+    """The plan for an unambiguous question, else ``None`` (the model plans)."""
+    found = families(question)
+    text = question.strip()[:160]
+    if found == {"github_trending", "python_exec"} and _CHART.search(question):
+        return [
+            PlanStep(description=f"Find the repositories for: {text}", tool="github_trending"),
+            PlanStep(description=f"Run Python on them for: {text}", tool="python_exec"),
+        ]
+    if len(found) != 1:
+        return None
+    (tool,) = found
+    return [PlanStep(description=text, tool=tool)]
