@@ -66,3 +66,36 @@ Arguments: {args}
 Validation error: {error}
 Answer with the corrected arguments as JSON that satisfies the schema. Keep the user's intent;
 change only what the error names."""
+
+
+_FENCE = re.compile(r"</?\s*data\b[^>]{0,60}>\s?", re.IGNORECASE)
+
+
+def unfenced(text: str) -> str:
+    """``text`` without ``<data …>`` fences a small model copied from its prompt."""
+    return _FENCE.sub("", text)
+
+
+class FenceFilter:
+    """Removes copied ``<data …>`` fences from a token stream, holding back a possible tag."""
+
+    def __init__(self) -> None:
+        """Start with nothing held back."""
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """The part of ``piece`` (after anything held back) that is safe to send now."""
+        text = unfenced(self._held + piece)
+        cut = text.rfind("<")
+        if cut != -1 and ">" not in text[cut:] and len(text) - cut <= 70:
+            tail = text[cut:].lower().replace(" ", "")
+            if "</data".startswith(tail[:6]) or "<data".startswith(tail[:5]):
+                self._held = text[cut:]
+                return text[:cut]
+        self._held = ""
+        return text
+
+    def flush(self) -> str:
+        """What is still held back at the end of the stream."""
+        held, self._held = self._held, ""
+        return unfenced(held)

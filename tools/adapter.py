@@ -47,6 +47,8 @@ class Step:
     """The results of this turn's earlier tool steps: ``{"step", "tool", "result"}`` each."""
     timezone: str = "UTC"
     """The caller's IANA time zone, for the dates a step names ("tomorrow at 3pm")."""
+    failure: str = ""
+    """Why the previous attempt at this step failed (its code and error), when retried."""
 
     @property
     def text(self) -> str:
@@ -75,4 +77,8 @@ class Adapter:
 
     def limit(self, result: Any) -> str | None:
         """Why a sandbox stopped the call, if it did."""
+        return None
+
+    def failed(self, result: Any) -> str | None:
+        """What went wrong in a call worth one retry with new arguments (``None``: fine)."""
         return None

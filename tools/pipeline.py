@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,6 +152,23 @@ class ToolPipeline:
             return Refused(note, self.usage)
         if self.gateway.needs_confirmation(spec):
             return await self._hold(spec, args, call_id, step.index)
+        outcome = await self._attempt(spec, args, call_id, step)
+        failure = adapter_for(spec).failed(outcome.result) if isinstance(outcome, Called) else None
+        if failure is None:
+            return outcome
+        return await self._retry(spec, replace(step, failure=failure), outcome)
+
+    async def _retry(self, spec: ToolSpec, step: Step, first: Outcome) -> Outcome:
+        """One more attempt with arguments written knowing the failure (code that raised)."""
+        self.warn("tool_retry", spec.qualified, f"{spec.qualified} failed; retrying once")
+        args = await self._arguments(spec, step)
+        if args is None:
+            return first
+        call_id = uuid.uuid4().hex[:16]
+        try:
+            args = await self._repaired(spec, args, call_id)
+        except KeelError:
+            return first
         return await self._attempt(spec, args, call_id, step)
 
     async def finish(self, held: dict[str, Any], decision: dict[str, Any], step: Step) -> Outcome:

@@ -66,7 +66,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     status(writer, NODE, "thinking", detail=step["description"])
     model = chat(ctx, ctx.llm.step_max_tokens)
     reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
-    text = reply.text.strip()
+    text = prompts.unfenced(reply.text).strip()
     emit(writer, "step_result", NODE, index=index, description=step["description"], text=text)
     step_usage = usage_of(reply)
     total = {k: usage.get(k, 0) + step_usage.get(k, 0) for k in {*usage, *step_usage}}

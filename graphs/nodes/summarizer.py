@@ -38,12 +38,15 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         ),
     ]
     full: AIMessageChunk | None = None
+    fences = prompts.FenceFilter()  # a small model may copy the prompt's <data> fences
     async for chunk in model.astream(prompt):
         assert isinstance(chunk, AIMessageChunk)
-        if chunk.text:
-            emit(writer, "text_delta", NODE, text=chunk.text)
+        if chunk.text and (text := fences.feed(chunk.text)):
+            emit(writer, "text_delta", NODE, text=text)
         full = chunk if full is None else full + chunk
-    answer = full.text if full is not None else ""
+    if rest := fences.flush():
+        emit(writer, "text_delta", NODE, text=rest)
+    answer = prompts.unfenced(full.text) if full is not None else ""
     degraded = [f["degraded"] for f in state.get("findings", []) if f.get("degraded")]
     if degraded:
         note = "\n\nDegraded sources: " + "; ".join(degraded) + "."

@@ -90,3 +90,19 @@ def test_code_arguments_the_model_gets_wrong_are_a_tool_error_and_the_run_goes_o
     assert not _of(frames, "tool_call") and not _of(frames, "error")
     assert frames[-1].data["data"]["status"] == "success"
     assert _answer(frames) == "No chart, sorry."
+
+
+def test_code_that_raises_is_rewritten_once_with_its_error(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    broken = json.dumps({"code": "import matplotlib.pyplot as plt\nplt.bar([120, 95])"})
+    fixed = json.dumps({"code": "sum(i * i for i in range(1, 51))"})
+    fake_llm.script.extend([CODE_PLAN, broken, fixed, "It is 42925.", "The sum is 42925."])
+    frames = _run(live, "Plot the squares of 1 to 5")
+    results = [r["result"] for r in _of(frames, "tool_result")]
+    assert "missing 1 required positional argument" in str(results[0]["error"])
+    assert results[1]["stdout"].strip() == "42925"  # the bare last expression was printed
+    assert [w["code"] for w in _of(frames, "warning")] == ["tool_retry"]
+    retry_prompt = json.dumps(fake_llm.requests[2]["messages"])
+    assert "The previous attempt failed" in retry_prompt and "plt.bar([120, 95])" in retry_prompt
+    assert frames[-1].data["data"]["status"] == "success"

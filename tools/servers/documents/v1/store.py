@@ -111,9 +111,12 @@ async def search(url: str, tenant: str, query: str, limit: int) -> list[dict[str
         if not present or not present["present"]:
             return []
         cur = await conn.execute(
-            "WITH q AS (SELECT websearch_to_tsquery('english', %s) AS q)"
+            # Any of the query's words (ranked by how many and how close), not all of them: a
+            # question's filler words ("how many … per year") would otherwise match nothing.
+            "WITH q AS (SELECT coalesce(nullif(replace(plainto_tsquery('english', %s)::text,"
+            " ' & ', ' | '), '')::tsquery, plainto_tsquery('english', '')) AS q)"
             " SELECT source, chunk, ts_rank(tsv, q.q) AS rank,"
-            " ts_headline('english', body, q.q, 'MaxWords=40, MinWords=15') AS excerpt"
+            " ts_headline('english', body, q.q, 'MaxWords=60, MinWords=20') AS excerpt"
             " FROM tool_documents, q WHERE tenant = %s AND tsv @@ q.q"
             " ORDER BY rank DESC, source, chunk LIMIT %s",
             (query, tenant, limit),

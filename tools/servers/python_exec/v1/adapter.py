@@ -9,6 +9,7 @@ listed never depends on the model retyping names and numbers.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 from collections.abc import Callable
@@ -36,12 +37,20 @@ class PythonExecV1(Adapter):
     async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
         """The code the model writes for the step, after the lines that load earlier results."""
         prelude, told = _prelude(step.earlier)
+        if step.failure:
+            told += f"\nThe previous attempt failed. Fix it.\n{step.failure}"
         parsed, usage = await ask(
             CodeArgs, CODE_ARGS, f"Question: {step.question}\nStep: {step.description}{told}"
         )
         if not isinstance(parsed, CodeArgs):
             return None, usage
-        return {"code": prelude + parsed.code}, usage
+        return {"code": prelude + print_last(parsed.code)}, usage
+
+    def failed(self, result: Any) -> str | None:
+        """Code that raised (not one stopped at a sandbox limit): its code and traceback."""
+        if not isinstance(result, dict) or not result.get("error") or result.get("killed"):
+            return None
+        return f"Code:\n{str(result.get('code', ''))[-1500:]}\nError:\n{result['error'][-600:]}"
 
     def note(self, result: Any) -> str:
         """Its output, its error, and how many charts the user saw."""
@@ -83,6 +92,35 @@ class PythonExecV1(Adapter):
         if "MemoryError" in str(result.get("error") or ""):
             return "stopped by the sandbox: memory limit"
         return None
+
+
+def print_last(code: str) -> str:
+    """``code`` with its last line printed when it is a bare expression, as a notebook shows it.
+
+    Small models often end with ``sum(...)`` and no ``print``; the value would be lost.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr) or _is_output_call(last.value):
+        return code
+    lines = code.splitlines()
+    start, end = last.lineno - 1, (last.end_lineno or last.lineno)
+    expr = ast.get_source_segment(code, last) or ""
+    head = lines[start][: last.col_offset]
+    return "\n".join([*lines[:start], f"{head}print({expr})", *lines[end:]])
+
+
+def _is_output_call(node: ast.expr) -> bool:
+    """Calls whose value is not the point (``print(...)``, ``plt.bar(...)``, ``df.to_csv(...)``)."""
+    if not isinstance(node, ast.Call):
+        return False
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    owner = node.func.value if isinstance(node.func, ast.Attribute) else None
+    plotting = isinstance(owner, ast.Name) and owner.id in {"plt", "ax", "fig", "sns"}
+    return plotting or name in {"print", "show", "savefig", "to_csv", "write", "writerow"}
 
 
 def _records(values: list[Any]) -> list[dict[str, Any]] | None:
