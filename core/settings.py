@@ -107,6 +107,9 @@ class LLMSettings(BaseModel):
     # Plan unambiguous questions by rules (graphs/routing.py) instead of asking the model; the
     # test config turns it off so scripted plans drive the graph.
     rule_routing: bool = True
+    # A tool step's finding: the tool's own result as text ("tool": names and numbers exactly
+    # as the tool gave them, one model call fewer per step) or the model's restatement of it.
+    step_findings: Literal["tool", "model"] = "tool"
     timeout_s: float = 120.0
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
     fallback: FallbackModelSettings | None = None

@@ -1,7 +1,9 @@
 """The researcher: executes one plan step per visit, so every step is its own checkpoint.
 
 A step whose tool is not ``none`` first goes through the tool pipeline (``tools/pipeline.py``
-via ``graphs/tool_step.py``); the model then answers the step from the tool's result. A call
+via ``graphs/tool_step.py``); the step's finding is the tool's result as text, names and
+numbers exactly as the tool gave them (``llm.step_findings: tool``, the default), or the model's
+restatement of it (``model``); a step without a tool is the model's answer. A call
 that needs the caller's confirmation ends the visit with the call held in ``pending``; the graph
 goes to ``confirm`` (an interrupt) and back here, where the step finishes with the decision.
 """
@@ -63,12 +65,14 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
             return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
         prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
-    status(writer, NODE, "thinking", detail=step["description"])
-    model = chat(ctx, ctx.llm.step_max_tokens)
-    reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
-    text = prompts.unfenced(reply.text).strip()
+    if used is not None and ctx.llm.step_findings == "tool":
+        text, step_usage = used.note, {}  # the tool's data as given: nothing to mistype
+    else:
+        status(writer, NODE, "thinking", detail=step["description"])
+        model = chat(ctx, ctx.llm.step_max_tokens)
+        reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
+        text, step_usage = prompts.unfenced(reply.text).strip(), usage_of(reply)
     emit(writer, "step_result", NODE, index=index, description=step["description"], text=text)
-    step_usage = usage_of(reply)
     total = {k: usage.get(k, 0) + step_usage.get(k, 0) for k in {*usage, *step_usage}}
     finding: dict[str, Any] = {"index": index, "text": text}
     if degraded:

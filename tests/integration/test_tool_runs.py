@@ -400,3 +400,22 @@ def test_code_gets_the_earlier_steps_results_as_data(
     code_prompt = json.dumps(fake_llm.requests[2]["messages"])
     assert top["full_name"] in code_prompt and "rows" in code_prompt
     assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_a_tool_steps_finding_is_the_tools_data_as_given(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    """``llm.step_findings: tool`` (the shipped default): no model restates the tool's result,
+    so the summary's notes carry the repositories' names and stars exactly."""
+    settings = make_settings(db_url, fake_llm.base_url, tmp_path)
+    llm = settings.llm.model_copy(update={"step_findings": "tool"})
+    settings = settings.model_copy(update={"llm": llm})
+    fake_llm.script.extend([_plan("github_trending", "Trending Rust repositories"), "Listed."])
+    with LiveServer(settings) as live, _client(live, []) as c:
+        _, frames = stream_run(c, _thread(c), "Trending Rust repositories?")
+    repos = one(frames, "tool_result")["result"]["repos"]
+    finding = one(frames, "step_result")["text"]
+    assert f"1. {repos[0]['full_name']}: {repos[0]['stars']} stars" in finding
+    assert len(fake_llm.requests) == 2  # the plan and the answer: no step restatement
+    assert repos[0]["full_name"] in json.dumps(fake_llm.requests[1]["messages"])
+    assert frames[-1].data["data"]["status"] == "success"

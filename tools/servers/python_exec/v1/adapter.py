@@ -56,10 +56,16 @@ class PythonExecV1(Adapter):
         """Its output, its error, and how many charts the user saw."""
         if not isinstance(result, dict):
             return super().note(result)
-        parts = [f"stdout:\n{result.get('stdout', '')}"]
+        printed = str(result.get("stdout", "")).strip()
+        parts = [f"The code printed:\n{printed}" if printed else "The code printed nothing."]
         if result.get("error") or result.get("killed"):
-            parts.append(f"error: {result.get('killed') or result.get('error')}")
-        parts.append(f"{len(result.get('images', []))} chart(s) shown to the user")
+            parts.append(f"It failed: {result.get('killed') or result.get('error')}")
+        images = result.get("images", [])
+        count = images if isinstance(images, int) else len(images)
+        if count:
+            parts.append(f"{count} chart(s) shown to the user.")
+        if tables := result.get("tables"):
+            parts.append(f"{len(tables)} table(s) shown to the user.")
         return "\n".join(parts)
 
     def shape(self, result: Any, tell: Tell, save_png: Callable[[bytes], str]) -> Any:
