@@ -39,7 +39,8 @@ from graphs.context import RunContext
 from graphs.emit import emit, status
 from graphs.nodes import last_question
 from graphs.state import State
-from memory.long_term import SCOPE, Profile
+from memory.embeddings import Embedder
+from memory.long_term import SCOPE, LongTermMemory, Profile
 from memory.router import (
     fields_named,
     forget_intent,
@@ -48,7 +49,7 @@ from memory.router import (
     remember_intent,
     select_fields,
 )
-from memory.session import Fact
+from memory.session import Fact, SessionMemory
 from memory.short_term import window
 
 log = logging.getLogger(__name__)
@@ -101,45 +102,13 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
     if use_session or use_long_term:
         status(writer, ROUTER, "retrieving_memory")
     if use_session and session is not None:
-        try:
-            hits = await session.recall(
-                ctx.identity.tenant,
-                ctx.thread_id,
-                question,
-                limit=settings.session.limit,
-                min_score=settings.session.min_score,
-            )
-        except Exception as exc:
-            _degraded(writer, ROUTER, "session", exc)
-            hits = []
-        else:
-            emit(writer, "memory", ROUTER, store="session", op="read", hits=len(hits))
-        recalled["facts"] = [
-            {"text": h.fact.text, "kind": h.fact.kind, "score": round(h.score, 3)} for h in hits
-        ]
-        recalled["reuse_tools"] = sorted(
-            {
-                str(h.fact.meta["tool"])
-                for h in hits
-                if h.fact.kind == "tool_result"
-                and "tool" in h.fact.meta
-                and h.score >= settings.session.reuse_score
-            }
-        )
+        recalled.update(await _session_facts(writer, ctx, session, question, settings))
     if (note := await _memory_request(writer, ctx, question)) is not None:
         recalled["memory_note"] = note
         use_long_term = use_long_term and forget_intent(question) is None
     if use_long_term and long_term is not None:
-        identity = ctx.identity
-        try:
-            profile = await long_term.get(identity)
-            embedder = getattr(session, "embedder", None)
-            chosen = await select_fields(question, profile.fields, embedder)
-        except Exception as exc:
-            _degraded(writer, ROUTER, "long-term", exc)
-        else:
-            emit(writer, "memory", ROUTER, store="long_term", op="read", hits=len(chosen))
-            recalled["profile"] = {name: profile.fields[name] for name in chosen}
+        embedder = getattr(session, "embedder", None)
+        recalled["profile"] = await _profile_fields(writer, ctx, long_term, question, embedder)
     # Folded turns leave the state: the summary covers them from now on (``folded`` counts
     # the leading turns it covers that are still in ``messages``: none once they are removed).
     gone = [RemoveMessage(id=m.id) for m in win.covered if m.id]
@@ -151,6 +120,56 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
     if gone:  # an empty write would still store a new version of the conversation
         out["messages"] = gone
     return out
+
+
+async def _session_facts(
+    writer: StreamWriter,
+    ctx: RunContext,
+    session: SessionMemory,
+    question: str,
+    settings: MemorySettings,
+) -> dict[str, Any]:
+    """This thread's facts close to ``question``, and the tools whose results they hold."""
+    try:
+        hits = await session.recall(
+            ctx.identity.tenant,
+            ctx.thread_id,
+            question,
+            limit=settings.session.limit,
+            min_score=settings.session.min_score,
+        )
+    except Exception as exc:
+        _degraded(writer, ROUTER, "session", exc)
+        hits = []
+    else:
+        emit(writer, "memory", ROUTER, store="session", op="read", hits=len(hits))
+    reuse = {
+        str(h.fact.meta["tool"])
+        for h in hits
+        if h.fact.kind == "tool_result"
+        and "tool" in h.fact.meta
+        and h.score >= settings.session.reuse_score
+    }
+    facts = [{"text": h.fact.text, "kind": h.fact.kind, "score": round(h.score, 3)} for h in hits]
+    return {"facts": facts, "reuse_tools": sorted(reuse)}
+
+
+async def _profile_fields(
+    writer: StreamWriter,
+    ctx: RunContext,
+    long_term: LongTermMemory,
+    question: str,
+    embedder: Embedder | None,
+) -> dict[str, str]:
+    """The caller's profile fields ``question`` selects (none when the store fails)."""
+    try:
+        profile = await long_term.get(ctx.identity)
+        chosen = await select_fields(question, profile.fields, embedder)
+    except Exception as exc:
+        _degraded(writer, ROUTER, "long-term", exc)
+        return {}
+    emit(writer, "memory", ROUTER, store="long_term", op="read", hits=len(chosen))
+    return {name: profile.fields[name] for name in chosen}
 
 
 async def _memory_request(writer: StreamWriter, ctx: RunContext, question: str) -> str | None:
