@@ -387,6 +387,28 @@ async def _run(
     code: str, limits: SandboxSettings, jail: JailLimits, started: float
 ) -> SandboxResult:
     loop = asyncio.get_running_loop()
+    proc, result, transport = await _spawn(limits, jail)
+    out, err, killed = await _supervise(proc, result, transport, code, limits, jail)
+    code_ = proc.returncode if proc.returncode is not None else -1
+    killed = _why_stopped(code_, killed, limits, jail)
+    duration_ms = round((loop.time() - started) * 1000, 1)
+    parsed = _parse(out, err) if killed is None else {}
+    return SandboxResult(
+        stdout=str(parsed.get("stdout", "")),
+        error=parsed.get("error"),
+        images=list(parsed.get("images", [])),
+        tables=list(parsed.get("tables", [])),
+        killed=killed,
+        exit_code=code_,
+        duration_ms=duration_ms,
+    )
+
+
+async def _spawn(
+    limits: SandboxSettings, jail: JailLimits
+) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.BaseTransport]:
+    """Start the jail; its results come back on a pipe only the runner holds."""
+    loop = asyncio.get_running_loop()
     result_r, result_w = os.pipe()
     try:
         program = [interpreter(), "-I", "-c", RUNNER, str(result_w)]
@@ -407,6 +429,18 @@ async def _run(
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(result), os.fdopen(result_r, "rb", buffering=0)
     )
+    return proc, result, transport
+
+
+async def _supervise(
+    proc: asyncio.subprocess.Process,
+    result: asyncio.StreamReader,
+    transport: asyncio.BaseTransport,
+    code: str,
+    limits: SandboxSettings,
+    jail: JailLimits,
+) -> tuple[bytes, bytes, str | None]:
+    """Feed the code and read the result until done, a limit, or the wall clock; kill after."""
     assert proc.stdin and proc.stderr
     killed: str | None = None
 
@@ -460,25 +494,21 @@ async def _run(
         proc_transport = getattr(proc, "_transport", None)
         if proc_transport is not None:
             proc_transport.close()
-    code_ = proc.returncode if proc.returncode is not None else -1
+    return out, err, killed
+
+
+def _why_stopped(
+    exit_code: int, killed: str | None, limits: SandboxSettings, jail: JailLimits
+) -> str | None:
+    """Why the jail was stopped (a limit, a signal), from what was seen and its exit code."""
     if jail.oom_killed():
-        killed = f"memory limit of {limits.memory_mb} MB"
-    signum = -code_ if code_ < 0 else code_ - 128 if code_ > 128 else 0
+        return f"memory limit of {limits.memory_mb} MB"
+    signum = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else 0
     if killed is None and signum:
         sig = signal.Signals(signum).name
         why = {"SIGXCPU": f"CPU limit of {limits.cpu_s} s", "SIGKILL": "killed (SIGKILL)"}
-        killed = why.get(sig, f"killed by {sig}")
-    duration_ms = round((loop.time() - started) * 1000, 1)
-    parsed = _parse(out, err) if killed is None else {}
-    return SandboxResult(
-        stdout=str(parsed.get("stdout", "")),
-        error=parsed.get("error"),
-        images=list(parsed.get("images", [])),
-        tables=list(parsed.get("tables", [])),
-        killed=killed,
-        exit_code=code_,
-        duration_ms=duration_ms,
-    )
+        return why.get(sig, f"killed by {sig}")
+    return killed
 
 
 async def _watch(jail: JailLimits, limits: SandboxSettings) -> str:
