@@ -152,6 +152,10 @@ def _normal(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
 
+def _spaced(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def planner_examples() -> list[str]:
     """The questions of the planner prompt's few-shot examples (never part of the set)."""
     from graphs.prompts import PLANNER
@@ -172,7 +176,7 @@ def validate(tasks: list[Task], corpus_dir: Path = CORPUS_DIR) -> list[str]:
             if not (corpus_dir / path).is_file():
                 problems.append(f"{task.id}: corpus file {path} not found")
         corpus = " ".join(
-            _normal((corpus_dir / p).read_text()) for p in task.corpus if (corpus_dir / p).is_file()
+            _spaced((corpus_dir / p).read_text()) for p in task.corpus if (corpus_dir / p).is_file()
         )
         for turn in task.turns:
             if _normal(turn.message) in examples:
@@ -180,7 +184,7 @@ def validate(tasks: list[Task], corpus_dir: Path = CORPUS_DIR) -> list[str]:
             if task.category != "documents":
                 continue
             for value in turn.answer.contains + turn.answer.contains_any:
-                if value.text is not None and _normal(value.text) not in corpus:
+                if value.text is not None and _spaced(value.text) not in corpus:
                     problems.append(f"{task.id}: {value.text!r} is not in the task's corpus")
     return problems
 
