@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run stream")
     p.add_argument("--keep-data", action="store_true", help="keep the own stack's data dir")
     p.add_argument("--list", action="store_true", help="list the selected tasks and exit")
+    p.add_argument("--render", type=Path, help="write RESULTS.md again from this results.json")
     return p
 
 
@@ -60,6 +61,11 @@ def _split(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; see the module docstring."""
     args = _parser().parse_args(argv)
+    if args.render:
+        rendered, meta = report.read(args.render)
+        report.write(rendered, meta, args.out)
+        print(report.totals(rendered))
+        return 0
     tasks = load(args.tasks, _split(args.only), _split(args.category))
     problems = validate(tasks)
     if problems:
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task.category:<14} {task.id:<28} {len(task.turns)} turn(s)")
         return 0
     own = None if args.url else OwnStack(args.model_file, args.llm_base_url, args.keep_data)
-    load_start = os.getloadavg()
+    load_start, sha = os.getloadavg(), report.commit()  # the code that runs, not a later one
     started, t0 = datetime.now(UTC), time.monotonic()
     results: list[TaskResult] = []
     try:
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_s=round(time.monotonic() - t0, 1),
-        commit=report.commit(),
+        commit=sha,
         model=stack.model,
         url=args.url or "own keel serve (dev config, fresh data dir)",
         machine=report.machine(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 from collections import Counter
 from collections.abc import Sequence
@@ -71,6 +72,26 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+CAUSES = (
+    ("run timed out", re.compile(r"status timeout")),
+    ("run ended in error", re.compile(r"status error")),
+    ("other final status", re.compile(r"status \w+, expected")),
+    ("HTTP or stream failure", re.compile(r"answered \d{3}|without run_finished|setup failed")),
+    ("wrong or missing tool", re.compile(r"^(turn \d+: )?tools ")),
+    ("no tool data to check", re.compile(r"in the run's events to check against")),
+    ("no chart/table/decision event", re.compile(r"^(turn \d+: )?no \w+ event")),
+    ("held call missing or wrong", re.compile(r"confirmation_required|held ")),
+    ("answer wrong or incomplete", re.compile(r"answer (lacks|has none|still names|also names)")),
+    ("no refusal", re.compile(r"not a refusal")),
+    ("did not say it does not know", re.compile(r"does not say it does not know")),
+)
+
+
+def causes(result: TaskResult) -> list[str]:
+    """The kinds of failure among the task's reasons, in ``CAUSES`` order."""
+    return [name for name, pattern in CAUSES if any(pattern.search(r) for r in result.reasons)]
 
 
 def line(result: TaskResult) -> str:
@@ -150,6 +171,23 @@ def write_events(result: TaskResult, out_dir: Path) -> None:
                 f.write(json.dumps({"turn": n, **event}, ensure_ascii=False) + "\n")
 
 
+def read(path: Path) -> tuple[list[TaskResult], Meta]:
+    """Results and meta back from a ``results.json`` (to render RESULTS.md again)."""
+    from bench.eval.runner import RunResult, TurnResult
+
+    doc = json.loads(path.read_text())
+    results = []
+    for t in doc["tasks"]:
+        turns = [
+            TurnResult(**{**u, "runs": [RunResult(**r) for r in u["runs"]]}) for u in t["turns"]
+        ]
+        results.append(TaskResult(**{**t, "turns": turns}))
+    meta = doc["meta"]
+    for key in ("load_start", "load_end"):
+        meta[key] = tuple(meta[key])
+    return results, Meta(**meta)
+
+
 def _load(values: tuple[float, float, float]) -> str:
     return " / ".join(f"{v:.2f}" for v in values)
 
@@ -203,6 +241,18 @@ def markdown(results: Sequence[TaskResult], meta: Meta, s: dict[str, Any]) -> st
             f"| {r.id} | {r.category} | {verdict} | {r.seconds:.1f} s | {r.tokens} | {tools} |"
         )
     failed = [r for r in results if not r.passed]
+    counted = Counter(c for r in failed for c in causes(r))
+    lines += [
+        "",
+        "## Failures by cause",
+        "",
+        "A task counts once under each cause among its reasons.",
+        "",
+    ]
+    lines += [
+        f"- {name}: {n} ({', '.join(r.id for r in failed if name in causes(r))})"
+        for name, n in counted.most_common()
+    ] or ["None."]
     lines += ["", "## Failures", ""]
     if not failed:
         lines.append("None.")

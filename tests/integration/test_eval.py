@@ -177,6 +177,9 @@ def test_report_writes_results_and_markdown(tmp_path: Path) -> None:
     assert doc["summary"]["categories"]["memory"]["pass_rate"] == 0.0
     md = (tmp_path / "RESULTS.md").read_text()
     assert "**1/2 tasks pass (50.0 %)**" in md and "turn 2: answer lacks 'teal'" in md
+    assert "- answer wrong or incomplete: 1 (b)" in md
+    again, meta_again = report.read(tmp_path / "results.json")
+    assert (again, meta_again) == (results, meta)
 
 
 def test_the_shipped_set_is_valid_and_covers_every_category() -> None:
