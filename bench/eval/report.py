@@ -123,6 +123,11 @@ def summary(results: Sequence[TaskResult]) -> dict[str, Any]:
         }
 
     categories = sorted({r.category for r in results})
+    spent: dict[str, list[float]] = {}
+    for r in results:
+        for t in r.turns:
+            for name, seconds in t.phases.items():
+                spent.setdefault(name, []).append(seconds)
     return {
         "overall": part(results),
         "categories": {c: part([r for r in results if r.category == c]) for c in categories},
@@ -132,6 +137,7 @@ def summary(results: Sequence[TaskResult]) -> dict[str, Any]:
         "task_p50_s": round(percentile([r.seconds for r in results], 0.5), 1),
         "task_p95_s": round(percentile([r.seconds for r in results], 0.95), 1),
         "run_statuses": dict(sorted(statuses.items())),
+        "phase_p50_s": {k: round(percentile(v, 0.5), 1) for k, v in sorted(spent.items())},
     }
 
 
@@ -214,6 +220,10 @@ def markdown(results: Sequence[TaskResult], meta: Meta, s: dict[str, Any]) -> st
         f" p50 {s['run_p50_s']} s, p95 {s['run_p95_s']} s over {s['turns']} turns (per task"
         f" p50 {s['task_p50_s']} s, p95 {s['task_p95_s']} s); {o['tokens']:,} tokens;"
         f" run statuses {s['run_statuses']}; tasks with a run ending `error`: {o['errored']}.",
+        "",
+        "Median seconds per phase of a turn (plan: `planning` to the plan; tool: `tool_call` to"
+        " its result; step: `thinking` to the step's result; answer: `summarizing` to"
+        f" `run_finished`): {s['phase_p50_s'] or 'none recorded'}.",
         "",
         "| category | tasks | pass | pass rate | run p50 | run p95 | tokens | runs in error |",
         "|---|---|---|---|---|---|---|---|",

@@ -38,6 +38,7 @@ class TurnResult:
     runs: list[RunResult]
     trace_ids: list[str]
     errors: list[str]
+    phases: dict[str, float] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list, repr=False)
 
 
@@ -129,6 +130,7 @@ def _turn_result(turn: Turn, record: TurnRecord, reasons: list[str]) -> TurnResu
         runs=[RunResult(r.run_id, r.status, round(r.seconds, 2), r.tokens) for r in record.runs],
         trace_ids=sorted({e["trace_id"] for e in events}),
         errors=[_problem(e) for e in events if e["type"] in ("error", "tool_error", "warning")],
+        phases=phases(events),
         events=events,
     )
 
@@ -136,3 +138,31 @@ def _turn_result(turn: Turn, record: TurnRecord, reasons: list[str]) -> TurnResu
 def _problem(event: Event) -> str:
     data = event["data"]
     return f"{event['type']} {data.get('code')}: {data.get('message') or data.get('error')}"
+
+
+# Where a turn's time goes: from the event that opens a phase to the next event after it.
+_PHASE_OPENERS = {
+    ("agent_status", "planning"): "plan",
+    ("tool_call", None): "tool",
+    ("agent_status", "thinking"): "step",
+    ("agent_status", "summarizing"): "answer",
+}
+
+
+def phases(events: list[Event]) -> dict[str, float]:
+    """Seconds per phase (plan, tool, step, answer), summed over the turn's runs."""
+    out: dict[str, float] = {}
+    for this, after in zip(events, events[1:], strict=False):
+        key = (this["type"], this["data"].get("status") if this["type"] == "agent_status" else None)
+        name = _PHASE_OPENERS.get(key)
+        if name is None:
+            continue
+        if name == "answer":
+            after = next(
+                (e for e in events if e["type"] == "run_finished" and e["seq"] > this["seq"]), after
+            )
+        seconds = (
+            datetime.fromisoformat(after["ts"]) - datetime.fromisoformat(this["ts"])
+        ).total_seconds()
+        out[name] = round(out.get(name, 0.0) + seconds, 2)
+    return out
