@@ -36,6 +36,10 @@ _UNKNOWN = re.compile(
 _NUMBER = re.compile(r"(?<![\w.])(-?\d[\d,]*(?:\.\d+)?)(\s*(?:k|m|thousand|million)\b)?", re.I)
 _SAFE = {
     "abs": abs,
+    "all": all,
+    "any": any,
+    "float": float,
+    "int": int,
     "len": len,
     "max": max,
     "min": min,
@@ -112,14 +116,18 @@ def resolve(value: Value, turn: Sequence[Event], earlier: Sequence[Sequence[Even
     if value.text is not None:
         return [value.text]
     if value.computed is not None:
-        # Task files are part of the repository; expressions are arithmetic over _SAFE.
-        result = eval(value.computed, {"__builtins__": {}, **_SAFE})  # noqa: S307
+        result = compute(value.computed)
         return list(result) if isinstance(result, list | tuple) else [result]
     for events in [turn, *reversed(earlier)]:
         found = _from_events(value, events)
         if found is not None:
             return found
     raise LookupError(f"no {value.describe()} in the run's events to check against")
+
+
+def compute(expression: str) -> Any:
+    """Evaluate a task's ``computed`` expression over ``_SAFE`` (task files are in the repo)."""
+    return eval(expression, {"__builtins__": {}, **_SAFE})  # noqa: S307
 
 
 def numbers_in(text: str) -> list[tuple[float, int, bool]]:

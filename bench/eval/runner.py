@@ -104,7 +104,10 @@ def run_task(stack: Stack, task: Task, timeout_s: float = 300.0) -> TaskResult:
             except (TurnFailed, OSError) as exc:
                 result.reasons.append(f"{prefix}{exc}")
                 break
-            reasons = grade_turn(turn, record, earlier, now)
+            try:
+                reasons = grade_turn(turn, record, earlier, now)
+            except Exception as exc:  # noqa: BLE001 (a grading bug fails this task, not the set)
+                reasons = [f"harness error while grading: {exc!r}"]
             result.turns.append(_turn_result(turn, record, reasons))
             result.reasons.extend(prefix + r for r in reasons)
             earlier.append(record.events)

@@ -179,6 +179,7 @@ def validate(tasks: list[Task], corpus_dir: Path = CORPUS_DIR) -> list[str]:
             _spaced((corpus_dir / p).read_text()) for p in task.corpus if (corpus_dir / p).is_file()
         )
         for turn in task.turns:
+            problems.extend(_uncomputable(task.id, turn))
             if _normal(turn.message) in examples:
                 problems.append(f"{task.id}: {turn.message!r} is a planner prompt example")
             if task.category != "documents":
@@ -186,6 +187,20 @@ def validate(tasks: list[Task], corpus_dir: Path = CORPUS_DIR) -> list[str]:
             for value in turn.answer.contains + turn.answer.contains_any:
                 if value.text is not None and _spaced(value.text) not in corpus:
                     problems.append(f"{task.id}: {value.text!r} is not in the task's corpus")
+    return problems
+
+
+def _uncomputable(task_id: str, turn: Turn) -> list[str]:
+    from bench.eval.grade import compute
+
+    problems = []
+    answer = turn.answer
+    for value in answer.contains + answer.contains_any + answer.not_contains:
+        if value.computed is not None:
+            try:
+                compute(value.computed)
+            except Exception as exc:  # noqa: BLE001 (any failure makes the task unusable)
+                problems.append(f"{task_id}: cannot compute {value.computed!r}: {exc!r}")
     return problems
 
 

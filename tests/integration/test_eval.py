@@ -236,8 +236,16 @@ def test_validate_refuses_planner_examples_and_literals_not_in_the_corpus() -> N
                 ],
             }
         ),
+        Task.model_validate(
+            {
+                "id": "typo",
+                "category": "compute",
+                "turns": [{"message": "Sum?", "answer": {"contains": [{"computed": "summ([1])"}]}}],
+            }
+        ),
     ]
     assert validate(tasks) == [
         f"copied: {example!r} is a planner prompt example",
         "made-up: '31 days' is not in the task's corpus",
+        "typo: cannot compute 'summ([1])': NameError(\"name 'summ' is not defined\")",
     ]
