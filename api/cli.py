@@ -398,6 +398,16 @@ def _bench(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env={**os.environ, "PYTHONPATH": path})
 
 
+def _eval(args: argparse.Namespace) -> int:
+    """``keel eval``: ``python -m bench.eval`` from the checkout root (bench/ is not packaged)."""
+    from core.settings import ROOT
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "bench.eval", *args.eval_args]
+    return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keel`` console script."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
@@ -464,9 +474,17 @@ def main(argv: list[str] | None = None) -> int:
         add_help=False,  # `keel bench --help` is bench/suite.py's own
     )
     p.set_defaults(fn=_bench)
+    p = sub.add_parser(
+        "eval",
+        help="end-to-end evaluation with the real model (bench/eval's options)",
+        add_help=False,  # `keel eval --help` is bench/eval's own
+    )
+    p.set_defaults(fn=_eval)
     args, rest = parser.parse_known_args(argv)
     if args.cmd == "bench":
         args.suite_args = rest  # parsed by bench/suite.py
+    elif args.cmd == "eval":
+        args.eval_args = rest  # parsed by bench/eval/cli.py
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     code: int = args.fn(args)

@@ -1,0 +1,7 @@
+"""``python -m bench.eval``: run the evaluation set (see ``bench/eval/cli.py``)."""
+
+import sys
+
+from bench.eval.cli import main
+
+sys.exit(main())

@@ -1,0 +1,251 @@
+"""`keel eval`'s harness graded on the scripted model: a right run passes, a wrong one fails
+with the reason that names what was wrong (answer, tool, status), and the shipped set is valid.
+
+The API is real (uvicorn, Postgres, the github server answering from its snapshot); only the
+model is scripted: a plan, one step text per step, the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.eval import report
+from bench.eval.runner import TaskResult, run_task
+from bench.eval.stack import Stack
+from bench.eval.tasks import Task, load, planner_examples, validate
+from tests.conftest import LiveServer
+from tests.fakes.openai_server import FakeOpenAI
+
+SNAPSHOT = Path(__file__).parents[2] / "tools/servers/github_trending/snapshot.json"
+REPOS = json.loads(SNAPSHOT.read_text())["languages"]["go"]
+MOST_FORKS = max(REPOS, key=lambda r: r["forks"])
+
+
+def _plan(tool: str) -> str:
+    return json.dumps({"steps": [{"description": "List trending Go repositories", "tool": tool}]})
+
+
+def _task(**turn: Any) -> Task:
+    return Task.model_validate(
+        {
+            "id": "go-top",
+            "category": "github",
+            "turns": [
+                {
+                    "message": "How many stars does the top trending Go repository have?",
+                    "tools": ["github_trending"],
+                    "answer": {
+                        "contains": [
+                            {
+                                "tool_result": "github_trending",
+                                "path": "repos.0.full_name",
+                                "as": "name",
+                            },
+                            {
+                                "tool_result": "github_trending",
+                                "path": "repos.0.stars",
+                                "as": "number",
+                            },
+                        ]
+                    },
+                    **turn,
+                }
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def stack(live: LiveServer) -> Iterator[Stack]:
+    yield Stack(live.url, live.settings.auth, live.settings.database.url, "fake")
+
+
+def test_a_right_answer_from_the_tool_data_passes(stack: Stack, fake_llm: FakeOpenAI) -> None:
+    top = REPOS[0]
+    answer = f"The top one is {top['full_name']} with {top['stars']:,} stars."
+    fake_llm.script.extend([_plan("github_trending"), "Listed.", answer])
+    result = run_task(stack, _task())
+    assert (result.passed, result.reasons) == (True, [])
+    [turn] = result.turns
+    assert (turn.status, turn.tools, turn.answer) == ("success", ["github_trending"], answer)
+    assert turn.tokens > 0 and turn.seconds > 0
+    assert set(turn.phases) == {"plan", "tool", "step", "answer"}
+    assert sum(turn.phases.values()) <= turn.seconds
+    assert report.line(result).startswith("PASS github")
+
+
+def test_a_wrong_answer_fails_naming_the_missing_value(stack: Stack, fake_llm: FakeOpenAI) -> None:
+    wrong = REPOS[1]
+    answer = f"The top one is {wrong['full_name']} with {wrong['stars']} stars."
+    fake_llm.script.extend([_plan("github_trending"), "Listed.", answer])
+    result = run_task(stack, _task())
+    assert not result.passed
+    assert result.reasons == [
+        f"answer lacks {REPOS[0]['full_name']!r} (github_trending result repos.0.full_name):"
+        f" {answer!r}",
+        f"answer lacks {REPOS[0]['stars']!r} (github_trending result repos.0.stars): {answer!r}",
+    ]
+
+
+def test_the_wrong_tool_fails_and_leaves_nothing_to_check_against(
+    stack: Stack, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script.extend([_plan("none"), "I recall some.", "golang/go has 128,000 stars."])
+    result = run_task(stack, _task())
+    assert result.reasons == [
+        "tools none, expected ['github_trending']",
+        "no github_trending result repos.0.full_name in the run's events to check against",
+        "no github_trending result repos.0.stars in the run's events to check against",
+    ]
+
+
+def test_a_run_ending_in_error_fails_with_its_error(stack: Stack, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend(["!status 500"] * 4)
+    result = run_task(stack, _task(tools=None, answer={}))
+    assert not result.passed and result.errored
+    [reason] = result.reasons
+    assert reason.startswith("status error, expected success (")
+
+
+def test_a_follow_up_is_graded_from_the_earlier_turn(stack: Stack, fake_llm: FakeOpenAI) -> None:
+    names = ", ".join(r["full_name"] for r in REPOS)
+    task = Task.model_validate(
+        {
+            "id": "go-follow-up",
+            "category": "followup",
+            "turns": [
+                {"message": "What Go repositories are popular this week?"},
+                {
+                    "message": "Of those, which has the most forks?",
+                    "answer": {
+                        "contains": [
+                            {
+                                "tool_result": "github_trending",
+                                "path": "repos.max:forks.full_name",
+                                "as": "name",
+                            }
+                        ],
+                        "alone_among": {
+                            "tool_result": "github_trending",
+                            "path": "repos.*.full_name",
+                            "as": "name",
+                        },
+                    },
+                },
+            ],
+        }
+    )
+    right = f"{MOST_FORKS['full_name']} has the most forks."
+    fake_llm.script.extend([_plan("github_trending"), "Listed.", names])
+    fake_llm.script.extend([_plan("none"), "From before.", right])
+    passed = run_task(stack, task)
+    assert (passed.passed, passed.reasons) == (True, [])
+    assert [t.thread_id for t in passed.turns][0] == passed.turns[1].thread_id
+
+    fake_llm.script.extend([_plan("github_trending"), "Listed.", names])
+    fake_llm.script.extend([_plan("none"), "From before.", f"All of them: {names}."])
+    listed_all = run_task(stack, task)
+    assert len(listed_all.reasons) == 1
+    assert listed_all.reasons[0].startswith("turn 2: answer also names ")
+
+
+def test_report_writes_results_and_markdown(tmp_path: Path) -> None:
+    results = [
+        TaskResult("a", "github", True, 2.0, 10, []),
+        TaskResult("b", "memory", False, 3.0, 20, ["turn 2: answer lacks 'teal'"]),
+    ]
+    meta = report.Meta(
+        "t0",
+        "t1",
+        5.0,
+        "abc",
+        "fake",
+        "url",
+        "m",
+        (0.1, 0.2, 0.3),
+        (0.4, 0.5, 0.6),
+        ["python -m bench.eval"],
+    )
+    report.write(results, meta, tmp_path)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["summary"]["overall"]["passed"] == 1
+    assert doc["summary"]["categories"]["memory"]["pass_rate"] == 0.0
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "**1/2 tasks pass (50.0 %)**" in md and "turn 2: answer lacks 'teal'" in md
+    assert "- answer wrong or incomplete: 1 (b)" in md
+    again, meta_again = report.read(tmp_path / "results.json")
+    assert (again, meta_again) == (results, meta)
+
+
+def test_the_shipped_set_is_valid_and_covers_every_category() -> None:
+    tasks = load()
+    assert validate(tasks) == []
+    assert len(tasks) >= 40
+    assert {t.category for t in tasks} == {
+        "github",
+        "compute",
+        "charts",
+        "calendar",
+        "documents",
+        "memory",
+        "no_tool",
+        "followup",
+        "missing_scope",
+        "unknown",
+    }
+    examples = {q.lower() for q in planner_examples()}
+    assert len(examples) >= 5
+    assert not examples & {turn.message.lower() for t in tasks for turn in t.turns}
+
+
+def test_keel_eval_runs_bench_eval_from_the_checkout(tmp_path: Path) -> None:
+    keel = Path(sys.executable).parent / "keel"
+    out = subprocess.run(
+        [str(keel), "eval", "--list", "--category", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[1] for line in out.stdout.splitlines()] == [
+        t.id for t in load(categories=["memory"])
+    ]
+
+
+def test_validate_refuses_planner_examples_and_literals_not_in_the_corpus() -> None:
+    example = planner_examples()[0]
+    tasks = [
+        Task.model_validate(
+            {"id": "copied", "category": "github", "turns": [{"message": example}]}
+        ),
+        Task.model_validate(
+            {
+                "id": "made-up",
+                "category": "documents",
+                "corpus": ["vacation-policy.md"],
+                "turns": [
+                    {"message": "How many days?", "answer": {"contains": [{"text": "31 days"}]}}
+                ],
+            }
+        ),
+        Task.model_validate(
+            {
+                "id": "typo",
+                "category": "compute",
+                "turns": [{"message": "Sum?", "answer": {"contains": [{"computed": "summ([1])"}]}}],
+            }
+        ),
+    ]
+    assert validate(tasks) == [
+        f"copied: {example!r} is a planner prompt example",
+        "made-up: '31 days' is not in the task's corpus",
+        "typo: cannot compute 'summ([1])': NameError(\"name 'summ' is not defined\")",
+    ]
