@@ -1,4 +1,4 @@
-"""The FastAPI application: lifespan wiring of pool, checkpointer, graph and executor."""
+"""The FastAPI application: its assembly, and the lifespan wiring of the services it serves."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from core.errors import Unavailable
 from core.identity import TokenVerifier
 from core.otel import configure as configure_tracing
 from core.otel import provider
-from core.quotas import forget, quotas_for
+from core.quotas import Quotas, forget, quotas_for
 from core.serde import FailClosedSerializer
 from core.settings import Settings
 from core.tracing import install_log_context
@@ -32,6 +32,7 @@ from memory.layers import open_memory
 from runs.event_log import Broker, EventLog, Listener
 from runs.executor import RunExecutor
 from runs.scheduler import FairScheduler
+from runs.store import RunStore
 from tools.gateway import ToolGateway
 
 
@@ -58,6 +59,106 @@ async def checkpoint_pool(
     )
 
 
+@asynccontextmanager
+async def _database(settings: Settings, url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    """The app's pool on ``url``, migrated, closed at the end."""
+    pool = await open_pool(
+        url,
+        settings.database.pool_min,
+        settings.database.pool_max,
+        settings.database.pool_timeout_s,
+    )
+    try:
+        async with pool.connection() as conn:
+            await migrate(conn)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def _checkpointer(
+    settings: Settings, pool: AsyncConnectionPool[Any]
+) -> AsyncIterator[AsyncPostgresSaver]:
+    """The graph's checkpointer, on its own pool unless ``checkpoint_commit`` is ``sync``."""
+    ckpt_pool = await checkpoint_pool(settings, pool)
+    try:
+        checkpointer = AsyncPostgresSaver(ckpt_pool, serde=FailClosedSerializer())
+        await checkpointer.setup()
+        yield checkpointer
+    finally:
+        if ckpt_pool is not pool:
+            await ckpt_pool.close()
+
+
+@asynccontextmanager
+async def _quotas(settings: Settings) -> AsyncIterator[tuple[Quotas, FairScheduler]]:
+    """The quota storage and the run scheduler, closed at the end."""
+    quotas = quotas_for(settings.quotas)
+    scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)
+    try:
+        yield quotas, scheduler
+    finally:
+        await scheduler.close()
+        forget(quotas)
+        await quotas.close()
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, chat_model: BaseChatModel | None = None
+) -> AsyncIterator[Services]:
+    """The app's services while it serves: stores, graph, tools, memory and the run engine.
+
+    On the way out, runs are cancelled (their last events written) before anything closes.
+    """
+    if not settings.database.url:
+        raise Unavailable("database.url is not set (keel serve starts an embedded Postgres)")
+    url = settings.database.url
+    async with (
+        _database(settings, url) as pool,
+        _checkpointer(settings, pool) as checkpointer,
+        _quotas(settings) as (quotas, scheduler),
+    ):
+        graph = build_graph(checkpointer)
+        instance = uuid.uuid4().hex
+        event_log, broker, store = EventLog(pool, instance), Broker(), RunStore(pool, settings)
+        async with (
+            ToolGateway(settings, pool=pool) as gateway,
+            open_memory(settings, pool) as layers,
+        ):
+            executor = RunExecutor(
+                settings,
+                graph,
+                pool,
+                event_log,
+                broker,
+                chat_model,
+                tools=gateway,
+                memory=layers,
+                store=store,
+            )
+            listener = Listener(url, broker, instance, executor.cancel_local)
+            await listener.start()
+            await executor.start_heartbeat()
+            yield Services(
+                settings=settings,
+                pool=pool,
+                graph=graph,
+                event_log=event_log,
+                broker=broker,
+                executor=executor,
+                store=store,
+                quotas=quotas,
+                scheduler=scheduler,
+                tools=gateway,
+                memory=layers,
+            )
+            await executor.shutdown()
+            await listener.stop()
+            await close_models()
+
+
 def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -> FastAPI:
     """Build the app for ``settings``; ``chat_model`` overrides the configured LLM (tests)."""
     install_log_context()
@@ -65,66 +166,9 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.database.url:
-            raise Unavailable("database.url is not set (keel serve starts an embedded Postgres)")
-        pool = await open_pool(
-            settings.database.url,
-            settings.database.pool_min,
-            settings.database.pool_max,
-            settings.database.pool_timeout_s,
-        )
-        quotas = quotas_for(settings.quotas)
-        scheduler = FairScheduler(quotas, settings.quotas.max_active_runs)
-        ckpt_pool = pool
-        try:
-            async with pool.connection() as conn:
-                await migrate(conn)
-            ckpt_pool = await checkpoint_pool(settings, pool)
-            checkpointer = AsyncPostgresSaver(ckpt_pool, serde=FailClosedSerializer())
-            await checkpointer.setup()
-            graph = build_graph(checkpointer)
-            instance = uuid.uuid4().hex
-            event_log, broker = EventLog(pool, instance), Broker()
-            async with (
-                ToolGateway(settings, pool=pool) as gateway,
-                open_memory(settings, pool) as layers,
-            ):
-                executor = RunExecutor(
-                    settings,
-                    graph,
-                    pool,
-                    event_log,
-                    broker,
-                    chat_model,
-                    tools=gateway,
-                    memory=layers,
-                )
-                listener = Listener(settings.database.url, broker, instance, executor.cancel_local)
-                await listener.start()
-                await executor.start_heartbeat()
-                app.state.services = Services(
-                    settings,
-                    pool,
-                    graph,
-                    event_log,
-                    broker,
-                    executor,
-                    quotas,
-                    scheduler,
-                    gateway,
-                    memory=layers,
-                )
-                yield
-                await executor.shutdown()
-                await listener.stop()
-                await close_models()
-        finally:
-            await scheduler.close()
-            forget(quotas)
-            await quotas.close()
-            if ckpt_pool is not pool:
-                await ckpt_pool.close()
-            await pool.close()
+        async with serving(settings, chat_model) as svc:
+            app.state.services = svc
+            yield
 
     app = FastAPI(
         title="Keel",
@@ -134,15 +178,18 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
     )
     app.state.token_verifier = TokenVerifier(settings.auth)
     problems.install(app)
-    app.include_router(meta.router)
-    app.include_router(threads.router)
-    app.include_router(usage.router)
-    app.include_router(feedback.router)
-    app.include_router(tools.router)
-    app.include_router(traces.router)
-    app.include_router(traces.page)
-    app.include_router(memory.router)
-    app.include_router(ui.router)
+    for router in (
+        meta.router,
+        threads.router,
+        usage.router,
+        feedback.router,
+        tools.router,
+        traces.router,
+        traces.page,
+        memory.router,
+        ui.router,
+    ):
+        app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
     app.add_middleware(HostCheckMiddleware, allowed=settings.server.allowed_hosts)
     app.add_middleware(TraceMiddleware)

@@ -408,10 +408,8 @@ def _eval(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``keel`` console script."""
-    parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+def _serving_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Serving and access: ``serve``, ``token``, ``apikey``, ``studio``."""
     p = sub.add_parser("serve", help="start Postgres, the local model and the API")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(fn=_serve)
@@ -435,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("studio", help="serve the graph with `langgraph dev`")
     p.add_argument("--port", type=int, default=2025)
     p.set_defaults(fn=_studio)
+
+
+def _run_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """What runs leave behind: ``trace``, ``prune``, ``feedback``, ``record``."""
     p = sub.add_parser("trace", help="print a trace's runs as a waterfall")
     p.add_argument("trace_id")
     _add_client_args(p)
@@ -454,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True)
     _add_client_args(p)
     p.set_defaults(fn=_record)
+
+
+def _upkeep_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Upkeep: ``tools``, ``memory``, ``ingest``, ``doctor``, ``bench``, ``eval``."""
     p = sub.add_parser("tools", help="tool servers: `keel tools lock` rewrites tools.lock")
     p.add_argument("action", choices=["lock"])
     p.add_argument("pins", nargs="*", help="only these mcp_servers entries (default: all)")
@@ -480,6 +486,15 @@ def main(argv: list[str] | None = None) -> int:
         add_help=False,  # `keel eval --help` is bench/eval's own
     )
     p.set_defaults(fn=_eval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``keel`` console script."""
+    parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _serving_commands(sub)
+    _run_data_commands(sub)
+    _upkeep_commands(sub)
     args, rest = parser.parse_known_args(argv)
     if args.cmd == "bench":
         args.suite_args = rest  # parsed by bench/suite.py

@@ -12,7 +12,7 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
 from core.apikeys import looks_like_key, verify_key
-from core.errors import AuthenticationFailed, Forbidden, NotFound
+from core.errors import AuthenticationFailed, Forbidden
 from core.identity import Identity, TokenVerifier
 from core.quotas import Quotas
 from core.settings import Settings
@@ -20,6 +20,7 @@ from memory.layers import MemoryLayers
 from runs.event_log import Broker, EventLog
 from runs.executor import RunExecutor
 from runs.scheduler import FairScheduler
+from runs.store import RunStore
 from tools.gateway import ToolGateway
 
 
@@ -33,6 +34,7 @@ class Services:
     event_log: EventLog
     broker: Broker
     executor: RunExecutor
+    store: RunStore
     quotas: Quotas
     scheduler: FairScheduler
     tools: ToolGateway
@@ -99,17 +101,3 @@ Svc = Annotated[Services, Depends(services)]
 CurrentIdentity = Annotated[Identity, Depends(authenticate)]
 TraceId = Annotated[str, Depends(trace_id)]
 MetricsAccess = Depends(metrics_access)
-
-
-async def owned_thread(svc: Services, identity: Identity, thread_id: str) -> dict[str, Any]:
-    """The thread row if it belongs to the caller; 404 otherwise (never another tenant's data)."""
-    async with svc.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT thread_id, title, created_at FROM threads"
-            " WHERE thread_id = %s AND tenant = %s AND user_id = %s",
-            (thread_id, identity.tenant, identity.user_id),
-        )
-        row: dict[str, Any] | None = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"thread {thread_id} not found")
-    return row

@@ -15,6 +15,9 @@ so a client resuming its stream ends cleanly and the thread takes new runs.
 A run whose graph interrupted (a tool call held for the caller's confirmation) ends
 ``run_finished{interrupted}``; a confirm request starts a new run with ``resume``, which feeds
 the decision to the graph as ``Command(resume=...)`` instead of a new message.
+
+Its statements on the ``runs`` table (record, claim, heartbeat, the orphan sweep) are
+``RunStore``'s (runs/store.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import itertools
 import logging
 import time
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +38,6 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from opentelemetry import context as otel_context
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from core.errors import Conflict, KeelError
@@ -51,49 +54,13 @@ from runs.event_log import Broker, EventLog, notify_cancel
 from runs.feedback import FeedbackStore, VariantRouter
 from runs.metrics import observe_event
 from runs.scheduler import Ticket
+from runs.store import RunStore
 from tools.gateway import ToolGateway
 
 log = logging.getLogger(__name__)
 _tracer = tracer("keel.run")
 
 _BATCH = 256
-# The newest live run (queued or running, on any replica) of a thread.
-_ACTIVE = """
-  SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status IN ('queued', 'running')
-    AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
-  ORDER BY started_at DESC LIMIT 1
-"""
-# A run is recorded, unless the double-texting policy rejects it because the thread has a live
-# run (returned as busy); also returned: the thread's previous run if it answered within the
-# follow-up window (a new message that soon says the answer did not resolve the question).
-_RECORD = f"""
-WITH busy AS ({_ACTIVE}), answered AS (
-  SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status = 'success'
-    AND finished_at > now() - make_interval(secs => %(window_s)s)
-  ORDER BY finished_at DESC LIMIT 1
-), recorded AS (
-  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status, resumes)
-  SELECT %(run_id)s, %(thread_id)s, %(trace_id)s, %(agent)s, %(variant)s, %(tier)s, 'queued',
-    %(resumes)s
-  WHERE NOT (%(reject)s AND EXISTS (SELECT 1 FROM busy))
-)
-SELECT (SELECT run_id FROM busy) AS busy, (SELECT run_id FROM answered) AS answered
-"""
-# A run starts: unless another replica's live run still writes to the thread (and the wait
-# for it is not over), mark it running; either way read the thread's last seq.
-_CLAIM = """
-WITH busy AS (
-  SELECT NOT %(force)s AND EXISTS (
-    SELECT 1 FROM runs WHERE thread_id = %(thread_id)s AND status = 'running'
-      AND run_id <> %(run_id)s AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
-  ) AS b
-), claimed AS (
-  UPDATE runs SET status = 'running', heartbeat_at = now()
-  WHERE run_id = %(run_id)s AND NOT (SELECT b FROM busy)
-)
-SELECT (SELECT b FROM busy) AS busy,
-  (SELECT coalesce(max(seq), 0) FROM events WHERE thread_id = %(thread_id)s) AS seq
-"""
 # A batch that cannot be written is retried through a database outage (backoff capped at 1 s)
 # for this long: the events wait in memory, in order, so the log stays gap-free and the run's
 # stream ends once Postgres is back. Giving up sooner lost every later event of the run.
@@ -163,8 +130,12 @@ class RunExecutor:
         *,
         tools: ToolGateway | None = None,
         memory: MemoryLayers | None = None,
+        store: RunStore | None = None,
     ) -> None:
-        """Wire the executor to the compiled graph, the stores and the tool gateway."""
+        """Wire the executor to the compiled graph, the stores and the tool gateway.
+
+        ``store`` is the app's run store (one on ``pool`` when not given).
+        """
         self.settings = settings
         self.graph = graph
         self.pool = pool
@@ -173,7 +144,8 @@ class RunExecutor:
         self.chat_model = chat_model
         self.tools = tools
         self.memory = memory
-        self.feedback = FeedbackStore(pool, settings)
+        self.store = store or RunStore(pool, settings)
+        self.feedback = FeedbackStore(pool, settings, self.store)
         self._routers = {
             name: VariantRouter(settings, spec.routing.seed)
             for name, spec in settings.agents.items()
@@ -190,11 +162,7 @@ class RunExecutor:
         while True:
             try:
                 if self.active:
-                    async with self.pool.connection() as conn:
-                        await conn.execute(
-                            "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)",
-                            (list(self.active),),
-                        )
+                    await self.store.heartbeat(list(self.active))
                 await self.close_orphans()
             except Exception as exc:
                 log.warning("run heartbeat failed: %s", type(exc).__name__)
@@ -208,15 +176,7 @@ class RunExecutor:
         the second insert hits the ``(thread_id, seq)`` key and is dropped. Returns how many
         this call closed.
         """
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT run_id, thread_id, trace_id,"
-                " extract(epoch FROM now() - started_at) * 1000 AS age_ms FROM runs"
-                " WHERE status IN ('queued', 'running') AND NOT (run_id = ANY(%s))"
-                " AND heartbeat_at < now() - make_interval(secs => %s)",
-                (list(self.active), self.settings.runs.stale_after_s),
-            )
-            orphans = await cur.fetchall()
+        orphans = await self.store.stale_runs(list(self.active))
         closed = 0
         for row in orphans:
             last = await self.log.last_seq(row["thread_id"])
@@ -262,15 +222,6 @@ class RunExecutor:
                 return handle.run_id
         return None
 
-    async def active_run(self, thread_id: str) -> str | None:
-        """The newest live run (queued or running, on any replica) of ``thread_id``."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                _ACTIVE, {"thread_id": thread_id, "stale_s": self.settings.runs.stale_after_s}
-            )
-            row = await cur.fetchone()
-        return row["run_id"] if row else None
-
     async def start(
         self,
         *,
@@ -302,44 +253,48 @@ class RunExecutor:
             max_duration_s=max_duration_s,
             resume=resume,
         )
-        spec = self.settings.agents[agent]
-        learn = spec.routing.policy == "thompson" and len(spec.variants) > 1
-        outcomes = await self.feedback.outcomes(agent, identity.tier) if learn else {}
-        handle.variant, handle.variant_reason = self._routers[agent].choose(spec, outcomes)
-        policy = self.settings.runs.double_texting
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                _RECORD,
-                {
-                    "run_id": run_id,
-                    "thread_id": thread_id,
-                    "trace_id": trace_id,
-                    "agent": agent,
-                    "variant": handle.variant,
-                    "tier": identity.tier,
-                    "stale_s": self.settings.runs.stale_after_s,
-                    "reject": policy == "reject",
-                    "window_s": self.settings.feedback.follow_up_window_s,
-                    "resumes": resumes_run_id,
-                },
-            )
-            row = await cur.fetchone()
-        assert row is not None
-        if (busy := row["busy"]) is not None:
-            if policy == "reject":
-                raise Conflict(f"thread {thread_id} already has an active run ({busy})")
-            if policy == "interrupt":
-                await self.cancel(busy)
-        if row["answered"] is not None and resume is None:  # a confirmation is no follow-up
-            try:
-                await self.feedback.note_follow_up(identity, row["answered"])
-            except Exception:  # an implicit signal never stops a run
-                log.exception("could not record the follow-up signal")
+        await self._route(handle, agent)
+        await self._admit(handle, agent, resumes_run_id)
         self.active[run_id] = handle
         handle.task = asyncio.create_task(
             self._run(handle, message, agent, checkpoint_id, resumes_run_id), name=f"run-{run_id}"
         )
         return handle
+
+    async def _route(self, handle: RunHandle, agent: str) -> None:
+        """Choose the run's agent variant (by Thompson sampling on feedback when configured)."""
+        spec = self.settings.agents[agent]
+        learn = spec.routing.policy == "thompson" and len(spec.variants) > 1
+        outcomes = await self.feedback.outcomes(agent, handle.identity.tier) if learn else {}
+        handle.variant, handle.variant_reason = self._routers[agent].choose(spec, outcomes)
+
+    async def _admit(self, handle: RunHandle, agent: str, resumes_run_id: str | None) -> None:
+        """Record the run under the double-texting policy; note a quick follow-up.
+
+        Raises:
+            Conflict: the thread has a live run and the policy is ``reject``.
+        """
+        policy = self.settings.runs.double_texting
+        busy, answered = await self.store.record(
+            identity=handle.identity,
+            run_id=handle.run_id,
+            thread_id=handle.thread_id,
+            trace_id=handle.trace_id,
+            agent=agent,
+            variant=handle.variant,
+            resumes=resumes_run_id,
+            reject=policy == "reject",
+        )
+        if busy is not None:
+            if policy == "reject":
+                raise Conflict(f"thread {handle.thread_id} already has an active run ({busy})")
+            if policy == "interrupt":
+                await self.cancel(busy)
+        if answered is not None and handle.resume is None:  # a confirmation is no follow-up
+            try:
+                await self.feedback.note_follow_up(handle.identity, answered)
+            except Exception:  # an implicit signal never stops a run
+                log.exception("could not record the follow-up signal")
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel ``run_id`` here if it runs here, else ask the other replicas to."""
@@ -450,20 +405,9 @@ class RunExecutor:
         deadline = time.monotonic() + self.settings.runs.stale_after_s
         while True:
             force = not wait or time.monotonic() >= deadline
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(
-                    _CLAIM,
-                    {
-                        "thread_id": handle.thread_id,
-                        "run_id": handle.run_id,
-                        "stale_s": self.settings.runs.stale_after_s,
-                        "force": force,
-                    },
-                )
-                row = await cur.fetchone()
-            assert row is not None
-            if not row["busy"]:
-                handle.seq = int(row["seq"])
+            seq = await self.store.claim(handle.thread_id, handle.run_id, force=force)
+            if seq is not None:
+                handle.seq = seq
                 return
             await asyncio.sleep(0.2)
 
@@ -485,7 +429,6 @@ class RunExecutor:
             await self._claim(handle, wait=False)
         handle.started = time.monotonic()
         writer = asyncio.create_task(self._writer(handle), name=f"writer-{handle.run_id}")
-        status: RunStatus = "success"
         self._emit(
             handle,
             NodeEvent(
@@ -501,6 +444,21 @@ class RunExecutor:
             ),
         )
         log.info("run started", extra={"keel": {"agent_variant": handle.variant}})
+        status = await self._execute(handle, message, agent, checkpoint_id, cancelled)
+        await self._end(handle, writer, status)
+
+    async def _execute(
+        self,
+        handle: RunHandle,
+        message: str,
+        agent: str,
+        checkpoint_id: str | None,
+        cancelled: bool,
+    ) -> RunStatus:
+        """Wait for the run's turn, then stream the graph within its time limit.
+
+        Returns how the run ended; a failure is told in events, never raised.
+        """
         deadline: asyncio.Timeout | None = None
         try:
             if cancelled:
@@ -514,49 +472,59 @@ class RunExecutor:
                         ),
                     )
             async with asyncio.timeout(handle.max_duration_s) as deadline:
-                with _tracer.start_as_current_span(
-                    "run",
-                    context=context_for(handle.trace_id),
-                    attributes={
-                        "keel.run_id": handle.run_id,
-                        "keel.thread_id": handle.thread_id,
-                        "keel.agent": agent,
-                        "keel.agent_variant": handle.variant or "",
-                        "keel.user_id": handle.identity.user_id,
-                        "keel.tenant": handle.identity.tenant,
-                    },
-                ):
+                with self._span(handle, agent):
                     await self._stream_graph(handle, message, agent, checkpoint_id)
-            if handle.interrupted:
-                status = "interrupted"  # awaiting_confirmation was the graph's last status
-            else:
-                self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         except asyncio.CancelledError:
-            status = "cancelled"
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "cancelled"}))
+            return "cancelled"
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-                status = "timeout"
-                log.warning("run timed out")
-                self._emit(
-                    handle,
-                    NodeEvent(
-                        type="warning",
-                        data={
-                            "code": "run_timeout",
-                            "message": f"The run exceeded its {handle.max_duration_s:g} s limit"
-                            " and was cancelled.",
-                        },
-                    ),
-                )
-            else:
-                status = "error"
-                code, message_ = _public_error(exc)
-                log.exception("run failed")
-                self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
-                self._emit(
-                    handle, NodeEvent(type="error", data={"code": code, "message": message_})
-                )
+                return self._timed_out(handle)
+            return self._failed(handle, exc)
+        if handle.interrupted:
+            return "interrupted"  # awaiting_confirmation was the graph's last status
+        self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
+        return "success"
+
+    def _span(self, handle: RunHandle, agent: str) -> AbstractContextManager[Any]:
+        """The run's OpenTelemetry span, under the trace of the request that started it."""
+        return _tracer.start_as_current_span(
+            "run",
+            context=context_for(handle.trace_id),
+            attributes={
+                "keel.run_id": handle.run_id,
+                "keel.thread_id": handle.thread_id,
+                "keel.agent": agent,
+                "keel.agent_variant": handle.variant or "",
+                "keel.user_id": handle.identity.user_id,
+                "keel.tenant": handle.identity.tenant,
+            },
+        )
+
+    def _timed_out(self, handle: RunHandle) -> RunStatus:
+        log.warning("run timed out")
+        self._emit(
+            handle,
+            NodeEvent(
+                type="warning",
+                data={
+                    "code": "run_timeout",
+                    "message": f"The run exceeded its {handle.max_duration_s:g} s limit"
+                    " and was cancelled.",
+                },
+            ),
+        )
+        return "timeout"
+
+    def _failed(self, handle: RunHandle, exc: Exception) -> RunStatus:
+        code, message = _public_error(exc)
+        log.exception("run failed")
+        self._emit(handle, NodeEvent(type="agent_status", data={"status": "error"}))
+        self._emit(handle, NodeEvent(type="error", data={"code": code, "message": message}))
+        return "error"
+
+    async def _end(self, handle: RunHandle, writer: asyncio.Task[None], status: RunStatus) -> None:
+        """Give the quota back, emit ``run_finished`` and wait for the last events' write."""
         if handle.ticket is not None:
             # Before run_finished, so a client that saw it can start its next run at once.
             try:
@@ -654,8 +622,4 @@ class RunExecutor:
 
     async def _finish(self, handle: RunHandle, status: str) -> None:
         """Close the run's row when its events could not be written."""
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE runs SET status = %s, finished_at = now(), usage = %s WHERE run_id = %s",
-                (status, Jsonb(handle.usage), handle.run_id),
-            )
+        await self.store.finish(handle.run_id, status, handle.usage)

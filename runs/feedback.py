@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from core.errors import NotFound
 from core.identity import Identity
 from core.settings import AgentSettings, Settings
+from runs.store import RunStore
 
 Rating = Literal["thumbs_up", "thumbs_down"]
 SignalKind = Literal["copy", "follow_up", "dwell_ms", "regenerate", "not_resolved"]
@@ -63,10 +64,11 @@ class RunContextRow:
 class FeedbackStore:
     """Feedback and signals in Postgres, always scoped to the caller's tenant."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings) -> None:
-        """Use the app's pool; the model name comes from ``settings``."""
+    def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings, runs: RunStore) -> None:
+        """Use the app's pool; the model name comes from ``settings``, runs from ``runs``."""
         self.pool = pool
         self.settings = settings
+        self.runs = runs
 
     async def run_of(self, identity: Identity, run_id: str) -> RunContextRow:
         """The caller's own run ``run_id`` (a run of a thread the caller owns) and its context.
@@ -74,16 +76,11 @@ class FeedbackStore:
         Raises:
             NotFound: no such run of the caller's (another user's or tenant's run included).
         """
+        try:
+            row = await self.runs.run(identity, run_id)
+        except NotFound:
+            raise NotFound(f"no run {run_id}") from None
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant"
-                " FROM runs r JOIN threads t USING (thread_id)"
-                " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
-                (run_id, identity.tenant, identity.user_id),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise NotFound(f"no run {run_id}")
             cur = await conn.execute(
                 "SELECT DISTINCT body->'data'->>'tool_name' AS tool,"
                 " body->'data'->>'version' AS version FROM events"

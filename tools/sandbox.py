@@ -441,33 +441,8 @@ async def _supervise(
     jail: JailLimits,
 ) -> tuple[bytes, bytes, str | None]:
     """Feed the code and read the result until done, a limit, or the wall clock; kill after."""
-    assert proc.stdin and proc.stderr
     killed: str | None = None
-
-    async def feed() -> None:
-        assert proc.stdin
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(code.encode())
-            await proc.stdin.drain()
-            proc.stdin.close()
-
-    async def read_capped() -> bytes:
-        data = b""
-        while len(data) <= limits.output_bytes:
-            chunk = await result.read(limits.output_bytes + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return data
-
-    async def finish() -> tuple[bytes, bytes]:
-        assert proc.stderr
-        _, out, err = await asyncio.gather(feed(), read_capped(), proc.stderr.read(8192))
-        if len(out) <= limits.output_bytes:
-            await proc.wait()
-        return out, err
-
-    work = asyncio.ensure_future(finish())
+    work = asyncio.ensure_future(_exchange(proc, result, code, limits))
     watch = asyncio.ensure_future(_watch(jail, limits))
     out, err = b"", b""
     try:
@@ -495,6 +470,37 @@ async def _supervise(
         if proc_transport is not None:
             proc_transport.close()
     return out, err, killed
+
+
+async def _exchange(
+    proc: asyncio.subprocess.Process,
+    result: asyncio.StreamReader,
+    code: str,
+    limits: SandboxSettings,
+) -> tuple[bytes, bytes]:
+    """Send the code, read at most ``output_bytes`` + 1 of the result and the stderr head."""
+    assert proc.stdin and proc.stderr
+
+    async def feed() -> None:
+        assert proc.stdin
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(code.encode())
+            await proc.stdin.drain()
+            proc.stdin.close()
+
+    async def read_capped() -> bytes:
+        data = b""
+        while len(data) <= limits.output_bytes:
+            chunk = await result.read(limits.output_bytes + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    _, out, err = await asyncio.gather(feed(), read_capped(), proc.stderr.read(8192))
+    if len(out) <= limits.output_bytes:
+        await proc.wait()
+    return out, err
 
 
 def _why_stopped(

@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from api.deps import CurrentIdentity, Services, Svc, TraceId, owned_thread
+from api.deps import CurrentIdentity, Services, Svc, TraceId
 from api.text import StorableText
-from core.errors import Conflict, LimitReached, NotFound
+from core.errors import Conflict, NotFound
 from core.identity import Identity
-from core.quotas import THREADS
 from runs.event_log import paced, sse_item, tail
 from runs.metrics import OPEN_STREAMS
+from runs.scheduler import Ticket
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 
@@ -101,6 +101,17 @@ async def _stream_slot(svc: Services, identity: Identity) -> Release:
     return release
 
 
+async def _admitted(svc: Services, identity: Identity) -> tuple[Release, Ticket]:
+    """A stream slot and a run ticket for the caller (429 when over either quota)."""
+    release = await _stream_slot(svc, identity)
+    try:
+        ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
+    except BaseException:
+        await release()
+        raise
+    return release, ticket
+
+
 def _sse(
     events: AsyncIterator[dict[str, Any]], trace_id: str, release: Release
 ) -> EventSourceResponse:
@@ -121,28 +132,14 @@ def _sse(
 @router.post("/threads", status_code=201, response_model=ThreadOut)
 async def create_thread(svc: Svc, identity: CurrentIdentity) -> ThreadOut:
     """Create a thread owned by the caller; 429 once the tier's ``max_threads`` are kept."""
-    thread_id = str(uuid.uuid4())
     cap = svc.quotas.limits_for(identity).max_threads
-    async with svc.pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO threads (thread_id, tenant, user_id) SELECT %s, %s, %s"
-            " WHERE (SELECT count(*) FROM threads WHERE tenant = %s AND user_id = %s) < %s"
-            " RETURNING thread_id, title, created_at",
-            (thread_id, identity.tenant, identity.user_id, identity.tenant, identity.user_id, cap),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise LimitReached(
-            f"the {identity.tier} tier keeps at most {cap} threads; delete some first",
-            limit=THREADS,
-        )
-    return ThreadOut.model_validate(row)
+    return ThreadOut.model_validate(await svc.store.create_thread(identity, str(uuid.uuid4()), cap))
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadOut)
 async def get_thread(thread_id: str, svc: Svc, identity: CurrentIdentity) -> ThreadOut:
     """One thread of the caller's (404 for anyone else's)."""
-    return ThreadOut.model_validate(await owned_thread(svc, identity, thread_id))
+    return ThreadOut.model_validate(await svc.store.thread(identity, thread_id))
 
 
 @router.get("/threads", response_model=list[ThreadOut])
@@ -150,14 +147,7 @@ async def list_threads(
     svc: Svc, identity: CurrentIdentity, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[ThreadOut]:
     """The caller's own threads, newest first."""
-    async with svc.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT thread_id, title, created_at FROM threads WHERE tenant = %s AND user_id = %s"
-            " ORDER BY created_at DESC LIMIT %s",
-            (identity.tenant, identity.user_id, limit),
-        )
-        rows = await cur.fetchall()
-    return [ThreadOut.model_validate(r) for r in rows]
+    return [ThreadOut.model_validate(r) for r in await svc.store.threads(identity, limit)]
 
 
 @router.post("/threads/{thread_id}/runs", responses=_SSE)
@@ -165,7 +155,7 @@ async def create_run(
     thread_id: str, body: RunRequest, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
 ) -> EventSourceResponse:
     """Start a run and stream its events; the run goes on if the client disconnects."""
-    await owned_thread(svc, identity, thread_id)
+    await svc.store.thread(identity, thread_id)
     if body.agent not in svc.settings.agents:
         raise NotFound(f"agent {body.agent!r} is not configured")
     if body.checkpoint_id is not None:
@@ -176,12 +166,7 @@ async def create_run(
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    release = await _stream_slot(svc, identity)
-    try:
-        ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
-    except BaseException:
-        await release()
-        raise
+    release, ticket = await _admitted(svc, identity)
     try:
         await svc.executor.start(
             identity=identity,
@@ -217,9 +202,9 @@ async def stream_thread(
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> EventSourceResponse:
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
-    await owned_thread(svc, identity, thread_id)
+    await svc.store.thread(identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
-    active = svc.executor.local_run(thread_id) or await svc.executor.active_run(thread_id)
+    active = svc.executor.local_run(thread_id) or await svc.store.active_run(thread_id)
     release = await _stream_slot(svc, identity)
     return _sse(
         tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id, release
@@ -242,7 +227,7 @@ async def replay_thread(
     page at a time; ``pace=original`` keeps the recorded gaps between events (each capped
     at 5 s).
     """
-    await owned_thread(svc, identity, thread_id)
+    await svc.store.thread(identity, thread_id)
     release = await _stream_slot(svc, identity)
     if pace == "fast":
         return StreamingResponse(
@@ -275,28 +260,11 @@ class CancelOut(BaseModel):
 @router.post("/runs/{run_id}/cancel", status_code=202, response_model=CancelOut)
 async def cancel_run(run_id: str, svc: Svc, identity: CurrentIdentity) -> CancelOut:
     """Cancel a queued or running run of the caller's; it ends with ``run_finished{cancelled}``."""
-    async with svc.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT r.status FROM runs r JOIN threads t USING (thread_id)"
-            " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
-            (run_id, identity.tenant, identity.user_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"run {run_id} not found")
-    if row["status"] not in ("queued", "running"):
-        raise Conflict(f"run {run_id} is not active (status {row['status']})")
+    run = await svc.store.run(identity, run_id)
+    if run["status"] not in ("queued", "running"):
+        raise Conflict(f"run {run_id} is not active (status {run['status']})")
     await svc.executor.cancel(run_id)
     return CancelOut(run_id=run_id, status="cancelling")
-
-
-# Whether run ``r`` was resumed by a run that may have applied the decision: one that ended
-# before starting (cancelled while queued, failed, timed out) leaves the graph interrupted, and
-# ``_held_call`` still finds the call, so the caller may decide again.
-_DECIDED = (
-    "(r.resumed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs x"
-    " WHERE x.run_id = r.resumed_by AND x.status IN ('cancelled', 'error', 'timeout')))"
-)
 
 
 async def _held_call(svc: Services, thread_id: str) -> dict[str, Any] | None:
@@ -326,70 +294,20 @@ async def confirm_run(
     409 when the run is not waiting (already decided, superseded by a later run, or never
     interrupted).
     """
-    async with svc.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT r.thread_id, r.agent, r.status,"
-            f" {_DECIDED} AS decided,"
-            " EXISTS (SELECT 1 FROM runs l WHERE l.thread_id = r.thread_id"
-            "  AND l.started_at > r.started_at AND l.resumes IS DISTINCT FROM r.run_id)"
-            " AS superseded"
-            " FROM runs r JOIN threads t USING (thread_id)"
-            " WHERE r.run_id = %s AND t.tenant = %s AND t.user_id = %s",
-            (run_id, identity.tenant, identity.user_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"run {run_id} not found")
-    if row["status"] != "interrupted" or row["decided"]:
-        raise Conflict(f"run {run_id} is not awaiting confirmation (status {row['status']})")
-    if row["superseded"]:
-        raise Conflict(f"run {run_id} was superseded by a later run on its thread")
-    thread_id: str = row["thread_id"]
+    run = await svc.store.awaiting_confirmation(identity, run_id)
+    thread_id: str = run["thread_id"]
     held = await _held_call(svc, thread_id)
     if held is None or body.confirmation_id not in (None, held["confirmation_id"]):
         raise Conflict(f"run {run_id} has no pending confirmation {body.confirmation_id or ''}")
     new_run = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    release = await _stream_slot(svc, identity)
+    release, ticket = await _admitted(svc, identity)
     try:
-        ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
-    except BaseException:
-        await release()
-        raise
-    try:
-        async with svc.pool.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE runs r SET resumed_by = %s WHERE run_id = %s AND status = 'interrupted'"
-                f" AND NOT {_DECIDED} RETURNING run_id",
-                (new_run, run_id),
-            )
-            if await cur.fetchone() is None:
-                raise Conflict(f"run {run_id} was confirmed already")
-        verb = "Approved" if body.approve else "Rejected"
+        await svc.store.claim_confirmation(run_id, new_run)
         try:
-            await svc.executor.start(
-                identity=identity,
-                thread_id=thread_id,
-                run_id=new_run,
-                trace_id=trace_id,
-                message=f"{verb} {held.get('tool_name')}"
-                + (f": {body.comment}" if body.comment else ""),
-                agent=row["agent"],
-                ticket=ticket,
-                max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
-                resume={
-                    "approve": body.approve,
-                    "comment": body.comment,
-                    "confirmation_id": held["confirmation_id"],
-                },
-                resumes_run_id=run_id,
-            )
+            await _resume(svc, identity, run, held, body, new_run, trace_id, ticket)
         except BaseException:
-            async with svc.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE runs SET resumed_by = NULL WHERE run_id = %s AND resumed_by = %s",
-                    (run_id, new_run),
-                )
+            await svc.store.release_confirmation(run_id, new_run)
             raise
     except BaseException:
         await ticket.finish()
@@ -402,6 +320,36 @@ async def confirm_run(
     )
 
 
+async def _resume(
+    svc: Services,
+    identity: Identity,
+    run: dict[str, Any],
+    held: dict[str, Any],
+    body: ConfirmRequest,
+    new_run: str,
+    trace_id: str,
+    ticket: Ticket,
+) -> None:
+    """Start ``new_run``: it resumes ``run``'s interrupted graph with the caller's decision."""
+    verb = "Approved" if body.approve else "Rejected"
+    await svc.executor.start(
+        identity=identity,
+        thread_id=run["thread_id"],
+        run_id=new_run,
+        trace_id=trace_id,
+        message=f"{verb} {held.get('tool_name')}" + (f": {body.comment}" if body.comment else ""),
+        agent=run["agent"],
+        ticket=ticket,
+        max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
+        resume={
+            "approve": body.approve,
+            "comment": body.comment,
+            "confirmation_id": held["confirmation_id"],
+        },
+        resumes_run_id=run["run_id"],
+    )
+
+
 @router.get("/threads/{thread_id}/history", response_model=list[CheckpointOut])
 async def thread_history(
     thread_id: str,
@@ -410,7 +358,7 @@ async def thread_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CheckpointOut]:
     """The thread's checkpoints, newest first, for time travel."""
-    await owned_thread(svc, identity, thread_id)
+    await svc.store.thread(identity, thread_id)
     config: Any = {"configurable": {"thread_id": thread_id}}
     snaps = [s async for s in svc.graph.aget_state_history(config, limit=limit + 1)]
     out: list[CheckpointOut] = []

@@ -16,7 +16,6 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from api.deps import CurrentIdentity, Svc
-from core.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["traces"])
 
@@ -109,17 +108,8 @@ async def get_trace(
     trace_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], svc: Svc, identity: CurrentIdentity
 ) -> TraceOut:
     """The caller's runs recorded under ``trace_id``, as timelines."""
-    async with svc.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT r.run_id, r.thread_id, r.status FROM runs r JOIN threads t USING (thread_id)"
-            " WHERE r.trace_id = %s AND t.tenant = %s AND t.user_id = %s ORDER BY r.started_at",
-            (trace_id, identity.tenant, identity.user_id),
-        )
-        runs = await cur.fetchall()
-    if not runs:
-        raise NotFound(f"trace {trace_id} not found")
     out = []
-    for run in runs:
+    for run in await svc.store.runs_of_trace(identity, trace_id):
         events = await svc.event_log.read(run["thread_id"], 0, run["run_id"])
         out.append(
             RunTimeline(

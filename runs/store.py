@@ -1,0 +1,320 @@
+"""The run store: the ``threads`` and ``runs`` tables and who owns them (practice 3's records).
+
+A thread is the caller's when its tenant and user are the caller's, and a run is the caller's
+when its thread is. That filter is written once, in ``_OWN_THREADS``: every read made on a
+caller's behalf selects from it, so another tenant's or user's thread or run is ``NotFound``
+(404), never its data.
+
+The executor's statements on ``runs`` live here too: recording a run under the
+double-texting policy, claiming it, heartbeats, the sweep for runs whose process died, and
+the final status when a run's last events could not be written. One write stays outside on
+purpose: ``EventLog.append`` (runs/event_log.py) closes a run in the same statement as the
+batch holding its ``run_finished``, a measured saving of one round trip and one commit per
+run, which also lets whoever sees the event see the run's final status. Retention
+(runs/retention.py) deletes old threads with their runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from core.errors import Conflict, LimitReached, NotFound
+from core.identity import Identity
+from core.quotas import THREADS
+from core.settings import Settings
+
+# The caller's threads: the one place the ownership filter is written.
+_OWN_THREADS = "SELECT * FROM threads WHERE tenant = %(tenant)s AND user_id = %(user_id)s"
+_THREAD_COLUMNS = "t.thread_id, t.title, t.created_at"
+# Whether run ``r`` was resumed by a run that may have applied the decision: one that ended
+# before starting (cancelled while queued, failed, timed out) leaves the graph interrupted, and
+# the held call is still found in its checkpoint, so the caller may decide again.
+_DECIDED = (
+    "(r.resumed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs x"
+    " WHERE x.run_id = r.resumed_by AND x.status IN ('cancelled', 'error', 'timeout')))"
+)
+# The newest live run (queued or running, on any replica) of a thread.
+_ACTIVE = """
+  SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status IN ('queued', 'running')
+    AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
+  ORDER BY started_at DESC LIMIT 1
+"""
+# A run is recorded, unless the double-texting policy rejects it because the thread has a live
+# run (returned as busy); also returned: the thread's previous run if it answered within the
+# follow-up window (a new message that soon says the answer did not resolve the question).
+_RECORD = f"""
+WITH busy AS ({_ACTIVE}), answered AS (
+  SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status = 'success'
+    AND finished_at > now() - make_interval(secs => %(window_s)s)
+  ORDER BY finished_at DESC LIMIT 1
+), recorded AS (
+  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status, resumes)
+  SELECT %(run_id)s, %(thread_id)s, %(trace_id)s, %(agent)s, %(variant)s, %(tier)s, 'queued',
+    %(resumes)s
+  WHERE NOT (%(reject)s AND EXISTS (SELECT 1 FROM busy))
+)
+SELECT (SELECT run_id FROM busy) AS busy, (SELECT run_id FROM answered) AS answered
+"""
+# A run starts: unless another replica's live run still writes to the thread (and the wait
+# for it is not over), mark it running; either way read the thread's last seq.
+_CLAIM = """
+WITH busy AS (
+  SELECT NOT %(force)s AND EXISTS (
+    SELECT 1 FROM runs WHERE thread_id = %(thread_id)s AND status = 'running'
+      AND run_id <> %(run_id)s AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
+  ) AS b
+), claimed AS (
+  UPDATE runs SET status = 'running', heartbeat_at = now()
+  WHERE run_id = %(run_id)s AND NOT (SELECT b FROM busy)
+)
+SELECT (SELECT b FROM busy) AS busy,
+  (SELECT coalesce(max(seq), 0) FROM events WHERE thread_id = %(thread_id)s) AS seq
+"""
+
+
+def _owner(identity: Identity) -> dict[str, Any]:
+    return {"tenant": identity.tenant, "user_id": identity.user_id}
+
+
+class RunStore:
+    """The ``threads`` and ``runs`` tables: the caller's view of them and the executor's writes."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings) -> None:
+        """Use the app's pool; staleness and the follow-up window come from ``settings``."""
+        self.pool = pool
+        self.settings = settings
+
+    async def _one(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            row: dict[str, Any] | None = await cur.fetchone()
+        return row
+
+    async def _all(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            rows: list[dict[str, Any]] = await cur.fetchall()
+        return rows
+
+    # The caller's threads and runs.
+
+    async def thread(self, identity: Identity, thread_id: str) -> dict[str, Any]:
+        """The caller's thread (id, title, created_at).
+
+        Raises:
+            NotFound: no such thread of the caller's (another tenant's or user's included).
+        """
+        row = await self._one(
+            f"SELECT {_THREAD_COLUMNS} FROM ({_OWN_THREADS}) t WHERE t.thread_id = %(thread_id)s",
+            {**_owner(identity), "thread_id": thread_id},
+        )
+        if row is None:
+            raise NotFound(f"thread {thread_id} not found")
+        return row
+
+    async def threads(self, identity: Identity, limit: int) -> list[dict[str, Any]]:
+        """The caller's newest ``limit`` threads, newest first."""
+        return await self._all(
+            f"SELECT {_THREAD_COLUMNS} FROM ({_OWN_THREADS}) t"
+            " ORDER BY t.created_at DESC LIMIT %(limit)s",
+            {**_owner(identity), "limit": limit},
+        )
+
+    async def create_thread(self, identity: Identity, thread_id: str, cap: int) -> dict[str, Any]:
+        """Create a thread owned by the caller, unless the caller keeps ``cap`` already.
+
+        Raises:
+            LimitReached: the caller keeps ``cap`` threads (the count and the insert are one
+                statement).
+        """
+        row = await self._one(
+            "INSERT INTO threads (thread_id, tenant, user_id)"
+            " SELECT %(thread_id)s, %(tenant)s, %(user_id)s"
+            f" WHERE (SELECT count(*) FROM ({_OWN_THREADS}) t) < %(cap)s"
+            " RETURNING thread_id, title, created_at",
+            {**_owner(identity), "thread_id": thread_id, "cap": cap},
+        )
+        if row is None:
+            raise LimitReached(
+                f"the {identity.tier} tier keeps at most {cap} threads; delete some first",
+                limit=THREADS,
+            )
+        return row
+
+    async def run(self, identity: Identity, run_id: str) -> dict[str, Any]:
+        """The caller's run: run_id, thread_id, trace_id, agent, agent_variant, status.
+
+        Raises:
+            NotFound: no such run of the caller's (another tenant's or user's included).
+        """
+        row = await self._one(
+            "SELECT r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status"
+            f" FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
+            " WHERE r.run_id = %(run_id)s",
+            {**_owner(identity), "run_id": run_id},
+        )
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        return row
+
+    async def runs_of_trace(self, identity: Identity, trace_id: str) -> list[dict[str, Any]]:
+        """The caller's runs recorded under ``trace_id`` (run_id, thread_id, status), oldest first.
+
+        Raises:
+            NotFound: the caller has no run under ``trace_id``.
+        """
+        rows = await self._all(
+            "SELECT r.run_id, r.thread_id, r.status"
+            f" FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
+            " WHERE r.trace_id = %(trace_id)s ORDER BY r.started_at",
+            {**_owner(identity), "trace_id": trace_id},
+        )
+        if not rows:
+            raise NotFound(f"trace {trace_id} not found")
+        return rows
+
+    # Confirmation of a held tool call.
+
+    async def awaiting_confirmation(self, identity: Identity, run_id: str) -> dict[str, Any]:
+        """The caller's run ``run_id`` (run_id, thread_id, agent) if it waits for a decision.
+
+        Raises:
+            NotFound: no such run of the caller's.
+            Conflict: the run is not ``interrupted``, was decided already, or a later run on
+                its thread (other than its resume) superseded it.
+        """
+        row = await self._one(
+            f"SELECT r.run_id, r.thread_id, r.agent, r.status, {_DECIDED} AS decided,"
+            " EXISTS (SELECT 1 FROM runs l WHERE l.thread_id = r.thread_id"
+            "  AND l.started_at > r.started_at AND l.resumes IS DISTINCT FROM r.run_id)"
+            " AS superseded"
+            f" FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
+            " WHERE r.run_id = %(run_id)s",
+            {**_owner(identity), "run_id": run_id},
+        )
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        if row["status"] != "interrupted" or row["decided"]:
+            raise Conflict(f"run {run_id} is not awaiting confirmation (status {row['status']})")
+        if row["superseded"]:
+            raise Conflict(f"run {run_id} was superseded by a later run on its thread")
+        return row
+
+    async def claim_confirmation(self, run_id: str, resumed_by: str) -> None:
+        """Mark the interrupted ``run_id`` as decided by the run ``resumed_by``.
+
+        Raises:
+            Conflict: another decision claimed it first.
+        """
+        row = await self._one(
+            "UPDATE runs r SET resumed_by = %(by)s WHERE run_id = %(run_id)s"
+            f" AND status = 'interrupted' AND NOT {_DECIDED} RETURNING run_id",
+            {"by": resumed_by, "run_id": run_id},
+        )
+        if row is None:
+            raise Conflict(f"run {run_id} was confirmed already")
+
+    async def release_confirmation(self, run_id: str, resumed_by: str) -> None:
+        """Undo ``claim_confirmation`` when the resuming run could not start."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET resumed_by = NULL WHERE run_id = %s AND resumed_by = %s",
+                (run_id, resumed_by),
+            )
+
+    # The executor's writes.
+
+    async def active_run(self, thread_id: str) -> str | None:
+        """The newest live run (queued or running, on any replica) of ``thread_id``."""
+        row = await self._one(
+            _ACTIVE, {"thread_id": thread_id, "stale_s": self.settings.runs.stale_after_s}
+        )
+        return row["run_id"] if row else None
+
+    async def record(
+        self,
+        *,
+        identity: Identity,
+        run_id: str,
+        thread_id: str,
+        trace_id: str,
+        agent: str,
+        variant: str | None,
+        resumes: str | None,
+        reject: bool,
+    ) -> tuple[str | None, str | None]:
+        """Record a queued run; returns the thread's live run and its recently answered one.
+
+        With ``reject``, a thread with a live run records nothing (the caller refuses the run).
+        The answered run is the thread's last success within ``feedback.follow_up_window_s``.
+        """
+        row = await self._one(
+            _RECORD,
+            {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "trace_id": trace_id,
+                "agent": agent,
+                "variant": variant,
+                "tier": identity.tier,
+                "stale_s": self.settings.runs.stale_after_s,
+                "reject": reject,
+                "window_s": self.settings.feedback.follow_up_window_s,
+                "resumes": resumes,
+            },
+        )
+        assert row is not None
+        return row["busy"], row["answered"]
+
+    async def claim(self, thread_id: str, run_id: str, *, force: bool) -> int | None:
+        """Mark the run running and return the thread's last seq, in one statement.
+
+        Without ``force``, a live running run of another replica on the thread blocks the
+        claim: then nothing changes and ``None`` is returned.
+        """
+        row = await self._one(
+            _CLAIM,
+            {
+                "thread_id": thread_id,
+                "run_id": run_id,
+                "stale_s": self.settings.runs.stale_after_s,
+                "force": force,
+            },
+        )
+        assert row is not None
+        return None if row["busy"] else int(row["seq"])
+
+    async def heartbeat(self, run_ids: list[str]) -> None:
+        """Refresh the ``heartbeat_at`` of ``run_ids`` (the runs of this process)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)", (run_ids,)
+            )
+
+    async def stale_runs(self, alive: list[str]) -> list[dict[str, Any]]:
+        """Queued or running runs without a heartbeat for ``runs.stale_after_s``.
+
+        Each row: run_id, thread_id, trace_id and age_ms (since it started); runs in
+        ``alive`` (this process's) are left out whatever their heartbeat says.
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT run_id, thread_id, trace_id,"
+                " extract(epoch FROM now() - started_at) * 1000 AS age_ms FROM runs"
+                " WHERE status IN ('queued', 'running') AND NOT (run_id = ANY(%s))"
+                " AND heartbeat_at < now() - make_interval(secs => %s)",
+                (alive, self.settings.runs.stale_after_s),
+            )
+            rows: list[dict[str, Any]] = await cur.fetchall()
+        return rows
+
+    async def finish(self, run_id: str, status: str, usage: dict[str, int]) -> None:
+        """Close the run's row when its events (and so ``run_finished``) could not be written."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET status = %s, finished_at = now(), usage = %s WHERE run_id = %s",
+                (status, Jsonb(usage), run_id),
+            )
