@@ -72,6 +72,7 @@ NOW = datetime(2026, 12, 3, 10, 0, tzinfo=ZoneInfo("Europe/Lisbon"))  # a Thursd
         ),
         ("Book a meeting titled Budget sync next Monday 9am", "2026-12-07T09:00", "Budget sync"),
         ("Set up a call with Bob", None, None),
+        ("Book 'Retro' the day after tomorrow at 11:00", "2026-12-05T11:00", "Retro"),
     ],
 )
 def test_meeting_time_and_title_are_read_from_the_words(
@@ -79,7 +80,7 @@ def test_meeting_time_and_title_are_read_from_the_words(
 ) -> None:
     found = when_of(text, NOW)
     assert (found.isoformat()[:16] if found else None) == when
-    assert found is None or found.tzinfo == NOW.tzinfo
+    assert found is None or str(found.tzinfo) == "Europe/Lisbon"
     named = TITLE.search(text)
     assert ((named["t"] or named["q"]) if named else None) == title
 
@@ -92,3 +93,9 @@ def test_listing_window_follows_the_words() -> None:
     assert window_of("Anything next week?", NOW)["start"].startswith("2026-12-07")
     assert window_of("my next 3 days", NOW)["days"] == 3
     assert window_of("When is the planning meeting?", NOW)["days"] == 31
+
+
+def test_an_explicit_zone_in_the_words_is_converted() -> None:
+    berlin = NOW.astimezone(ZoneInfo("Europe/Berlin"))
+    found = when_of("Book it tomorrow at 11:00 UTC", berlin)
+    assert found is not None and found.isoformat() == "2026-12-04T12:00:00+01:00"

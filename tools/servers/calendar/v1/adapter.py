@@ -32,10 +32,11 @@ _TITLE = re.compile(
     r"|[\"“'](?P<q>[^\"”']{2,80})[\"”']",
     re.I,
 )
+_DAY_AFTER = re.compile(r"\b(?:the\s+)?day\s+after\s+tomorrow\b", re.I)
 _WHEN_WORDS = re.compile(
     r"\d\s*(?:am|pm)\b|\d:\d\d|\b(?:today|tomorrow|tonight|monday|tuesday|wednesday|thursday|"
     r"friday|saturday|sunday|january|february|march|april|may|june|july|august|september|"
-    r"october|november|december|noon)\b",
+    r"october|november|december|noon|days?)\b",
     re.I,
 )
 
@@ -56,18 +57,25 @@ def _now(step: Step) -> datetime:
 
 
 def when_of(text: str, now: datetime) -> datetime | None:
-    """The moment ``text`` names ("tomorrow at 3pm"), in ``now``'s zone; durations ignored."""
+    """The moment ``text`` names ("tomorrow at 3pm"), in ``now``'s zone; durations ignored.
+
+    An explicit zone in the words ("11:00 UTC") is honoured and converted.
+    """
+    zone = str(now.tzinfo) if now.tzinfo is not None else "UTC"
+    words = _DAY_AFTER.sub("in 2 days", _DURATION.sub(" ", text))
     found = search_dates(
-        _DURATION.sub(" ", text),
+        words,
         languages=["en"],
         settings={
             "RELATIVE_BASE": now.replace(tzinfo=None),
             "PREFER_DATES_FROM": "future",
-            "RETURN_AS_TIMEZONE_AWARE": False,
+            "RETURN_AS_TIMEZONE_AWARE": True,
+            "TIMEZONE": zone,
+            "TO_TIMEZONE": zone,
         },
     )
     named = [d for phrase, d in found or [] if _WHEN_WORDS.search(phrase)]
-    return named[-1].replace(tzinfo=now.tzinfo) if named else None
+    return named[-1] if named else None
 
 
 def window_of(text: str, now: datetime) -> dict[str, Any]:
