@@ -158,8 +158,14 @@ class ToolPipeline:
             return outcome
         return await self._retry(spec, replace(step, failure=failure), outcome)
 
-    async def _retry(self, spec: ToolSpec, step: Step, first: Outcome) -> Outcome:
-        """One more attempt with arguments written knowing the failure (code that raised)."""
+    async def _retry(
+        self, spec: ToolSpec, step: Step, first: Outcome, *, confirm: bool = False
+    ) -> Outcome:
+        """One more attempt with arguments written knowing the failure (code that raised).
+
+        A call the caller had to confirm is held again with the new arguments: the caller
+        approved the code that failed, not the fix.
+        """
         self.warn("tool_retry", spec.qualified, f"{spec.qualified} failed; retrying once")
         args = await self._arguments(spec, step)
         if args is None:
@@ -169,6 +175,11 @@ class ToolPipeline:
             args = await self._repaired(spec, args, call_id)
         except KeelError:
             return first
+        if confirm:
+            again = await self._hold(spec, args, call_id, step.index)
+            if isinstance(again, Held):
+                again.held["retry"] = True
+            return again
         return await self._attempt(spec, args, call_id, step)
 
     async def finish(self, held: dict[str, Any], decision: dict[str, Any], step: Step) -> Outcome:
@@ -214,7 +225,11 @@ class ToolPipeline:
                 f"(tool {spec.qualified} not called: the user declined it{why}; answer without it)"
             )
         self._status("calling_tool", spec)
-        return await self._attempt(spec, args, call_id, step, confirmed=True)
+        outcome = await self._attempt(spec, args, call_id, step, confirmed=True)
+        failure = adapter_for(spec).failed(outcome.result) if isinstance(outcome, Called) else None
+        if failure is None or held.get("retry"):
+            return outcome
+        return await self._retry(spec, replace(step, failure=failure), outcome, confirm=True)
 
     async def _arguments(self, spec: ToolSpec, step: Step) -> dict[str, Any] | None:
         args, used = await adapter_for(spec).arguments(spec, step, self.caller.ask)

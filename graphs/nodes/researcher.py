@@ -49,6 +49,8 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         used = await finish_held(
             writer, NODE, ctx, pending, pending["decision"], step, question, earlier
         )
+        if isinstance(used, Held):  # the fix of code that failed, offered for confirmation
+            return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
         prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
     elif step["tool"] != "none" and ctx.tools is None:

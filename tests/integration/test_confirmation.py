@@ -319,3 +319,29 @@ def test_a_resume_that_ended_before_deciding_can_be_confirmed_again(
         assert frames[-1].data["data"]["status"] == "success"
         assert _confirm(c, run_id, True)[0].status_code == 409
     assert _bookings(hitl, title) == 1
+
+
+def test_confirmed_code_that_fails_is_fixed_and_held_again_not_run_unasked(
+    hitl: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    plan = json.dumps({"steps": [{"description": "Compute it", "tool": "python_exec"}]})
+    broken = json.dumps({"code": "print(undefined_name)"})
+    fixed = json.dumps({"code": "print(6 * 7)"})
+    fake_llm.script.extend([plan, broken])
+    with _client(hitl, ["exec:code"]) as c:
+        _, first = stream_run(c, c.post("/v1/threads").json()["thread_id"], "Compute 6 * 7")
+        assert first[-1].data["data"]["status"] == "interrupted"
+        fake_llm.script.extend([fixed])
+        _, second = _confirm(c, first[0].data["run_id"], True)
+        # The approved code ran and failed; its fix waits for a new approval.
+        ran = [f.data["data"]["result"] for f in second if f.data["type"] == "tool_result"]
+        assert len(ran) == 1 and "NameError" in str(ran[0]["error"])
+        held = [f.data["data"] for f in second if f.data["type"] == "confirmation_required"]
+        assert [h["args"]["code"] for h in held] == ["print(6 * 7)"]
+        assert second[-1].data["data"]["status"] == "interrupted"
+        fake_llm.script.extend(["It printed 42.", "6 * 7 = 42."])
+        _, third = _confirm(c, second[0].data["run_id"], True)
+    ran = [f.data["data"]["result"] for f in third if f.data["type"] == "tool_result"]
+    assert [r["stdout"] for r in ran] == ["42\n"]
+    assert not [f for f in third if f.data["type"] == "confirmation_required"]
+    assert third[-1].data["data"]["status"] == "success"

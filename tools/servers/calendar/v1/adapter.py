@@ -96,8 +96,27 @@ def window_of(text: str, now: datetime) -> dict[str, Any]:
     return {"start": now.isoformat(), "days": 31 if lowered.lstrip().startswith("when") else 14}
 
 
+def _event_line(event: dict[str, Any]) -> str:
+    try:
+        start = datetime.fromisoformat(str(event["starts_at"]))
+        end = datetime.fromisoformat(str(event["ends_at"]))
+    except (KeyError, ValueError):
+        return f"- {event.get('title')}: {event.get('starts_at')}"
+    when = f"{start.strftime('%A %Y-%m-%d %H:%M')}-{end.strftime('%H:%M')} {start.strftime('%Z')}"
+    return f"- {event.get('title')}: {when.strip()}"
+
+
 class CalendarV1(Adapter):
     """``list_events(start, days)`` and ``schedule_meeting(title, starts_at, duration, key)``."""
+
+    def note(self, result: Any) -> str:
+        """One line per event (title, weekday, date, times), or the booking made."""
+        if isinstance(result, dict) and isinstance(result.get("events"), list):
+            lines = [_event_line(e) for e in result["events"] if isinstance(e, dict)]
+            return "Events:\n" + "\n".join(lines) if lines else "No events in that window."
+        if isinstance(result, dict) and isinstance(result.get("event"), dict):
+            return "Booked:\n" + _event_line(result["event"])
+        return super().note(result)
 
     def tool_for(self, text: str) -> str | None:
         """Booking words ask for ``schedule_meeting``; anything else lists events."""
