@@ -20,9 +20,11 @@ from pydantic import BaseModel, Field
 from tools.adapter import Adapter, Ask, Step, Tell, Usage
 from tools.gateway import ToolSpec
 
-CODE_ARGS = """Write a short Python 3 program for the step. Answer with JSON {"code": "..."}.
-Print results. For charts use matplotlib.pyplot (do not call show or savefig). To return a
-table, write it as a CSV file in the current directory. No network, no files elsewhere."""
+CODE_ARGS = """Write a short, complete Python 3 program for the step. Answer with JSON
+{"code": "..."}. Only the standard library, numpy and matplotlib are installed (no pandas).
+Define every variable you use, with the numbers given in the question. Print the results.
+For a chart use matplotlib.pyplot (no show, no savefig). For a table, write it with the csv
+module to a .csv file in the current directory, header row first. No network."""
 
 
 class CodeArgs(BaseModel):
