@@ -118,7 +118,10 @@ def resolve(value: Value, turn: Sequence[Event], earlier: Sequence[Sequence[Even
     if value.computed is not None:
         result = compute(value.computed)
         return list(result) if isinstance(result, list | tuple) else [result]
-    for events in [turn, *reversed(earlier)]:
+    searched = [turn, *reversed(earlier)]
+    if value.turn is not None:
+        searched = [[*earlier, turn][value.turn - 1]] if value.turn <= len(earlier) + 1 else []
+    for events in searched:
         found = _from_events(value, events)
         if found is not None:
             return found

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench.eval import report
-from bench.eval.runner import TaskResult, run_task
+from bench.eval.runner import TaskResult, regrade, run_task
 from bench.eval.stack import Stack
 from bench.eval.tasks import Task, load, planner_examples, validate
 from tests.conftest import LiveServer
@@ -114,9 +114,11 @@ def test_a_run_ending_in_error_fails_with_its_error(stack: Stack, fake_llm: Fake
     assert reason.startswith("status error, expected success (")
 
 
-def test_a_follow_up_is_graded_from_the_earlier_turn(stack: Stack, fake_llm: FakeOpenAI) -> None:
-    names = ", ".join(r["full_name"] for r in REPOS)
-    task = Task.model_validate(
+def _follow_up(pin: int | None) -> Task:
+    def value(path: str) -> dict[str, Any]:
+        return {"tool_result": "github_trending", "path": path, "as": "name", "turn": pin}
+
+    return Task.model_validate(
         {
             "id": "go-follow-up",
             "category": "followup",
@@ -125,33 +127,43 @@ def test_a_follow_up_is_graded_from_the_earlier_turn(stack: Stack, fake_llm: Fak
                 {
                     "message": "Of those, which has the most forks?",
                     "answer": {
-                        "contains": [
-                            {
-                                "tool_result": "github_trending",
-                                "path": "repos.max:forks.full_name",
-                                "as": "name",
-                            }
-                        ],
-                        "alone_among": {
-                            "tool_result": "github_trending",
-                            "path": "repos.*.full_name",
-                            "as": "name",
-                        },
+                        "contains": [value("repos.max:forks.full_name")],
+                        "alone_among": value("repos.*.full_name"),
                     },
                 },
             ],
         }
     )
+
+
+def test_a_follow_up_is_graded_from_the_turn_it_refers_to(
+    stack: Stack, fake_llm: FakeOpenAI
+) -> None:
+    names = ", ".join(r["full_name"] for r in REPOS)
+    python = json.dumps(
+        {"steps": [{"description": "List trending Python repositories", "tool": "github_trending"}]}
+    )
     right = f"{MOST_FORKS['full_name']} has the most forks."
+    # The second turn fetches Python repositories: the check still reads turn 1's Go list.
     fake_llm.script.extend([_plan("github_trending"), "Listed.", names])
-    fake_llm.script.extend([_plan("none"), "From before.", right])
-    passed = run_task(stack, task)
+    fake_llm.script.extend([python, "Listed again.", right])
+    passed = run_task(stack, _follow_up(pin=1))
     assert (passed.passed, passed.reasons) == (True, [])
-    assert [t.thread_id for t in passed.turns][0] == passed.turns[1].thread_id
+    assert passed.turns[0].thread_id == passed.turns[1].thread_id
+
+    events = [{"turn": n, **e} for n, t in enumerate(passed.turns, 1) for e in t.events]
+    assert regrade(_follow_up(pin=1), passed, events).reasons == []
+    python_top = max(
+        json.loads(SNAPSHOT.read_text())["languages"]["python"], key=lambda r: r["forks"]
+    )
+    unpinned = regrade(_follow_up(pin=None), passed, events)
+    assert unpinned.reasons[0].startswith(
+        f"turn 2: answer lacks {python_top['full_name']!r} (github_trending result"
+    )
 
     fake_llm.script.extend([_plan("github_trending"), "Listed.", names])
     fake_llm.script.extend([_plan("none"), "From before.", f"All of them: {names}."])
-    listed_all = run_task(stack, task)
+    listed_all = run_task(stack, _follow_up(pin=1))
     assert len(listed_all.reasons) == 1
     assert listed_all.reasons[0].startswith("turn 2: answer also names ")
 
