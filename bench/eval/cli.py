@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         rendered, meta = report.read(args.render)
         if args.events:
             rendered = _regraded(rendered, args.events)
+            meta.note = (
+                f"graded again at commit `{report.commit()}` from the run's recorded events"
+                " (`--render results.json --events DIR`): same runs, current checks"
+            )
         report.write(rendered, meta, args.out)
         print(report.totals(rendered))
         return 0

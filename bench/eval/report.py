@@ -31,6 +31,7 @@ class Meta:
     load_start: tuple[float, float, float]
     load_end: tuple[float, float, float]
     argv: list[str]
+    note: str = ""
 
 
 def commit() -> str:
@@ -215,6 +216,7 @@ def markdown(results: Sequence[TaskResult], meta: Meta, s: dict[str, Any]) -> st
         f"- machine: {meta.machine}; load average (1/5/15 min) {_load(meta.load_start)} at the"
         f" start, {_load(meta.load_end)} at the end (the cores are shared with other jobs)",
         f"- command: `{' '.join(meta.argv)}`",
+        *([f"- note: {meta.note}"] if meta.note else []),
         "",
         f"**{o['passed']}/{o['tasks']} tasks pass ({100 * o['pass_rate']:.1f} %)**; run time"
         f" p50 {s['run_p50_s']} s, p95 {s['run_p95_s']} s over {s['turns']} turns (per task"
