@@ -78,7 +78,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 CAUSES = (
     ("run timed out", re.compile(r"status timeout")),
     ("run ended in error", re.compile(r"status error")),
-    ("other final status", re.compile(r"status \w+, expected")),
+    ("other final status", re.compile(r"status (?!timeout|error)\w+, expected")),
     ("HTTP or stream failure", re.compile(r"answered \d{3}|without run_finished|setup failed")),
     ("wrong or missing tool", re.compile(r"^(turn \d+: )?tools ")),
     ("no tool data to check", re.compile(r"in the run's events to check against")),

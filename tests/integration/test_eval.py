@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from bench.eval import report
+from bench.eval.grade import _check_answer, appears
 from bench.eval.runner import TaskResult, regrade, run_task
 from bench.eval.stack import Stack
-from bench.eval.tasks import Task, load, planner_examples, validate
+from bench.eval.tasks import Answer, Task, load, planner_examples, validate
 from tests.conftest import LiveServer
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -261,3 +262,41 @@ def test_validate_refuses_planner_examples_and_literals_not_in_the_corpus() -> N
         "made-up: '31 days' is not in the task's corpus",
         "typo: cannot compute 'summ([1])': NameError(\"name 'summ' is not defined\")",
     ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "value", "as_", "found"),
+    [
+        ("It has 1,266,871.", 4817 * 263, "number", True),
+        ("About 150k stars.", 150000, "number", True),
+        ("About 150k stars.", 151000, "number", False),
+        ("The balance is 4002.58 euros.", 4002.58, "number", True),
+        ("The balance is 4002.6 euros.", 4002.58, "number", True),
+        ("The balance is 4003 euros.", 4002.58, "number", True),
+        ("The balance is 4002 euros.", 4002.58, "number", False),
+        ("Top: `astral-sh/ruff`.", "astral-sh/ruff", "name", True),
+        ("Top: ruff-lsp.", "astral-sh/ruff", "name", False),
+        ("The symbol is Au.", "Au", "name", True),
+        ("It is because of gold.", "Au", "name", False),
+    ],
+)
+def test_values_are_found_as_written_or_rounded(
+    answer: str, value: Any, as_: str, found: bool
+) -> None:
+    assert appears(answer, value, as_) is found
+
+
+@pytest.mark.parametrize(
+    ("says", "answer", "passes"),
+    [
+        ("refusal", "You do not have permission to run code (scope exec:code).", True),
+        ("refusal", "I don't have access to your calendar.", True),
+        ("refusal", "The module is unable to find python_exec.", False),
+        ("unknown", "I don't know the name of your manager's cat.", True),
+        ("unknown", "We cannot determine it from the given text.", True),
+        ("unknown", "Jack", False),
+    ],
+)
+def test_refusals_and_admissions_are_recognised(says: str, answer: str, passes: bool) -> None:
+    check = Answer.model_validate({"says": says})
+    assert (_check_answer(answer, check, [], []) == []) is passes
