@@ -223,9 +223,10 @@ def markdown(results: Sequence[TaskResult], meta: Meta, s: dict[str, Any]) -> st
         f" p50 {s['task_p50_s']} s, p95 {s['task_p95_s']} s); {o['tokens']:,} tokens;"
         f" run statuses {s['run_statuses']}; tasks with a run ending `error`: {o['errored']}.",
         "",
-        "Median seconds per phase of a turn (plan: `planning` to the plan; tool: `tool_call` to"
-        " its result; step: `thinking` to the step's result; answer: `summarizing` to"
-        f" `run_finished`): {s['phase_p50_s'] or 'none recorded'}.",
+        "Median seconds per phase of a turn (plan: `planning` to the plan; args: `calling_tool`"
+        " to the call, held call or refusal; tool: `tool_call` to its result; step: `thinking`"
+        " to the step's result; answer: `summarizing` to `run_finished`)"
+        f": {s['phase_p50_s'] or 'none recorded'}.",
         "",
         "| category | tasks | pass | pass rate | run p50 | run p95 | tokens | runs in error |",
         "|---|---|---|---|---|---|---|---|",

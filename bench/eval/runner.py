@@ -146,6 +146,7 @@ def _problem(event: Event) -> str:
 # Where a turn's time goes: from the event that opens a phase to the next event after it.
 _PHASE_OPENERS = {
     ("agent_status", "planning"): "plan",
+    ("agent_status", "calling_tool"): "args",  # choosing the tool, writing its arguments
     ("tool_call", None): "tool",
     ("agent_status", "thinking"): "step",
     ("agent_status", "summarizing"): "answer",
@@ -153,7 +154,7 @@ _PHASE_OPENERS = {
 
 
 def phases(events: list[Event]) -> dict[str, float]:
-    """Seconds per phase (plan, tool, step, answer), summed over the turn's runs."""
+    """Seconds per phase (plan, args, tool, step, answer), summed over the turn's runs."""
     out: dict[str, float] = {}
     for this, after in zip(events, events[1:], strict=False):
         key = (this["type"], this["data"].get("status") if this["type"] == "agent_status" else None)

@@ -77,7 +77,7 @@ def test_a_right_answer_from_the_tool_data_passes(stack: Stack, fake_llm: FakeOp
     [turn] = result.turns
     assert (turn.status, turn.tools, turn.answer) == ("success", ["github_trending"], answer)
     assert turn.tokens > 0 and turn.seconds > 0
-    assert set(turn.phases) == {"plan", "tool", "step", "answer"}
+    assert set(turn.phases) == {"plan", "args", "tool", "step", "answer"}
     assert sum(turn.phases.values()) <= turn.seconds
     assert report.line(result).startswith("PASS github")
 
