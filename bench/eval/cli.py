@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.eval import report
-from bench.eval.runner import TaskResult, run_task
+from bench.eval.runner import TaskResult, regrade, run_task
 from bench.eval.stack import OwnStack, Stack
 from bench.eval.tasks import HERE, load, validate
 
@@ -40,7 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run stream")
     p.add_argument("--keep-data", action="store_true", help="keep the own stack's data dir")
     p.add_argument("--list", action="store_true", help="list the selected tasks and exit")
-    p.add_argument("--render", type=Path, help="write RESULTS.md again from this results.json")
+    p.add_argument(
+        "--render",
+        type=Path,
+        help="write RESULTS.md again from this results.json; with --events, grade it again"
+        " from the recorded events with the current checks (no run)",
+    )
     return p
 
 
@@ -54,6 +59,21 @@ def _given_stack(args: argparse.Namespace) -> Stack:
     return Stack(url=args.url.rstrip("/"), auth=auth, database_url=args.database_url, model=model)
 
 
+def _regraded(results: list[TaskResult], events_dir: Path) -> list[TaskResult]:
+    import json
+
+    tasks = {t.id: t for t in load()}
+    out = []
+    for old in results:
+        path = events_dir / f"{old.id}.jsonl"
+        if old.id not in tasks or not path.exists():
+            out.append(old)
+            continue
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        out.append(regrade(tasks[old.id], old, events))
+    return out
+
+
 def _split(text: str) -> list[str]:
     return [x for x in text.split(",") if x]
 
@@ -63,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.render:
         rendered, meta = report.read(args.render)
+        if args.events:
+            rendered = _regraded(rendered, args.events)
+            meta.note = (
+                f"graded again at commit `{report.commit()}` from the run's recorded events"
+                " (`--render results.json --events DIR`): same runs, current checks"
+            )
         report.write(rendered, meta, args.out)
         print(report.totals(rendered))
         return 0

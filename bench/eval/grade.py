@@ -19,10 +19,10 @@ from bench.eval.tasks import Answer, ArgCheck, Turn, Value
 
 Scalar = str | int | float
 
+# A missing scope must be explained as one: "unable to" alone is not a refusal.
 _REFUSAL = re.compile(
-    r"permission|not (allowed|permitted|authori[sz]ed)|unauthori[sz]ed|access|scope|denied"
-    r"|cannot|can ?not|can't|unable|not able|don't have|do not have|isn't available"
-    r"|not available|not enabled|requires?",
+    r"permission|not (allowed|permitted|authori[sz]ed)|unauthori[sz]ed|denied|forbidden"
+    r"|scope|\b(no|without|lack\w*|(don't|do not|doesn't|does not) have) (the )?(access|right)",
     re.I,
 )
 _UNKNOWN = re.compile(
@@ -118,7 +118,10 @@ def resolve(value: Value, turn: Sequence[Event], earlier: Sequence[Sequence[Even
     if value.computed is not None:
         result = compute(value.computed)
         return list(result) if isinstance(result, list | tuple) else [result]
-    for events in [turn, *reversed(earlier)]:
+    searched = [turn, *reversed(earlier)]
+    if value.turn is not None:
+        searched = [[*earlier, turn][value.turn - 1]] if value.turn <= len(earlier) + 1 else []
+    for events in searched:
         found = _from_events(value, events)
         if found is not None:
             return found

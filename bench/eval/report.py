@@ -31,6 +31,7 @@ class Meta:
     load_start: tuple[float, float, float]
     load_end: tuple[float, float, float]
     argv: list[str]
+    note: str = ""
 
 
 def commit() -> str:
@@ -77,7 +78,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 CAUSES = (
     ("run timed out", re.compile(r"status timeout")),
     ("run ended in error", re.compile(r"status error")),
-    ("other final status", re.compile(r"status \w+, expected")),
+    ("other final status", re.compile(r"status (?!timeout|error)\w+, expected")),
     ("HTTP or stream failure", re.compile(r"answered \d{3}|without run_finished|setup failed")),
     ("wrong or missing tool", re.compile(r"^(turn \d+: )?tools ")),
     ("no tool data to check", re.compile(r"in the run's events to check against")),
@@ -215,15 +216,17 @@ def markdown(results: Sequence[TaskResult], meta: Meta, s: dict[str, Any]) -> st
         f"- machine: {meta.machine}; load average (1/5/15 min) {_load(meta.load_start)} at the"
         f" start, {_load(meta.load_end)} at the end (the cores are shared with other jobs)",
         f"- command: `{' '.join(meta.argv)}`",
+        *([f"- note: {meta.note}"] if meta.note else []),
         "",
         f"**{o['passed']}/{o['tasks']} tasks pass ({100 * o['pass_rate']:.1f} %)**; run time"
         f" p50 {s['run_p50_s']} s, p95 {s['run_p95_s']} s over {s['turns']} turns (per task"
         f" p50 {s['task_p50_s']} s, p95 {s['task_p95_s']} s); {o['tokens']:,} tokens;"
         f" run statuses {s['run_statuses']}; tasks with a run ending `error`: {o['errored']}.",
         "",
-        "Median seconds per phase of a turn (plan: `planning` to the plan; tool: `tool_call` to"
-        " its result; step: `thinking` to the step's result; answer: `summarizing` to"
-        f" `run_finished`): {s['phase_p50_s'] or 'none recorded'}.",
+        "Median seconds per phase of a turn (plan: `planning` to the plan; args: `calling_tool`"
+        " to the call, held call or refusal; tool: `tool_call` to its result; step: `thinking`"
+        " to the step's result; answer: `summarizing` to `run_finished`)"
+        f": {s['phase_p50_s'] or 'none recorded'}.",
         "",
         "| category | tasks | pass | pass rate | run p50 | run p95 | tokens | runs in error |",
         "|---|---|---|---|---|---|---|---|",

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.eval.client import Event, Keel, TurnFailed, TurnRecord
+from bench.eval.client import Event, Keel, RunRecord, TurnFailed, TurnRecord
 from bench.eval.grade import grade_turn, tool_matches, tools_attempted
 from bench.eval.stack import Stack
 from bench.eval.tasks import Task, Turn
@@ -146,6 +146,7 @@ def _problem(event: Event) -> str:
 # Where a turn's time goes: from the event that opens a phase to the next event after it.
 _PHASE_OPENERS = {
     ("agent_status", "planning"): "plan",
+    ("agent_status", "calling_tool"): "args",  # choosing the tool, writing its arguments
     ("tool_call", None): "tool",
     ("agent_status", "thinking"): "step",
     ("agent_status", "summarizing"): "answer",
@@ -153,7 +154,7 @@ _PHASE_OPENERS = {
 
 
 def phases(events: list[Event]) -> dict[str, float]:
-    """Seconds per phase (plan, tool, step, answer), summed over the turn's runs."""
+    """Seconds per phase (plan, args, tool, step, answer), summed over the turn's runs."""
     out: dict[str, float] = {}
     for this, after in zip(events, events[1:], strict=False):
         key = (this["type"], this["data"].get("status") if this["type"] == "agent_status" else None)
@@ -169,3 +170,31 @@ def phases(events: list[Event]) -> dict[str, float]:
         ).total_seconds()
         out[name] = round(out.get(name, 0.0) + seconds, 2)
     return out
+
+
+def regrade(task: Task, old: TaskResult, events: list[Event]) -> TaskResult:
+    """Grade a recorded task again (events as written by ``--events``) with the current checks."""
+    result = TaskResult(task.id, task.category, False, old.seconds, old.tokens, [])
+    earlier: list[list[Event]] = []
+    for n, (turn, was) in enumerate(zip(task.turns, old.turns, strict=False), 1):
+        prefix = f"turn {n}: " if len(task.turns) > 1 else ""
+        mine = [e for e in events if e.get("turn") == n]
+        record = TurnRecord(was.thread_id)
+        for run in was.runs:
+            of_run = [e for e in mine if e["run_id"] == run.run_id]
+            record.runs.append(RunRecord(run.run_id, run.status, run.seconds, run.tokens, of_run))
+        started = next((e["ts"] for e in mine if e["type"] == "run_started"), None)
+        now = datetime.fromisoformat(started) if started else datetime.now(UTC)
+        try:
+            reasons = grade_turn(turn, record, earlier, now)
+        except Exception as exc:  # noqa: BLE001 (a grading bug fails this task, not the set)
+            reasons = [f"harness error while grading: {exc!r}"]
+        turn_result = _turn_result(turn, record, reasons)
+        turn_result.seconds, turn_result.tokens = was.seconds, was.tokens
+        result.turns.append(turn_result)
+        result.reasons.extend(prefix + r for r in reasons)
+        earlier.append(mine)
+    dropped = [r for r in old.reasons if "answered" in r or "run_finished" in r or "setup" in r]
+    result.reasons.extend(dropped)
+    result.passed = not result.reasons and len(result.turns) == len(task.turns)
+    return result

@@ -44,6 +44,9 @@ class Value(_Model):
     confirmation: str | None = None  # a held call's tool, its ``args`` addressed by path
     path: str = ""
     as_: Literal["text", "name", "number"] = Field("text", alias="as")
+    # Only this turn's events (1-based), e.g. the list a follow-up refers to; default: this
+    # turn's, then the earlier turns' from the latest.
+    turn: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> Value:

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from bench.eval import report
-from bench.eval.runner import TaskResult, run_task
+from bench.eval.grade import _check_answer, appears
+from bench.eval.runner import TaskResult, regrade, run_task
 from bench.eval.stack import Stack
-from bench.eval.tasks import Task, load, planner_examples, validate
+from bench.eval.tasks import Answer, Task, load, planner_examples, validate
 from tests.conftest import LiveServer
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -76,7 +77,7 @@ def test_a_right_answer_from_the_tool_data_passes(stack: Stack, fake_llm: FakeOp
     [turn] = result.turns
     assert (turn.status, turn.tools, turn.answer) == ("success", ["github_trending"], answer)
     assert turn.tokens > 0 and turn.seconds > 0
-    assert set(turn.phases) == {"plan", "tool", "step", "answer"}
+    assert set(turn.phases) == {"plan", "args", "tool", "step", "answer"}
     assert sum(turn.phases.values()) <= turn.seconds
     assert report.line(result).startswith("PASS github")
 
@@ -114,9 +115,11 @@ def test_a_run_ending_in_error_fails_with_its_error(stack: Stack, fake_llm: Fake
     assert reason.startswith("status error, expected success (")
 
 
-def test_a_follow_up_is_graded_from_the_earlier_turn(stack: Stack, fake_llm: FakeOpenAI) -> None:
-    names = ", ".join(r["full_name"] for r in REPOS)
-    task = Task.model_validate(
+def _follow_up(pin: int | None) -> Task:
+    def value(path: str) -> dict[str, Any]:
+        return {"tool_result": "github_trending", "path": path, "as": "name", "turn": pin}
+
+    return Task.model_validate(
         {
             "id": "go-follow-up",
             "category": "followup",
@@ -125,33 +128,43 @@ def test_a_follow_up_is_graded_from_the_earlier_turn(stack: Stack, fake_llm: Fak
                 {
                     "message": "Of those, which has the most forks?",
                     "answer": {
-                        "contains": [
-                            {
-                                "tool_result": "github_trending",
-                                "path": "repos.max:forks.full_name",
-                                "as": "name",
-                            }
-                        ],
-                        "alone_among": {
-                            "tool_result": "github_trending",
-                            "path": "repos.*.full_name",
-                            "as": "name",
-                        },
+                        "contains": [value("repos.max:forks.full_name")],
+                        "alone_among": value("repos.*.full_name"),
                     },
                 },
             ],
         }
     )
+
+
+def test_a_follow_up_is_graded_from_the_turn_it_refers_to(
+    stack: Stack, fake_llm: FakeOpenAI
+) -> None:
+    names = ", ".join(r["full_name"] for r in REPOS)
+    python = json.dumps(
+        {"steps": [{"description": "List trending Python repositories", "tool": "github_trending"}]}
+    )
     right = f"{MOST_FORKS['full_name']} has the most forks."
+    # The second turn fetches Python repositories: the check still reads turn 1's Go list.
     fake_llm.script.extend([_plan("github_trending"), "Listed.", names])
-    fake_llm.script.extend([_plan("none"), "From before.", right])
-    passed = run_task(stack, task)
+    fake_llm.script.extend([python, "Listed again.", right])
+    passed = run_task(stack, _follow_up(pin=1))
     assert (passed.passed, passed.reasons) == (True, [])
-    assert [t.thread_id for t in passed.turns][0] == passed.turns[1].thread_id
+    assert passed.turns[0].thread_id == passed.turns[1].thread_id
+
+    events = [{"turn": n, **e} for n, t in enumerate(passed.turns, 1) for e in t.events]
+    assert regrade(_follow_up(pin=1), passed, events).reasons == []
+    python_top = max(
+        json.loads(SNAPSHOT.read_text())["languages"]["python"], key=lambda r: r["forks"]
+    )
+    unpinned = regrade(_follow_up(pin=None), passed, events)
+    assert unpinned.reasons[0].startswith(
+        f"turn 2: answer lacks {python_top['full_name']!r} (github_trending result"
+    )
 
     fake_llm.script.extend([_plan("github_trending"), "Listed.", names])
     fake_llm.script.extend([_plan("none"), "From before.", f"All of them: {names}."])
-    listed_all = run_task(stack, task)
+    listed_all = run_task(stack, _follow_up(pin=1))
     assert len(listed_all.reasons) == 1
     assert listed_all.reasons[0].startswith("turn 2: answer also names ")
 
@@ -249,3 +262,41 @@ def test_validate_refuses_planner_examples_and_literals_not_in_the_corpus() -> N
         "made-up: '31 days' is not in the task's corpus",
         "typo: cannot compute 'summ([1])': NameError(\"name 'summ' is not defined\")",
     ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "value", "as_", "found"),
+    [
+        ("It has 1,266,871.", 4817 * 263, "number", True),
+        ("About 150k stars.", 150000, "number", True),
+        ("About 150k stars.", 151000, "number", False),
+        ("The balance is 4002.58 euros.", 4002.58, "number", True),
+        ("The balance is 4002.6 euros.", 4002.58, "number", True),
+        ("The balance is 4003 euros.", 4002.58, "number", True),
+        ("The balance is 4002 euros.", 4002.58, "number", False),
+        ("Top: `astral-sh/ruff`.", "astral-sh/ruff", "name", True),
+        ("Top: ruff-lsp.", "astral-sh/ruff", "name", False),
+        ("The symbol is Au.", "Au", "name", True),
+        ("It is because of gold.", "Au", "name", False),
+    ],
+)
+def test_values_are_found_as_written_or_rounded(
+    answer: str, value: Any, as_: str, found: bool
+) -> None:
+    assert appears(answer, value, as_) is found
+
+
+@pytest.mark.parametrize(
+    ("says", "answer", "passes"),
+    [
+        ("refusal", "You do not have permission to run code (scope exec:code).", True),
+        ("refusal", "I don't have access to your calendar.", True),
+        ("refusal", "The module is unable to find python_exec.", False),
+        ("unknown", "I don't know the name of your manager's cat.", True),
+        ("unknown", "We cannot determine it from the given text.", True),
+        ("unknown", "Jack", False),
+    ],
+)
+def test_refusals_and_admissions_are_recognised(says: str, answer: str, passes: bool) -> None:
+    check = Answer.model_validate({"says": says})
+    assert (_check_answer(answer, check, [], []) == []) is passes
