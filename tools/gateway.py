@@ -514,6 +514,21 @@ class ToolGateway:
             comment=comment,
         )
 
+    async def admit_scopes(self, spec: ToolSpec, *, identity: Identity, trace_id: str) -> None:
+        """Refuse (and audit as ``denied``) a tool outside the caller's scopes, before any work.
+
+        The checked call admits again; this spares writing arguments for a call that cannot
+        be made.
+
+        Raises:
+            PermissionDenied: a declared permission is missing.
+        """
+        try:
+            self.check_permissions(spec, identity.scopes)
+        except KeelError as exc:
+            await self._audit(spec, {}, identity, trace_id, "denied", exc.code)
+            raise
+
     async def _audit(
         self,
         spec: ToolSpec,

@@ -38,7 +38,7 @@ from typing import Any
 from core.errors import KeelError
 from core.identity import Identity
 from tools.adapter import Adapter, Ask, Step, Tell, Usage
-from tools.errors import NotConfirmed, ToolError, failure_kind
+from tools.errors import NotConfirmed, PermissionDenied, ToolError, failure_kind
 from tools.fallback import CachedResult
 from tools.gateway import ToolGateway, ToolOutcome, ToolSpec
 from tools.servers.calendar.v1.adapter import CalendarV1
@@ -139,6 +139,13 @@ class ToolPipeline:
             self._tool_error(call_id, step.tool, exc, None)
             return Refused(f"(tool {step.tool} unavailable: {exc.detail})")
         self._status("calling_tool", spec)
+        try:
+            await self.gateway.admit_scopes(
+                spec, identity=self.caller.identity, trace_id=self.caller.trace_id
+            )
+        except PermissionDenied as exc:
+            self._tool_error(call_id, spec.qualified, exc, spec)
+            return Refused(_refused(spec, exc))
         args = await self._arguments(spec, step)
         if args is None:
             err = ToolError(f"no valid arguments for {spec.qualified} from the model")
@@ -470,6 +477,14 @@ class ToolPipeline:
         if spec is not None:
             data.update(server=spec.server, version=spec.version)
         self.caller.tell("tool_error", **data)
+
+
+def _refused(spec: ToolSpec, exc: PermissionDenied) -> str:
+    """What the answer must tell the user when a tool was outside their scopes."""
+    return (
+        f"Not done: {spec.qualified} was not used because the user's token lacks the"
+        f" permission it needs ({exc.detail}). Tell the user plainly; {exc.hint or ''}."
+    )
 
 
 def _shown(args: dict[str, Any]) -> dict[str, Any]:

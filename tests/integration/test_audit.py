@@ -22,7 +22,6 @@ def test_allowed_and_denied_calls_are_audited_under_their_trace(
     fake_llm.script.extend(
         [
             _plan("python_exec", "Print a greeting"),
-            json.dumps({"code": "print('hi')"}),
             "No code ran.",
             "Denied.",
             _plan("github_trending", "Trending Rust repositories"),
@@ -46,7 +45,7 @@ def test_allowed_and_denied_calls_are_audited_under_their_trace(
         (traces[1], "github_trending.trending_repos", "allowed", "ok"),
     ]
     assert {(r["tenant"], r["user_id"]) for r in rows} == {("acme", "mallory")}
-    assert rows[0]["args"] == {"code": "print('hi')"}
+    assert rows[0]["args"] == {}  # refused before any arguments were written
     assert rows[1]["args"] == {"language": "rust", "since": "weekly", "limit": 5}
     with (
         psycopg.connect(live.settings.database.url or "") as conn,
