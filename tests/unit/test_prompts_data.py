@@ -41,6 +41,7 @@ def test_a_lone_angle_bracket_is_kept() -> None:
         ),
         ("x = 3; x * 2", "x = 3; print(x * 2)"),
         ("print(5)", "print(5)"),
+        ("total = sum(range(4))", "print(total)"),
         ("plt.bar([1], [2])", "plt.bar([1], [2])"),
         ("for i in range(2):\n    i", "for i in range(2):\n    i"),
     ],

@@ -116,7 +116,9 @@ async def search(url: str, tenant: str, query: str, limit: int) -> list[dict[str
             "WITH q AS (SELECT coalesce(nullif(replace(plainto_tsquery('english', %s)::text,"
             " ' & ', ' | '), '')::tsquery, plainto_tsquery('english', '')) AS q)"
             " SELECT source, chunk, ts_rank(tsv, q.q) AS rank,"
-            " ts_headline('english', body, q.q, 'MaxWords=60, MinWords=20') AS excerpt"
+            # Up to three passages around the matches, without highlight markup.
+            " ts_headline('english', body, q.q, 'MaxFragments=3, MaxWords=30, MinWords=12,"
+            ' StartSel="", StopSel=""\') AS excerpt'
             " FROM tool_documents, q WHERE tenant = %s AND tsv @@ q.q"
             " ORDER BY rank DESC, source, chunk LIMIT %s",
             (query, tenant, limit),

@@ -103,7 +103,7 @@ class PythonExecV1(Adapter):
 
 
 def print_last(code: str) -> str:
-    """``code`` with its last line printed when it is a bare expression, as a notebook shows it.
+    """``code`` with its last value printed (a bare expression, or ``name = …``), as a notebook.
 
     Small models often end with ``sum(...)`` and no ``print``; the value would be lost.
     """
@@ -112,6 +112,11 @@ def print_last(code: str) -> str:
     except SyntaxError:
         return code
     last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Assign) and len(last.targets) == 1:
+        target = last.targets[0]
+        if isinstance(target, ast.Name) and not _is_output_call(last.value):
+            return f"{code.rstrip()}\nprint({target.id})"  # ends with ``total = …``
+        return code
     if not isinstance(last, ast.Expr) or _is_output_call(last.value):
         return code
     lines = code.splitlines()
