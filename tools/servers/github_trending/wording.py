@@ -67,7 +67,7 @@ def repos_note(result: Any) -> str | None:
         return None
     lines = [
         f"{i}. {r['full_name']}: {r['stars']} stars, {r.get('forks', '?')} forks"
-        f" ({r.get('language', '')}) {r.get('description', '')}"
+        f" ({r.get('language', '')}) {r.get('url', '')} {r.get('description', '')}"
         for i, r in enumerate(result.get("repos", []), 1)
     ]
     if not lines:
