@@ -75,6 +75,9 @@ class RecordedTools(ToolGateway):
                 return spec
         raise UnknownTool(f"the recording has no tool {server}.{tool}")
 
+    async def admit_scopes(self, spec: ToolSpec, **_: Any) -> None:
+        """Admitted: the recorded run was, and its outputs say what the tool answered."""
+
     async def call(self, spec: ToolSpec, args: dict[str, Any], **_: Any) -> ToolOutcome:
         """The next recorded output, which must be ``spec``'s."""
         assert self.outputs, f"{spec.qualified} called more often than in the recording"

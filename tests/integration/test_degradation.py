@@ -68,10 +68,11 @@ def _meeting(starts_at: str) -> str:
 def test_relative_meeting_time_is_repaired_by_rules_in_the_users_zone(
     live: LiveServer, fake_llm: FakeOpenAI
 ) -> None:
+    # The words name no time the calendar adapter can read, so the model writes "tomorrow 3pm".
     fake_llm.script.extend(
-        [_plan("calendar", "Schedule a sync tomorrow at 3pm"), _meeting("tomorrow 3pm"), "Booked."]
+        [_plan("calendar", "Schedule the sync we agreed"), _meeting("tomorrow 3pm"), "Booked."]
     )
-    frames = _run(live, "Book a sync tomorrow 3pm", ["write:calendar"], tz="Asia/Shanghai")
+    frames = _run(live, "Book the sync we agreed on", ["write:calendar"], tz="Asia/Shanghai")
     [repair] = _data(frames, "repair")
     assert (repair["method"], repair["changes"], repair["valid"]) == (
         "deterministic",
