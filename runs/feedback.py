@@ -102,6 +102,20 @@ class FeedbackStore:
         variant = agent.variants.get(run.agent_variant or "") if agent else None
         return (variant.model if variant and variant.model else None) or self.settings.llm.model
 
+    def _context(self, identity: Identity, run: RunContextRow) -> tuple[Any, ...]:
+        """The columns feedback and signals share: who, which run, and what produced it."""
+        return (
+            run.run_id,
+            identity.user_id,
+            identity.tenant,
+            run.thread_id,
+            run.trace_id,
+            run.agent,
+            run.agent_variant,
+            self._model(run),
+            Jsonb(run.tool_versions),
+        )
+
     async def rate(
         self,
         identity: Identity,
@@ -119,20 +133,7 @@ class FeedbackStore:
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (run_id, user_id) DO UPDATE SET rating = EXCLUDED.rating,"
                 " reason = EXCLUDED.reason, comment = EXCLUDED.comment, updated_at = now()",
-                (
-                    run.run_id,
-                    identity.user_id,
-                    identity.tenant,
-                    run.thread_id,
-                    run.trace_id,
-                    run.agent,
-                    run.agent_variant,
-                    self._model(run),
-                    Jsonb(run.tool_versions),
-                    rating,
-                    reason,
-                    comment,
-                ),
+                (*self._context(identity, run), rating, reason, comment),
             )
         return run
 
@@ -151,20 +152,7 @@ class FeedbackStore:
                 "INSERT INTO signals (run_id, user_id, tenant, thread_id, trace_id, agent,"
                 " agent_variant, model, tool_versions, kind, value, source)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    run.run_id,
-                    identity.user_id,
-                    identity.tenant,
-                    run.thread_id,
-                    run.trace_id,
-                    run.agent,
-                    run.agent_variant,
-                    self._model(run),
-                    Jsonb(run.tool_versions),
-                    kind,
-                    value,
-                    source,
-                ),
+                (*self._context(identity, run), kind, value, source),
             )
         return run
 
