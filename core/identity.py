@@ -68,18 +68,13 @@ def issue_token(
 
 def verify_token(auth: AuthSettings, token: str) -> Identity:
     """Verify signature, algorithm, expiry and issuer, then build the ``Identity``."""
-    try:
-        claims = jwt.decode(
-            token,
-            auth.jwt_secret,
-            algorithms=[auth.jwt_algorithm],
-            issuer=auth.jwt_issuer,
-            options={"require": ["sub", "tenant", "exp", "iat"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise AuthenticationFailed("token expired") from exc
-    except jwt.InvalidTokenError as exc:
-        raise AuthenticationFailed(f"invalid token: {exc}") from exc
+    claims = _decoded(
+        token,
+        auth.jwt_secret,
+        algorithms=[auth.jwt_algorithm],
+        issuer=auth.jwt_issuer,
+        options={"require": ["sub", "tenant", "exp", "iat"]},
+    )
     _check_lifetime(claims, auth.max_token_lifetime_s)
     scopes = claims.get("scopes", [])
     tier = claims.get("tier", "free")
@@ -94,6 +89,17 @@ def verify_token(auth: AuthSettings, token: str) -> Identity:
     if tz is not None and (not isinstance(tz, str) or not _known_zone(tz)):
         raise AuthenticationFailed("invalid token: tz must be an IANA time zone name")
     return Identity(user_id=sub, tenant=tenant, scopes=frozenset(scopes), tier=tier, tz=tz)
+
+
+def _decoded(token: str, key: Any, **checks: Any) -> dict[str, Any]:
+    """``jwt.decode`` with its failures as ``AuthenticationFailed`` (expired, or why invalid)."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key, **checks)
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthenticationFailed("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthenticationFailed(f"invalid token: {exc}") from exc
+    return claims
 
 
 def _check_lifetime(claims: dict[str, Any], max_s: int) -> None:
@@ -158,20 +164,15 @@ class OidcVerifier:
             raise Unavailable(f"the identity provider's keys: {exc}") from exc
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
             raise AuthenticationFailed(f"invalid token: {exc}") from exc
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=list(self.oidc.algorithms),
-                audience=self.oidc.audience,
-                issuer=self.oidc.issuer,
-                leeway=self.oidc.leeway_s,
-                options={"require": ["exp", "iat", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthenticationFailed("token expired") from exc
-        except jwt.InvalidTokenError as exc:
-            raise AuthenticationFailed(f"invalid token: {exc}") from exc
+        claims = _decoded(
+            token,
+            key,
+            algorithms=list(self.oidc.algorithms),
+            audience=self.oidc.audience,
+            issuer=self.oidc.issuer,
+            leeway=self.oidc.leeway_s,
+            options={"require": ["exp", "iat", "iss", "aud"]},
+        )
         _check_lifetime(claims, self.max_lifetime_s)
         return identity_from_claims(self.oidc.claims, claims)
 
