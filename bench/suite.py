@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 
 from bench import servers
+from bench.host import load_average, machine
 from bench.servers import Proc, directive
 
 LATENCY_MS = 10.0  # per model request: the LLM is present but does not dominate
@@ -892,32 +892,12 @@ def tables(rows: list[Row]) -> str:
     return "\n\n".join(out)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
-
-
 def wall_by_table(rows: list[Row]) -> dict[str, float]:
     """Seconds spent on each table's figures (a figure's rows share its wall time)."""
     walls: dict[str, dict[str, float]] = {}
     for r in rows:
         walls.setdefault(r.table, {})[r.group] = r.wall_s
     return {table: sum(w.values()) for table, w in walls.items()}
-
-
-def load_average() -> str:
-    """The 1, 5 and 15-minute load averages, as ``uptime`` shows them."""
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def write(rows: list[Row], out: Path, argv: str, started: datetime, took: float, load: str) -> None:

@@ -22,6 +22,7 @@ from bench.eval import report
 from bench.eval.runner import TaskResult, regrade, run_task
 from bench.eval.stack import OwnStack, Stack
 from bench.eval.tasks import HERE, load, validate
+from bench.host import machine
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         commit=sha,
         model=stack.model,
         url=args.url or "own keel serve (dev config, fresh data dir)",
-        machine=report.machine(),
+        machine=machine(),
         load_start=load_start,
         load_end=os.getloadavg(),
         argv=["python -m bench.eval", *(argv if argv is not None else sys.argv[1:])],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
 import subprocess
 from collections import Counter
@@ -49,19 +47,6 @@ def commit() -> str:
     except OSError:
         return "unknown"
     return f"{sha}+dirty" if dirty else sha or "unknown"
-
-
-def machine() -> str:
-    """CPU count, processor and OS."""
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores {cpu or platform.processor()}, {platform.system()}"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
