@@ -40,7 +40,7 @@ from core.identity import Identity
 from tools.adapter import Adapter, Ask, Step, Tell, Usage
 from tools.errors import NotConfirmed, PermissionDenied, ToolError, failure_kind
 from tools.fallback import CachedResult
-from tools.gateway import ToolGateway, ToolOutcome, ToolSpec
+from tools.gateway import ToolGateway, ToolSpec
 from tools.servers.calendar.v1.adapter import CalendarV1
 from tools.servers.documents.v1.adapter import DocumentsV1
 from tools.servers.github_trending.v1.adapter import GithubTrendingV1
@@ -412,8 +412,7 @@ class ToolPipeline:
             result=hit.result,
             cached_at=hit.stored_at.isoformat(),
         )
-        outcome = ToolOutcome(spec=spec, result=hit.result, text=hit.text, duration_ms=0.0)
-        note = adapter_for(spec).note(outcome.result)[:MAX_NOTE]
+        note = adapter_for(spec).note(hit.result)[:MAX_NOTE]
         source = f"{label}: cached, {age} old"
         return Degraded(note, self.usage, result=hit.result, source=source)
 
