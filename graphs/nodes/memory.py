@@ -105,7 +105,7 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
         recalled.update(await _session_facts(writer, ctx, session, question, settings))
     if (note := await _memory_request(writer, ctx, question)) is not None:
         recalled["memory_note"] = note
-        use_long_term = use_long_term and forget_intent(question) is None
+        use_long_term = False  # the note says what was saved or deleted: no read after it
     if use_long_term and long_term is not None:
         embedder = getattr(session, "embedder", None)
         recalled["profile"] = await _profile_fields(writer, ctx, long_term, question, embedder)
