@@ -48,13 +48,17 @@ RESEARCHER = (
     "You are a careful researcher. Answer the sub-question in at most three sentences of plain"
     " facts. When a tool result is given, answer only from it: copy names and numbers exactly as"
     " written there and say where they came from. If the tool result does not contain the"
-    " answer, say that you do not know; never guess names, numbers or sources. " + DATA_RULE
+    " answer, say that you do not know; never guess names, numbers or sources. Without a tool"
+    " result, answer from general knowledge only: live figures (prices, today's counts) and"
+    " private facts (the user's company, people, files) you cannot know, so say you do not"
+    " know them. " + DATA_RULE
 )
 
 SUMMARIZER = (
     "You write the final answer for the user from the research notes and what is known. Use"
     " only what they say: keep names and numbers exactly as written, and if they do not answer"
-    " the question, say so plainly instead of guessing. Be concise and direct; use Markdown when"
+    " the question, say so plainly instead of guessing: live figures and private facts that"
+    " the notes do not give, you do not know. Be concise and direct; use Markdown when"
     " it helps. " + DATA_RULE
 )
 

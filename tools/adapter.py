@@ -71,6 +71,13 @@ class Adapter:
         """The result as the researcher's prompt shows it."""
         return result if isinstance(result, str) else json.dumps(result, default=str)
 
+    def empty(self, result: Any) -> str | None:
+        """What the call looked for and did not find, said to the user (``None``: it found some).
+
+        Only for searches whose emptiness means "no answer": an empty calendar day is an answer.
+        """
+        return None
+
     def shape(self, result: Any, tell: Tell, save_png: Callable[[bytes], str]) -> Any:
         """Tell the result's rich events (code, charts, tables); returns it for ``tool_result``."""
         return result

@@ -74,6 +74,8 @@ class Outcome:
     usage: Usage = field(default_factory=dict)
     result: Any = None
     """The result as ``tool_result`` told it, for later steps (``None``: no result)."""
+    empty: str | None = None
+    """The tool answered and found nothing: what was looked for, in words for the user."""
 
 
 @dataclass
@@ -366,7 +368,8 @@ class ToolPipeline:
             err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
             self._tool_error(call_id, spec.qualified, err, spec)
         self.caller.tell("tool_result", **about, result=result, duration_ms=outcome.duration_ms)
-        return Called(adapter.note(outcome.result)[:MAX_NOTE], self.usage, result=result)
+        note = adapter.note(outcome.result)[:MAX_NOTE]
+        return Called(note, self.usage, result=result, empty=adapter.empty(outcome.result))
 
     async def _degrade(
         self, spec: ToolSpec, args: dict[str, Any], exc: ToolError, step: Step

@@ -173,9 +173,6 @@ def last_question(messages: list[AnyMessage]) -> str:
 def recalled_text(recalled: dict[str, Any]) -> str:
     """What the memory router selected, as prompt text (empty when it selected nothing)."""
     parts = []
-    if recalled.get("memory_note"):
-        note = prompts.data("memory_request", recalled["memory_note"])
-        parts.append("What you did with the user's memory:\n" + note)
     if recalled.get("facts"):
         facts = "\n".join(f"- {f['text']}" for f in recalled["facts"])
         parts.append("Known from this thread:\n" + prompts.data("session_memory", facts))

@@ -14,8 +14,10 @@ when the question selects them.
 A request to remember or forget ("Remember that my favourite colour is green", "Forget my
 favourite colour") is carried out here, by rules (``memory/router.py``), in the caller's
 long-term memory when the token holds ``memory:long_term``; ``recalled["memory_note"]`` says
-what happened (saved, deleted, nothing matched, or not saved for want of the scope), the
-planner plans no step for it, and the summarizer tells the user.
+what happened (saved, deleted, nothing matched, or not saved for want of the scope) in words
+for the user, the planner plans no step for it, and the summarizer answers with the note itself:
+the facts are known exactly, so no model rewrites them (a small model turned a missing scope
+into a bare "I can't assist with that").
 
 ``remember`` runs after the summarizer and stores the turn's facts in session memory: each tool
 step's finding (source ``step:<tool>:<hash of the step>``) and a user's statement (source
@@ -180,33 +182,39 @@ async def _memory_request(writer: StreamWriter, ctx: RunContext, question: str) 
     long_term = ctx.memory.long_term if ctx.memory is not None else None
     if SCOPE not in ctx.identity.scopes:
         return (
-            "Nothing was saved or deleted: the user's token lacks the memory:long_term scope."
-            " Tell them, and that a token with that scope lets you remember across threads."
+            "I can't do that: your token lacks the `memory:long_term` scope, so I have no"
+            " permission to save to or delete from your long-term memory. A token with that"
+            " scope lets me remember across threads."
         )
     if long_term is None:
-        return "Nothing was saved or deleted: long-term memory is not enabled on this server."
+        return "I can't do that: long-term memory is not enabled on this server."
     try:
         profile = await long_term.get(ctx.identity)
         fields = dict(profile.fields)
         if wanted is not None:
             fields.update((name, value[:2000]) for name, value in wanted)
             saved = "; ".join(f"{name.replace('_', ' ')} = {value}" for name, value in wanted)
-            note = f"Saved to the user's long-term memory: {saved}"
+            note = f"Saved to your long-term memory: {saved}."
             op, hits = "write", len(wanted)
         else:
             gone = fields_named(what or "", fields)
             for name in gone:
                 del fields[name]
             note = (
-                f"Deleted from the user's long-term memory: {', '.join(gone)}"
+                "Deleted from your long-term memory: "
+                + ", ".join(n.replace("_", " ") for n in gone)
+                + "."
                 if gone
-                else f"Nothing about {what!r} was in the user's long-term memory."
+                else f"Nothing about {what!r} was in your long-term memory."
             )
             op, hits = "delete", len(gone)
         await long_term.put(ctx.identity, Profile(fields=fields))
     except Exception as exc:
         _degraded(writer, ROUTER, "long-term", exc)
-        return "Nothing was saved or deleted: long-term memory is unavailable right now."
+        return (
+            "Nothing was saved or deleted: long-term memory is unavailable right now."
+            " Try again later."
+        )
     emit(writer, "memory", ROUTER, store="long_term", op=op, hits=hits)
     return note
 

@@ -2,6 +2,12 @@
 
 When a step's tool degraded (cache, fallback tool, skipped), the answer ends with a line
 naming the degraded sources, so a reader never takes a cached answer for a live one.
+
+Two answers are known exactly and are not left to the model: a request to remember or forget
+(the memory router's note says what was done), and a plan whose every tool step came back
+empty (each adapter's ``empty`` says what was searched and found nothing): the answer is "I
+don't know", with why. A small model handed an empty search copies the note or answers from
+elsewhere; handed a missing scope it says "I can't assist with that" and no more.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     """Write the answer from the findings, streaming each piece as it arrives."""
     writer = runtime.stream_writer
     status(writer, NODE, "summarizing")
+    if (known := known_answer(state)) is not None:
+        emit(writer, "text_delta", NODE, text=known)
+        return {"messages": [AIMessage(known)]}
     notes = "\n".join(
         f"{i + 1}. {s['description']}: {f['text']}"
         for i, (s, f) in enumerate(zip(state["plan"], state.get("findings", []), strict=False))
@@ -53,3 +62,14 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         emit(writer, "text_delta", NODE, text=note)
         answer += note
     return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
+
+
+def known_answer(state: State) -> str | None:
+    """The answer when the facts settle it without the model (see the module docstring)."""
+    note = state.get("recalled", {}).get("memory_note")
+    if not state["plan"] and note:
+        return str(note)
+    findings = state.get("findings", [])
+    if state["plan"] and findings and all(f.get("empty") for f in findings):
+        return "I don't know: " + " ".join(f["empty"] for f in findings)
+    return None

@@ -19,10 +19,15 @@ class DocumentsV1(Adapter):
         """Each hit's document and excerpt; an empty result says so plainly."""
         if not isinstance(result, dict):
             return super().note(result)
-        hits = result.get("hits", [])
-        if not hits:
-            return (
-                "No document matched. The user's documents hold nothing on this (the collection"
-                " may be empty: nothing has been added). Say so; do not answer from elsewhere."
-            )
-        return "\n".join(f"- [{h.get('source')}] {h.get('excerpt', '')}" for h in hits)
+        if (nothing := self.empty(result)) is not None:
+            return f"No document matched: {nothing}"
+        return "\n".join(f"- [{h.get('source')}] {h.get('excerpt', '')}" for h in result["hits"])
+
+    def empty(self, result: Any) -> str | None:
+        """No hit: the user's documents say nothing on the question (or there are none)."""
+        if not isinstance(result, dict) or result.get("hits"):
+            return None
+        return (
+            "none of your documents mention this (the search found no match; if you have not"
+            " added any documents yet, the collection is empty)."
+        )

@@ -6,7 +6,7 @@ from typing import Any
 
 from tools.adapter import Adapter, Ask, Step, Usage
 from tools.gateway import ToolSpec
-from tools.servers.github_trending.wording import language_of, repos_note
+from tools.servers.github_trending.wording import language_of, no_repos, repos_note
 
 
 class GithubTrendingV1(Adapter):
@@ -19,3 +19,7 @@ class GithubTrendingV1(Adapter):
     def note(self, result: Any) -> str:
         """One line per repository."""
         return repos_note(result) or super().note(result)
+
+    def empty(self, result: Any) -> str | None:
+        """No repository matched."""
+        return no_repos(result)

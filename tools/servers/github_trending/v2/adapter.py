@@ -6,7 +6,13 @@ from typing import Any
 
 from tools.adapter import Adapter, Ask, Step, Usage
 from tools.gateway import ToolSpec
-from tools.servers.github_trending.wording import count_of, language_of, period_of, repos_note
+from tools.servers.github_trending.wording import (
+    count_of,
+    language_of,
+    no_repos,
+    period_of,
+    repos_note,
+)
 
 
 class GithubTrendingV2(Adapter):
@@ -24,3 +30,7 @@ class GithubTrendingV2(Adapter):
     def note(self, result: Any) -> str:
         """One line per repository."""
         return repos_note(result) or super().note(result)
+
+    def empty(self, result: Any) -> str | None:
+        """No repository matched."""
+        return no_repos(result)
