@@ -53,11 +53,12 @@ def step_of(
     question: str,
     index: int,
     earlier: tuple[dict[str, Any], ...] = (),
+    conversation: str = "",
 ) -> Step:
     """The pipeline's view of a plan step."""
-    return Step(
-        step["tool"], step["description"], question, index, ctx.run_id, earlier, ctx.timezone
-    )
+    told = prompts.data("conversation", conversation[-1500:]) if conversation else ""
+    tool, text, run, tz = step["tool"], step["description"], ctx.run_id, ctx.timezone
+    return Step(tool, text, question, index, run, earlier, tz, conversation=told)
 
 
 async def run_tool_step(
@@ -68,9 +69,11 @@ async def run_tool_step(
     question: str,
     index: int,
     earlier: tuple[dict[str, Any], ...] = (),
+    conversation: str = "",
 ) -> Outcome:
     """Call the step's tool; failures are ``tool_error`` events, never exceptions."""
-    return await pipeline(writer, node, ctx).run(step_of(ctx, step, question, index, earlier))
+    at = step_of(ctx, step, question, index, earlier, conversation)
+    return await pipeline(writer, node, ctx).run(at)
 
 
 async def finish_held(
@@ -82,9 +85,10 @@ async def finish_held(
     step: dict[str, Any],
     question: str,
     earlier: tuple[dict[str, Any], ...] = (),
+    conversation: str = "",
 ) -> Outcome:
     """The held call after the caller's decision: called with its held arguments, or not."""
-    at = step_of(ctx, step, question, int(held["index"]), earlier)
+    at = step_of(ctx, step, question, int(held["index"]), earlier, conversation)
     return await pipeline(writer, node, ctx).finish(held, decision, at)
 
 

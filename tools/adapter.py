@@ -49,6 +49,9 @@ class Step:
     """The caller's IANA time zone, for the dates a step names ("tomorrow at 3pm")."""
     failure: str = ""
     """Why the previous attempt at this step failed (its code and error), when retried."""
+    conversation: str = ""
+    """The latest earlier turns, for a step that refers to them ("divide that by 6"), already
+    fenced as data by the graph (empty in a thread's first turn)."""
 
     @property
     def text(self) -> str:

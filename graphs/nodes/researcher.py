@@ -44,10 +44,11 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     degraded: str | None = None
     pending = state.get("pending")
     earlier = _earlier(state["plan"], findings)
+    conversation = str(state.get("recalled", {}).get("conversation", ""))
     used: Outcome | None = None
     if pending is not None and ctx.tools is not None and "decision" in pending:
         used = await finish_held(
-            writer, NODE, ctx, pending, pending["decision"], step, question, earlier
+            writer, NODE, ctx, pending, pending["decision"], step, question, earlier, conversation
         )
         if isinstance(used, Held):  # the fix of code that failed, offered for confirmation
             return {"pending": used.held, "usage": used.usage}
@@ -62,7 +63,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
             message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
         )
     elif step["tool"] != "none":
-        used = await run_tool_step(writer, NODE, ctx, step, question, index, earlier)
+        used = await run_tool_step(writer, NODE, ctx, step, question, index, earlier, conversation)
         if isinstance(used, Held):
             return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None

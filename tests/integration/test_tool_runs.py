@@ -419,3 +419,26 @@ def test_a_tool_steps_finding_is_the_tools_data_as_given(
     assert len(fake_llm.requests) == 2  # the plan and the answer: no step restatement
     assert repos[0]["full_name"] in json.dumps(fake_llm.requests[1]["messages"])
     assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_follow_up_code_sees_the_earlier_answer_and_a_printed_table_is_a_table(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    """ "Divide that by 6" in a second turn: the code-writing prompt carries the earlier turns
+    (fenced as data); a table asked for but printed, not saved, still becomes a ``table``."""
+    first = json.dumps({"code": "print(37 * 48)"})
+    table = json.dumps({"code": "for n in range(3):\n    print(n, 1776 * n / 6)"})
+    fake_llm.script.extend(
+        [_plan("python_exec", "Compute 37 times 48"), first, "ran", "It is 1776."]
+    )
+    with _client(live, ["exec:code"]) as c:
+        thread = _thread(c)
+        stream_run(c, thread, "Use Python to compute 37 times 48.")
+        fake_llm.reset()
+        fake_llm.script.extend([_plan("python_exec", "Tabulate that / 6"), table, "ran", "Here."])
+        _, frames = stream_run(c, thread, "Make a table of n times that result divided by 6.")
+    code_prompt = json.dumps(fake_llm.requests[1]["messages"])
+    assert '<data kind=\\"conversation\\">' in code_prompt and "It is 1776." in code_prompt
+    assert "show_table(header, rows)" in code_prompt
+    assert one(frames, "table")["rows"] == [["0", "0.0"], ["1", "296.0"], ["2", "592.0"]]
+    assert frames[-1].data["data"]["status"] == "success"

@@ -58,6 +58,9 @@ class PythonExecV1(Adapter):
         prelude, told = _prelude(step.earlier)
         if _TABLE_WORD.search(step.text):
             prelude, told = SHOW_TABLE + prelude, told + TABLE_ARGS
+        if step.conversation:
+            told += "\nEarlier in this conversation (for what the question refers to):\n"
+            told += step.conversation
         if step.failure:
             told += f"\nThe previous attempt failed. Fix it.\n{step.failure}"
         parsed, usage = await ask(
