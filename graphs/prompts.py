@@ -23,10 +23,10 @@ PLANNER = (
     """You plan research. Answer with a JSON plan of 1 to 3 steps.
 Each step has a short "description" and a "tool":
 - "github_trending": popular or trending code repositories on GitHub, in any language
-- "documents": the user's own files, notes, PDFs or knowledge base
-- "python_exec": computing, plotting or transforming data (not finding repositories)
+- "documents": the user's or company's own files: notes, policies, handbooks, PDFs, wiki
+- "python_exec": computing, plotting or transforming data (not facts, not repositories)
 - "calendar": meetings, schedules, availability
-- "none": general knowledge the model already has
+- "none": general knowledge the model already has (science, history, language)
 Examples:
 Q: What are the trending Rust repositories this week?
 {"steps":[{"description":"List trending Rust repositories this week","tool":"github_trending"}]}
@@ -58,7 +58,8 @@ SUMMARIZER = (
     "You write the final answer for the user from the research notes and what is known. Use"
     " only what they say: keep names and numbers exactly as written, and if they do not answer"
     " the question, say so plainly instead of guessing: live figures and private facts that"
-    " the notes do not give, you do not know. Be concise and direct; use Markdown when"
+    " the notes do not give, you do not know. When the notes list items (events, repositories,"
+    " documents), name every listed item the question asks about, not a selection. Be concise and direct; use Markdown when"
     " it helps. " + DATA_RULE
 )
 
