@@ -12,7 +12,7 @@ from graphs.nodes.summarizer import known_answer
 from tools.servers.documents.v1.adapter import DocumentsV1
 from tools.servers.github_trending.v2.adapter import GithubTrendingV2
 from tools.servers.github_trending.wording import repos_note
-from tools.servers.python_exec.v1.adapter import PythonExecV1, printed_table
+from tools.servers.python_exec.v1.adapter import PythonExecV1, _prelude, printed_table
 
 REPOS = {
     "source": "snapshot",
@@ -90,3 +90,24 @@ def test_empty_searches_are_said_and_answered_i_dont_know() -> None:
 def test_a_memory_request_is_answered_with_its_note() -> None:
     state: dict[str, Any] = {"plan": [], "recalled": {"memory_note": "Saved: colour = green."}}
     assert known_answer(state) == "Saved: colour = green."  # type: ignore[arg-type]
+
+
+def test_code_that_shows_nothing_is_retried_and_code_that_prints_is_not() -> None:
+    adapter = PythonExecV1()
+    silent = {"code": "def f():\n    return 1", "stdout": "", "images": 0, "tables": []}
+    reason = adapter.failed(silent)
+    assert reason is not None and "printed nothing" in reason and "def f()" in reason
+    assert adapter.failed({**silent, "stdout": "1\n"}) is None
+    assert adapter.failed({**silent, "images": 1}) is None
+    assert adapter.failed({**silent, "killed": "wall clock"}) is None  # a limit: no retry
+    raised = adapter.failed({**silent, "error": "NameError: x"})
+    assert raised is not None and "NameError" in raised
+
+
+def test_the_code_prompt_shows_rows_in_use_with_the_number_the_question_names() -> None:
+    earlier = ({"step": "list", "tool": "github_trending", "result": REPOS},)
+    prelude, told = _prelude(earlier, "Plot the forks of these repositories")
+    assert "rows = data[0]['result']['repos']" in prelude
+    assert "names = [r['full_name'] for r in rows]; values = [r['forks'] for r in rows]" in told
+    _, told = _prelude(earlier, "Plot them")
+    assert "values = [r['stars'] for r in rows]" in told

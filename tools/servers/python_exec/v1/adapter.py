@@ -55,7 +55,7 @@ class PythonExecV1(Adapter):
 
     async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
         """The code the model writes for the step, after the lines that load earlier results."""
-        prelude, told = _prelude(step.earlier)
+        prelude, told = _prelude(step.earlier, step.text)
         if _TABLE_WORD.search(step.text):
             prelude, told = SHOW_TABLE + prelude, told + TABLE_ARGS
         if step.conversation:
@@ -71,10 +71,22 @@ class PythonExecV1(Adapter):
         return {"code": prelude + print_last(parsed.code)}, usage
 
     def failed(self, result: Any) -> str | None:
-        """Code that raised (not one stopped at a sandbox limit): its code and traceback."""
-        if not isinstance(result, dict) or not result.get("error") or result.get("killed"):
+        """Code that raised (not one stopped at a sandbox limit), or that ran and showed nothing.
+
+        Code that only defines a function and never calls it "succeeds" with no output, and the
+        answer would then be written without a result.
+        """
+        if not isinstance(result, dict) or result.get("killed"):
             return None
-        return f"Code:\n{str(result.get('code', ''))[-1500:]}\nError:\n{result['error'][-600:]}"
+        code = str(result.get("code", ""))[-1500:]
+        if result.get("error"):
+            return f"Code:\n{code}\nError:\n{str(result['error'])[-600:]}"
+        if str(result.get("stdout", "")).strip() or result.get("images") or result.get("tables"):
+            return None
+        return (
+            f"Code:\n{code}\nIt ran but printed nothing and drew no chart: call what you"
+            " defined and print the result."
+        )
 
     def note(self, result: Any) -> str:
         """Its output, its error, and how many charts the user saw."""
@@ -217,7 +229,24 @@ def _records(values: list[Any]) -> list[dict[str, Any]] | None:
     return None
 
 
-def _prelude(earlier: tuple[dict[str, Any], ...]) -> tuple[str, str]:
+def _use_of(row: dict[str, Any], text: str) -> str:
+    """One line of code over ``rows``, so a small model sees how to use them without pandas.
+
+    Labels by the first text key, values by the number key ``text`` names (else the first).
+    """
+    labels = next((k for k, v in row.items() if isinstance(v, str)), None)
+    numbers = [k for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if labels is None or not numbers:
+        return ""
+    named = [k for k in numbers if re.search(rf"\b{re.escape(k)}\b", text, re.I)]
+    value = (named or numbers)[0]
+    return (
+        f"\nFor example: names = [r[{labels!r}] for r in rows];"
+        f" values = [r[{value!r}] for r in rows]"
+    )
+
+
+def _prelude(earlier: tuple[dict[str, Any], ...], text: str = "") -> tuple[str, str]:
     """Lines that load the earlier results in the jail, and what the model is told of them."""
     if not earlier:
         return "", ""
@@ -238,7 +267,7 @@ def _prelude(earlier: tuple[dict[str, Any], ...]) -> tuple[str, str]:
         example = json.dumps(rows[0], default=str)[:400]
         told += (
             f"\n`rows` is a list of {len(rows)} dicts with keys {sorted(rows[0])}."
-            f" rows[0] = {example}"
+            f" rows[0] = {example}{_use_of(rows[0], text)}"
         )
     return "\n".join(lines) + "\n", told
 
