@@ -62,7 +62,10 @@ class RunContextRow:
 
 
 class FeedbackStore:
-    """Feedback and signals in Postgres, always scoped to the caller's tenant."""
+    """Feedback and signals in Postgres, always scoped to the caller's tenant.
+
+    The one implementation (embedded and production mode both run Postgres): no protocol.
+    """
 
     def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings, runs: RunStore) -> None:
         """Use the app's pool; the model name comes from ``settings``, runs from ``runs``."""
