@@ -223,6 +223,14 @@ class Quotas:
         retry_after = await self._retry_after(limiter, item, ids)
         return QuotaExceeded(message, limit=name, retry_after=retry_after)
 
+    async def _slot(
+        self, key: str, n: int, lease_s: float, name: str, message: str, retry_after: float
+    ) -> QuotaExceeded | None:
+        """Take one of ``n`` slots under ``key``; the refusal naming ``name`` when all are taken."""
+        if await self.concurrency.acquire(key, n, lease_s):
+            return None
+        return QuotaExceeded(message, limit=name, retry_after=retry_after)
+
     @staticmethod
     def _runs_rate(identity: Identity, limits: TierLimits) -> str:
         return f"the {identity.tier} tier allows {limits.runs_per_minute} runs per minute"
@@ -237,14 +245,11 @@ class Quotas:
             return refusal
         runs = self._items(limits)[0]
         lease = limits.max_run_duration_s * 2 + 60
-        if not await self.concurrency.acquire(
-            self._conc_key(identity), limits.concurrent_runs, lease
-        ):
-            return QuotaExceeded(
-                f"the {identity.tier} tier allows {limits.concurrent_runs} concurrent runs",
-                limit=CONCURRENT,
-                retry_after=1.0,
-            )
+        n = limits.concurrent_runs
+        message = f"the {identity.tier} tier allows {n} concurrent runs"
+        slot = self._conc_key(identity)
+        if (refusal := await self._slot(slot, n, lease, CONCURRENT, message, 1.0)) is not None:
+            return refusal
         message = self._runs_rate(identity, limits)
         refusal = await self._over(identity, RUNS, self._moving, runs, message, take=True)
         if refusal is not None:
@@ -302,15 +307,12 @@ class Quotas:
         Raises:
             QuotaExceeded: with limit ``concurrent_streams`` when all are taken.
         """
-        limits = self.limits_for(identity)
-        if not await self.concurrency.acquire(
-            self._stream_key(identity), limits.concurrent_streams, STREAM_LEASE_S
-        ):
-            raise QuotaExceeded(
-                f"the {identity.tier} tier allows {limits.concurrent_streams} open streams",
-                limit=STREAMS,
-                retry_after=5.0,
-            )
+        n = self.limits_for(identity).concurrent_streams
+        message = f"the {identity.tier} tier allows {n} open streams"
+        slot = self._stream_key(identity)
+        refusal = await self._slot(slot, n, STREAM_LEASE_S, STREAMS, message, 5.0)
+        if refusal is not None:
+            raise refusal
 
     async def close_stream(self, identity: Identity) -> None:
         """Give a stream slot back."""

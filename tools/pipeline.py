@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -260,17 +260,7 @@ class ToolPipeline:
 
         def told(repairs: list[Repair]) -> None:
             for r in repairs:
-                self.caller.tell(
-                    RepairData(
-                        call_id=call_id,
-                        tool_name=spec.qualified,
-                        before=r.before,
-                        after=r.after,
-                        method=r.method,
-                        changes=list(r.changes),
-                        valid=r.valid,
-                    )
-                )
+                self.caller.tell(RepairData(call_id=call_id, tool_name=spec.qualified, **asdict(r)))
 
         try:
             repaired = await validate_and_repair(
