@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from core.errors import KeelError
 from core.events import (
@@ -295,11 +295,8 @@ class ToolPipeline:
             return Refused(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
         self.caller.tell(
             ConfirmationRequiredData(
+                **_about(call_id, spec),
                 confirmation_id=call_id,
-                call_id=call_id,
-                tool_name=spec.qualified,
-                server=spec.server,
-                version=spec.version,
                 args=_shown(args),
                 permissions=list(spec.permissions),
             )
@@ -342,15 +339,8 @@ class ToolPipeline:
         self, spec: ToolSpec, args: dict[str, Any], call_id: str, *, confirmed: bool = False
     ) -> Outcome:
         """The checked call through the gateway, told as ``tool_call`` and ``tool_result``."""
-        self.caller.tell(
-            ToolCallData(
-                call_id=call_id,
-                tool_name=spec.qualified,
-                server=spec.server,
-                version=spec.version,
-                args=_shown(args),
-            )
-        )
+        about = _about(call_id, spec)
+        self.caller.tell(ToolCallData(**about, args=_shown(args)))
         outcome = await self.gateway.call(
             spec,
             args,
@@ -371,16 +361,7 @@ class ToolPipeline:
             err.code = "sandbox_limit"
             err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
             self._tool_error(call_id, spec.qualified, err, spec)
-        self.caller.tell(
-            ToolResultData(
-                call_id=call_id,
-                tool_name=spec.qualified,
-                server=spec.server,
-                version=spec.version,
-                result=result,
-                duration_ms=outcome.duration_ms,
-            )
-        )
+        self.caller.tell(ToolResultData(**about, result=result, duration_ms=outcome.duration_ms))
         return Called(adapter.note(outcome.result)[:MAX_NOTE], self.usage, result=result)
 
     async def _degrade(
@@ -418,15 +399,9 @@ class ToolPipeline:
         age = _age(datetime.now(UTC) - hit.stored_at)
         message = f"{label} is failing ({kind}): using its cached result from {age} ago"
         self.warn("tool_cached", spec.qualified, message)
+        about = _about(uuid.uuid4().hex[:16], spec)
         self.caller.tell(
-            ToolResultData(
-                call_id=uuid.uuid4().hex[:16],
-                tool_name=spec.qualified,
-                server=spec.server,
-                version=spec.version,
-                result=hit.result,
-                cached_at=hit.stored_at.isoformat(),
-            )
+            ToolResultData(**about, result=hit.result, cached_at=hit.stored_at.isoformat())
         )
         note = adapter_for(spec).note(hit.result)[:MAX_NOTE]
         source = f"{label}: cached, {age} old"
@@ -499,6 +474,24 @@ def _refused(spec: ToolSpec, exc: PermissionDenied) -> str:
         f"Not done: {spec.qualified} was not used because the user's token lacks the"
         f" permission it needs ({exc.detail}). Tell the user plainly; {exc.hint or ''}."
     )
+
+
+class _About(TypedDict):
+    """Which call of which tool version an event is about."""
+
+    call_id: str
+    tool_name: str
+    server: str
+    version: str
+
+
+def _about(call_id: str, spec: ToolSpec) -> _About:
+    return {
+        "call_id": call_id,
+        "tool_name": spec.qualified,
+        "server": spec.server,
+        "version": spec.version,
+    }
 
 
 def _shown(args: dict[str, Any]) -> dict[str, Any]:
