@@ -8,13 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
 log = logging.getLogger("keel")
+T = TypeVar("T")
 
 
 def _with(settings: Settings, section: str, **values: Any) -> Settings:
@@ -135,17 +139,11 @@ def _token(args: argparse.Namespace) -> int:
 
 def _apikey(args: argparse.Namespace) -> int:
     """Create or revoke a service account's API key in the configured (or embedded) Postgres."""
-    import asyncio
-
-    from psycopg import AsyncConnection
-
     from core.apikeys import create_key, revoke_key
     from core.db import migrate
 
-    settings = get_settings()
-
-    async def run(url: str) -> int:
-        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+    async def run(pool: AsyncConnectionPool[Any]) -> int:
+        async with pool.connection() as conn:
             await migrate(conn)
             if args.action == "create":
                 scopes = [s for s in args.scopes.split(",") if s]
@@ -165,8 +163,7 @@ def _apikey(args: argparse.Namespace) -> int:
             print(f"keel: no live API key {args.key_id}", file=sys.stderr)
             return 1
 
-    with ExitStack() as stack:
-        return asyncio.run(run(_database_url(settings, stack)))
+    return _on_database(get_settings(), run)
 
 
 def _studio(args: argparse.Namespace) -> int:
@@ -201,10 +198,24 @@ def _database_url(settings: Settings, stack: ExitStack) -> str:
     return stack.enter_context(pg.use())
 
 
-def _prune(args: argparse.Namespace) -> int:
+def _on_database(settings: Settings, work: Callable[[AsyncConnectionPool[Any]], Awaitable[T]]) -> T:
+    """Run ``work`` with a small pool on the configured (or embedded) database, then close it."""
     import asyncio
 
     from core.db import open_pool
+
+    async def go(url: str) -> T:
+        pool = await open_pool(url, 1, 2)
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    with ExitStack() as stack:
+        return asyncio.run(go(_database_url(settings, stack)))
+
+
+def _prune(args: argparse.Namespace) -> int:
     from runs.retention import prune
     from tools.artifacts import ArtifactStore
 
@@ -217,7 +228,7 @@ def _prune(args: argparse.Namespace) -> int:
         }
     )
 
-    async def go(url: str) -> None:
+    async def go(pool: AsyncConnectionPool[Any]) -> None:
         from memory.session import FolderInUse, SessionMemory, open_session_memory
 
         session: SessionMemory | None = None
@@ -230,12 +241,10 @@ def _prune(args: argparse.Namespace) -> int:
                     " the pruned threads' facts stay in it (a Qdrant server avoids this)",
                     file=sys.stderr,
                 )
-        pool = await open_pool(url, 1, 2)
         try:
             artifacts = ArtifactStore(settings.data_dir / "artifacts")
             report = await prune(pool, retention, session, artifacts)
         finally:
-            await pool.close()
             if session is not None:
                 await session.close()
         print(
@@ -243,60 +252,43 @@ def _prune(args: argparse.Namespace) -> int:
             f" {report.artifacts} artifacts removed"
         )
 
-    with ExitStack() as stack:
-        asyncio.run(go(_database_url(settings, stack)))
+    _on_database(settings, go)
     return 0
 
 
 def _feedback(args: argparse.Namespace) -> int:
     """``keel feedback export``: feedback with question, answer and tool calls, as JSONL."""
-    import asyncio
     import json
 
-    from core.db import open_pool
     from runs.feedback import export_rows
 
-    settings = get_settings()
-
-    async def go(url: str) -> int:
-        pool = await open_pool(url, 1, 2)
-        try:
-            rows = await export_rows(pool, args.tenant)
-        finally:
-            await pool.close()
+    async def go(pool: AsyncConnectionPool[Any]) -> int:
+        rows = await export_rows(pool, args.tenant)
         with open(args.output, "w", encoding="utf-8") as out:
             for row in rows:
                 out.write(json.dumps(row, default=str) + "\n")
         print(f"keel feedback export: {len(rows)} rows to {args.output}", file=sys.stderr)
         return 0
 
-    with ExitStack() as stack:
-        return asyncio.run(go(_database_url(settings, stack)))
+    return _on_database(get_settings(), go)
 
 
 def _memory(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from core.db import migrate, open_pool
+    from core.db import migrate
     from memory.long_term import Keyring, LongTermMemory
 
     settings = get_settings()
     mem = settings.memory
 
-    async def go(url: str) -> None:
-        pool = await open_pool(url, 1, 2)
-        try:
-            async with pool.connection() as conn:
-                await migrate(conn)
-            done = await LongTermMemory(
-                pool, Keyring(mem.master_key, mem.previous_master_keys)
-            ).rotate()
-        finally:
-            await pool.close()
+    async def go(pool: AsyncConnectionPool[Any]) -> None:
+        async with pool.connection() as conn:
+            await migrate(conn)
+        done = await LongTermMemory(
+            pool, Keyring(mem.master_key, mem.previous_master_keys)
+        ).rotate()
         print(f"keel memory rotate-key: {done} long-term records re-encrypted")
 
-    with ExitStack() as stack:
-        asyncio.run(go(_database_url(settings, stack)))
+    _on_database(settings, go)
     return 0
 
 

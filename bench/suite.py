@@ -49,7 +49,6 @@ class Row:
     key: str
     a: float
     b: float
-    ratio: float
     n: int
     goal: str  # "<= 1.25" or ">= 2"
     unit: str = "s"
@@ -62,6 +61,11 @@ class Row:
     group: str = ""  # the figure (FIGURES key) that measured this row
 
     @property
+    def ratio(self) -> float:
+        """A ÷ B (0 when B is 0)."""
+        return self.a / self.b if self.b else 0.0
+
+    @property
     def met(self) -> bool | None:
         """Whether the ratio meets the goal (None: no goal, reported for information)."""
         if not self.goal:
@@ -71,7 +75,7 @@ class Row:
 
     def json(self) -> dict[str, Any]:
         """The row as written to results.json."""
-        return {**asdict(self), "met": self.met}
+        return {**asdict(self), "ratio": self.ratio, "met": self.met}
 
 
 def median(xs: list[float]) -> float:
@@ -290,7 +294,6 @@ async def fig_sse_vs_astream(s: Stack, a: Args) -> list[Row]:
             "sse_vs_astream",
             k,
             b,
-            k / b,
             a.n,
             "<= 1.25",
             b_label="graph.astream in process",
@@ -323,7 +326,6 @@ async def fig_first_event(s: Stack, a: Args) -> list[Row]:
             "first_event",
             median(kf),
             median(lf),
-            median(kf) / median(lf),
             a.n,
             "<= 0.5",
             b_label="langgraph dev (in-memory runtime)",
@@ -335,7 +337,6 @@ async def fig_first_event(s: Stack, a: Args) -> list[Row]:
             "run_vs_langgraph",
             median(kr),
             median(lr),
-            median(kr) / median(lr),
             a.n,
             "",
             b_label="langgraph dev (in-memory runtime)",
@@ -382,7 +383,6 @@ async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
             "concurrent",
             median(kr),
             median(lr),
-            median(kr) / median(lr),
             reps,
             ">= 2",
             unit="runs/s",
@@ -421,7 +421,6 @@ async def fig_stream_rate(s: Stack, a: Args) -> list[Row]:
             "stream_rate",
             k,
             r_,
-            k / r_,
             reps,
             ">= 0.6",
             unit="events/s",
@@ -474,7 +473,6 @@ async def fig_many_streams(s: Stack, a: Args) -> list[Row]:
             "many_streams",
             res["from_start_delivered_per_s"],
             res["from_start_offered_per_s"],
-            res["from_start_delivered_per_s"] / res["from_start_offered_per_s"],
             1,
             ">= 0.9",
             unit="events/s",
@@ -489,7 +487,6 @@ async def fig_many_streams(s: Stack, a: Args) -> list[Row]:
             "many_streams_answering",
             res["delivered_per_s"],
             offered,
-            res["delivered_per_s"] / offered if offered else 0.0,
             1,
             ">= 0.9",
             unit="events/s",
@@ -522,7 +519,6 @@ async def fig_replay(s: Stack, a: Args) -> list[Row]:
             r["key"],
             r["a"],
             r["b"],
-            r["ratio"],
             r["n"],
             goals[r["key"]],
             b_label=labels.get(r["key"], "t(100 events)"),
@@ -543,7 +539,6 @@ async def fig_write_per_step(s: Stack, a: Args) -> list[Row]:
             "write_per_step",
             res["per_step"],
             res["raw_commit"],
-            res["per_step"] / res["raw_commit"],
             res["n"],
             "<= 1.5",
             b_label="INSERT of one row + commit",
@@ -571,7 +566,6 @@ async def fig_quota(s: Stack, a: Args) -> list[Row]:
             "quota",
             q,
             r,
-            q / r,
             a.n,
             "<= 0.01",
             b_label="one Keel run over HTTP",
@@ -644,7 +638,6 @@ async def fig_growth(s: Stack, a: Args) -> list[Row]:
             "growth_bytes",
             at[hi]["turn_bytes"],
             at[lo]["turn_bytes"],
-            at[hi]["turn_bytes"] / at[lo]["turn_bytes"],
             1,
             "<= 1.2",
             unit="bytes",
@@ -658,7 +651,6 @@ async def fig_growth(s: Stack, a: Args) -> list[Row]:
             "growth_replay",
             at[hi]["replay_s"],
             at[lo]["replay_s"],
-            at[hi]["replay_s"] / at[lo]["replay_s"],
             max(3, min(a.n, 10)),
             f"<= {1.2 * hi / lo:g}",
             b_label=f"{lo} turns",
@@ -813,7 +805,6 @@ async def fig_local_model(s: Stack, a: Args) -> list[Row]:
             "local_model",
             k,
             d,
-            k / d,
             reps,
             ">= 0.95",
             unit="tokens/s",

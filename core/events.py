@@ -29,11 +29,13 @@ AgentStatus = Literal[
 RunStatus = Literal["success", "error", "cancelled", "timeout", "interrupted"]
 
 
-class _Data(BaseModel):
+class EventData(BaseModel):
+    """One event type's ``data``, built where the event starts so a wrong field fails there."""
+
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
-class RunStartedData(_Data):
+class RunStartedData(EventData):
     """A run began: what was asked, by which agent, from which checkpoint."""
 
     agent: str
@@ -44,7 +46,7 @@ class RunStartedData(_Data):
     resumes_run_id: str | None = None  # set when this run resumes an interrupted one
 
 
-class AgentStatusData(_Data):
+class AgentStatusData(EventData):
     """The agent's phase; the UI's state machine moves only on these."""
 
     status: AgentStatus
@@ -55,26 +57,26 @@ class AgentStatusData(_Data):
     )
 
 
-class TextDeltaData(_Data):
+class TextDeltaData(EventData):
     """A piece of the streamed answer."""
 
     text: str
 
 
-class PlanStepData(_Data):
+class PlanStepData(EventData):
     """One step of a plan."""
 
     description: str
     tool: str
 
 
-class PlanData(_Data):
+class PlanData(EventData):
     """The planner's typed plan."""
 
     steps: list[PlanStepData]
 
 
-class StepResultData(_Data):
+class StepResultData(EventData):
     """What the researcher found for one plan step."""
 
     index: int
@@ -82,7 +84,7 @@ class StepResultData(_Data):
     text: str
 
 
-class ToolCallData(_Data):
+class ToolCallData(EventData):
     """A tool is being called."""
 
     call_id: str
@@ -92,7 +94,7 @@ class ToolCallData(_Data):
     server: str | None = None
 
 
-class ToolResultData(_Data):
+class ToolResultData(EventData):
     """A tool answered."""
 
     call_id: str
@@ -104,7 +106,7 @@ class ToolResultData(_Data):
     cached_at: str | None = None  # set when the result came from the cache (degraded)
 
 
-class ToolErrorData(_Data):
+class ToolErrorData(EventData):
     """A tool call failed or was refused; told to the user and to the model."""
 
     call_id: str | None = None
@@ -117,7 +119,7 @@ class ToolErrorData(_Data):
     version: str | None = None
 
 
-class ConfirmationRequiredData(_Data):
+class ConfirmationRequiredData(EventData):
     """A tool call passed its permission check and waits for the caller's decision.
 
     The run ends ``interrupted``; ``POST /v1/runs/{run_id}/confirm`` with ``approve`` resumes
@@ -133,7 +135,7 @@ class ConfirmationRequiredData(_Data):
     permissions: list[str] = Field(default_factory=list)
 
 
-class ConfirmationDecidedData(_Data):
+class ConfirmationDecidedData(EventData):
     """The caller's decision on a ``confirmation_required`` call, first event of the resumed run."""
 
     confirmation_id: str
@@ -143,7 +145,7 @@ class ConfirmationDecidedData(_Data):
     comment: str | None = None
 
 
-class RepairData(_Data):
+class RepairData(EventData):
     """Tool arguments were repaired."""
 
     tool_name: str
@@ -155,7 +157,7 @@ class RepairData(_Data):
     valid: bool = True  # whether the arguments passed the schema after this step
 
 
-class WarningData(_Data):
+class WarningData(EventData):
     """Something degraded but the run goes on."""
 
     code: str
@@ -163,14 +165,14 @@ class WarningData(_Data):
     tool_name: str | None = None
 
 
-class CodeBlockData(_Data):
+class CodeBlockData(EventData):
     """Source code to render highlighted."""
 
     language: str
     code: str
 
 
-class ImageData(_Data):
+class ImageData(EventData):
     """An image produced during the run."""
 
     url: str
@@ -178,7 +180,7 @@ class ImageData(_Data):
     mime: str = "image/png"
 
 
-class TableData(_Data):
+class TableData(EventData):
     """Tabular output."""
 
     columns: list[str]
@@ -186,7 +188,7 @@ class TableData(_Data):
     title: str | None = None
 
 
-class MemoryData(_Data):
+class MemoryData(EventData):
     """A memory layer was read or written."""
 
     store: Literal["short_term", "session", "long_term"]
@@ -194,14 +196,14 @@ class MemoryData(_Data):
     hits: int = 0
 
 
-class ErrorData(_Data):
+class ErrorData(EventData):
     """The run failed; ``code`` is stable, ``message`` is safe to show."""
 
     code: str
     message: str
 
 
-class Usage(_Data):
+class Usage(EventData):
     """Token usage of a run."""
 
     input_tokens: int = 0
@@ -209,7 +211,7 @@ class Usage(_Data):
     total_tokens: int = 0
 
 
-class RunFinishedData(_Data):
+class RunFinishedData(EventData):
     """The last event of every run."""
 
     status: RunStatus
@@ -383,6 +385,13 @@ EVENT_TYPES: frozenset[str] = frozenset(
 )
 
 
+DATA_TYPES: dict[type[EventData], str] = {
+    m.model_fields["data"].annotation: m.model_fields["type"].default
+    for m in Event.__origin__.__args__  # type: ignore[attr-defined]
+}
+"""The event type each data model is the ``data`` of (one model, one type)."""
+
+
 class NodeEvent(BaseModel):
     """What a node hands to the stream writer: the envelope minus ids, seq and time."""
 
@@ -391,6 +400,12 @@ class NodeEvent(BaseModel):
     type: str
     node: str | None = None
     data: dict[str, Any]
+
+    @classmethod
+    def of(cls, node: str | None, data: EventData) -> dict[str, Any]:
+        """The stream writer's chunk for ``data``, already validated where it was built."""
+        body = data.model_dump(exclude_unset=True)
+        return {"type": DATA_TYPES[type(data)], "node": node, "data": body}
 
 
 def now() -> datetime:

@@ -206,6 +206,35 @@ class Quotas:
         stats = await limiter.get_window_stats(item, *ids)
         return max(1.0, math.ceil(stats.reset_time - time.time()))
 
+    async def _over(
+        self,
+        identity: Identity,
+        name: str,
+        limiter: RateLimiter,
+        item: RateLimitItem,
+        message: str,
+        *,
+        take: bool,
+    ) -> QuotaExceeded | None:
+        """The refusal if the rate ``name`` is used up (``take``: count one if it is not)."""
+        ids = self._ids(identity, name)
+        if await (limiter.hit(item, *ids) if take else limiter.test(item, *ids)):
+            return None
+        retry_after = await self._retry_after(limiter, item, ids)
+        return QuotaExceeded(message, limit=name, retry_after=retry_after)
+
+    async def _slot(
+        self, key: str, n: int, lease_s: float, name: str, message: str, retry_after: float
+    ) -> QuotaExceeded | None:
+        """Take one of ``n`` slots under ``key``; the refusal naming ``name`` when all are taken."""
+        if await self.concurrency.acquire(key, n, lease_s):
+            return None
+        return QuotaExceeded(message, limit=name, retry_after=retry_after)
+
+    @staticmethod
+    def _runs_rate(identity: Identity, limits: TierLimits) -> str:
+        return f"the {identity.tier} tier allows {limits.runs_per_minute} runs per minute"
+
     async def try_start_run(self, identity: Identity) -> QuotaExceeded | None:
         """Take a run slot and a run from the rate; the refusal, if any, is returned, not raised.
 
@@ -216,23 +245,16 @@ class Quotas:
             return refusal
         runs = self._items(limits)[0]
         lease = limits.max_run_duration_s * 2 + 60
-        if not await self.concurrency.acquire(
-            self._conc_key(identity), limits.concurrent_runs, lease
-        ):
-            return QuotaExceeded(
-                f"the {identity.tier} tier allows {limits.concurrent_runs} concurrent runs",
-                limit=CONCURRENT,
-                retry_after=1.0,
-            )
-        run_ids = self._ids(identity, RUNS)
-        if not await self._moving.hit(runs, *run_ids):
+        n = limits.concurrent_runs
+        message = f"the {identity.tier} tier allows {n} concurrent runs"
+        slot = self._conc_key(identity)
+        if (refusal := await self._slot(slot, n, lease, CONCURRENT, message, 1.0)) is not None:
+            return refusal
+        message = self._runs_rate(identity, limits)
+        refusal = await self._over(identity, RUNS, self._moving, runs, message, take=True)
+        if refusal is not None:
             await self.concurrency.release(self._conc_key(identity))
-            return QuotaExceeded(
-                f"the {identity.tier} tier allows {limits.runs_per_minute} runs per minute",
-                limit=RUNS,
-                retry_after=await self._retry_after(self._moving, runs, run_ids),
-            )
-        return None
+        return refusal
 
     async def refusal(self, identity: Identity) -> QuotaExceeded | None:
         """What ``try_start_run`` would refuse on tokens or runs per minute, taking nothing."""
@@ -240,14 +262,8 @@ class Quotas:
         if (refusal := await self.tokens_left(identity)) is not None:
             return refusal
         runs = self._items(limits)[0]
-        run_ids = self._ids(identity, RUNS)
-        if await self._moving.test(runs, *run_ids):
-            return None
-        return QuotaExceeded(
-            f"the {identity.tier} tier allows {limits.runs_per_minute} runs per minute",
-            limit=RUNS,
-            retry_after=await self._retry_after(self._moving, runs, run_ids),
-        )
+        message = self._runs_rate(identity, limits)
+        return await self._over(identity, RUNS, self._moving, runs, message, take=False)
 
     async def start_run(self, identity: Identity) -> None:
         """Like ``try_start_run`` but raises ``QuotaExceeded``."""
@@ -269,28 +285,21 @@ class Quotas:
         """The refusal if the day's LLM tokens are used up, else None."""
         limits = self.limits_for(identity)
         _, _, tokens = self._items(limits)
-        ids = self._ids(identity, TOKENS)
-        if await self._fixed.test(tokens, *ids):
-            return None
-        return QuotaExceeded(
-            f"the {identity.tier} tier's {limits.llm_tokens_per_day} LLM tokens per day are "
-            "used up",
-            limit=TOKENS,
-            retry_after=await self._retry_after(self._fixed, tokens, ids),
+        message = (
+            f"the {identity.tier} tier's {limits.llm_tokens_per_day} LLM tokens per day are used up"
         )
+        return await self._over(identity, TOKENS, self._fixed, tokens, message, take=False)
 
     async def check_tool_call(self, identity: Identity) -> None:
         """Count one tool call; raises ``QuotaExceeded`` (code ``quota_exceeded``) over the rate."""
         limits = self.limits_for(identity)
         _, item, _ = self._items(limits)
-        ids = self._ids(identity, TOOL_CALLS)
-        if not await self._moving.hit(item, *ids):
-            raise QuotaExceeded(
-                f"the {identity.tier} tier allows {limits.tool_calls_per_minute} tool calls per "
-                "minute",
-                limit=TOOL_CALLS,
-                retry_after=await self._retry_after(self._moving, item, ids),
-            )
+        message = (
+            f"the {identity.tier} tier allows {limits.tool_calls_per_minute} tool calls per minute"
+        )
+        refusal = await self._over(identity, TOOL_CALLS, self._moving, item, message, take=True)
+        if refusal is not None:
+            raise refusal
 
     async def open_stream(self, identity: Identity) -> None:
         """Take one of the tier's concurrent stream slots; ``close_stream`` gives it back.
@@ -298,15 +307,12 @@ class Quotas:
         Raises:
             QuotaExceeded: with limit ``concurrent_streams`` when all are taken.
         """
-        limits = self.limits_for(identity)
-        if not await self.concurrency.acquire(
-            self._stream_key(identity), limits.concurrent_streams, STREAM_LEASE_S
-        ):
-            raise QuotaExceeded(
-                f"the {identity.tier} tier allows {limits.concurrent_streams} open streams",
-                limit=STREAMS,
-                retry_after=5.0,
-            )
+        n = self.limits_for(identity).concurrent_streams
+        message = f"the {identity.tier} tier allows {n} open streams"
+        slot = self._stream_key(identity)
+        refusal = await self._slot(slot, n, STREAM_LEASE_S, STREAMS, message, 5.0)
+        if refusal is not None:
+            raise refusal
 
     async def close_stream(self, identity: Identity) -> None:
         """Give a stream slot back."""

@@ -1,18 +1,20 @@
-"""How nodes emit typed events: through LangGraph's stream writer, never through HTTP."""
+"""How nodes emit typed events: through LangGraph's stream writer, never through HTTP.
+
+A node builds the event's data model itself (``TextDeltaData(text=…)``), so a wrong field or
+value fails in the node that wrote it, not one floor away when the run engine wraps it.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessageChunk
 from langgraph.types import StreamWriter
 
-from core.events import AgentStatus, NodeEvent
+from core.events import AgentStatus, AgentStatusData, EventData, NodeEvent
 
 
-def emit(writer: StreamWriter, type_: str, node: str | None, **data: Any) -> None:
-    """Send one event of ``type_`` to the run's event stream."""
-    writer(NodeEvent(type=type_, node=node, data=data).model_dump())
+def emit(writer: StreamWriter, node: str | None, data: EventData) -> None:
+    """Send one event to the run's event stream; its type is the one ``data`` belongs to."""
+    writer(NodeEvent.of(node, data))
 
 
 def status(
@@ -24,12 +26,8 @@ def status(
     detail: str | None = None,
 ) -> None:
     """Send an ``agent_status`` event (the UI's state machine moves only on these)."""
-    data: dict[str, Any] = {"status": status_}
-    if tool_name is not None:
-        data["tool_name"] = tool_name
-    if detail is not None:
-        data["detail"] = detail[:200]
-    emit(writer, "agent_status", node, **data)
+    short = None if detail is None else detail[:200]
+    emit(writer, node, AgentStatusData(status=status_, tool_name=tool_name, detail=short))
 
 
 def usage_of(message: AIMessage | BaseMessageChunk | None) -> dict[str, int]:

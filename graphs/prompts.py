@@ -59,8 +59,8 @@ SUMMARIZER = (
     " only what they say: keep names and numbers exactly as written, and if they do not answer"
     " the question, say so plainly instead of guessing: live figures and private facts that"
     " the notes do not give, you do not know. When the notes list items (events, repositories,"
-    " documents), name every listed item the question asks about, not a selection. Be concise and direct; use Markdown when"
-    " it helps. " + DATA_RULE
+    " documents), name every listed item the question asks about, not a selection. Be concise"
+    " and direct; use Markdown when it helps. " + DATA_RULE
 )
 
 INVALID_REPLY = "Your previous answer was not valid JSON for the schema. Answer again. Error:"

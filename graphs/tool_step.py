@@ -32,15 +32,12 @@ def pipeline(writer: StreamWriter, node: str, ctx: RunContext) -> ToolPipeline:
     """The run's tool pipeline, telling its events as ``node``'s."""
     assert ctx.tools is not None
 
-    def tell(type_: str, **data: Any) -> None:
-        emit(writer, type_, node, **data)
-
     caller = Caller(
         identity=ctx.identity,
         trace_id=ctx.trace_id,
         agent=ctx.agent,
         timezone=ctx.timezone,
-        tell=tell,
+        tell=lambda data: emit(writer, node, data),
         ask=ask(ctx),
         repair_model=lambda spec, usage: model_repair(ctx, spec, usage),
     )

@@ -114,7 +114,10 @@ def require_scope(identity: Identity) -> None:
 
 
 class LongTermMemory:
-    """Encrypted profiles in the ``memory_long_term`` table."""
+    """Encrypted profiles in the ``memory_long_term`` table.
+
+    The one implementation (embedded and production mode both run Postgres): no protocol.
+    """
 
     def __init__(self, pool: AsyncConnectionPool[Any], keyring: Keyring) -> None:
         """Use ``pool`` (dict rows, autocommit) and ``keyring``."""

@@ -61,7 +61,13 @@ def _pages_size(pages: dict[int, tuple[str, int, str]]) -> int:
 
 
 class EventLog:
-    """The ``events`` table: append batches, read a thread's events after a seq."""
+    """The ``events`` table: append batches, read a thread's events after a seq.
+
+    The one implementation: embedded and production mode both run Postgres, so there is no
+    protocol to satisfy (``bench/writes.py`` subclasses it only to time its appends). A second
+    store would come with a ``Protocol`` here and ``tests/integration/test_event_log.py`` run
+    against both, as ``SessionMemory`` does.
+    """
 
     def __init__(
         self,

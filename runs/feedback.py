@@ -62,7 +62,10 @@ class RunContextRow:
 
 
 class FeedbackStore:
-    """Feedback and signals in Postgres, always scoped to the caller's tenant."""
+    """Feedback and signals in Postgres, always scoped to the caller's tenant.
+
+    The one implementation (embedded and production mode both run Postgres): no protocol.
+    """
 
     def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings, runs: RunStore) -> None:
         """Use the app's pool; the model name comes from ``settings``, runs from ``runs``."""
@@ -102,19 +105,39 @@ class FeedbackStore:
         variant = agent.variants.get(run.agent_variant or "") if agent else None
         return (variant.model if variant and variant.model else None) or self.settings.llm.model
 
-    def _context(self, identity: Identity, run: RunContextRow) -> tuple[Any, ...]:
-        """The columns feedback and signals share: who, which run, and what produced it."""
-        return (
-            run.run_id,
-            identity.user_id,
-            identity.tenant,
-            run.thread_id,
-            run.trace_id,
-            run.agent,
-            run.agent_variant,
-            self._model(run),
-            Jsonb(run.tool_versions),
-        )
+    async def _write(
+        self,
+        identity: Identity,
+        run_id: str,
+        table: Literal["feedback", "signals"],
+        own: dict[str, Any],
+        on_conflict: str = "",
+    ) -> RunContextRow:
+        """One row about the caller's run in ``table``, then the caller's run and its context.
+
+        The columns feedback and signals share (who, which run, what produced it) come first,
+        then the table's ``own``.
+        """
+        run = await self.run_of(identity, run_id)
+        row = {
+            "run_id": run.run_id,
+            "user_id": identity.user_id,
+            "tenant": identity.tenant,
+            "thread_id": run.thread_id,
+            "trace_id": run.trace_id,
+            "agent": run.agent,
+            "agent_variant": run.agent_variant,
+            "model": self._model(run),
+            "tool_versions": Jsonb(run.tool_versions),
+            **own,
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO {table} ({', '.join(row)})"
+                f" VALUES ({', '.join(['%s'] * len(row))}){on_conflict}",
+                tuple(row.values()),
+            )
+        return run
 
     async def rate(
         self,
@@ -125,17 +148,14 @@ class FeedbackStore:
         comment: str | None,
     ) -> RunContextRow:
         """Store (or replace) the caller's rating of ``run_id``."""
-        run = await self.run_of(identity, run_id)
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO feedback (run_id, user_id, tenant, thread_id, trace_id, agent,"
-                " agent_variant, model, tool_versions, rating, reason, comment)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (run_id, user_id) DO UPDATE SET rating = EXCLUDED.rating,"
-                " reason = EXCLUDED.reason, comment = EXCLUDED.comment, updated_at = now()",
-                (*self._context(identity, run), rating, reason, comment),
-            )
-        return run
+        return await self._write(
+            identity,
+            run_id,
+            "feedback",
+            {"rating": rating, "reason": reason, "comment": comment},
+            " ON CONFLICT (run_id, user_id) DO UPDATE SET rating = EXCLUDED.rating,"
+            " reason = EXCLUDED.reason, comment = EXCLUDED.comment, updated_at = now()",
+        )
 
     async def signal(
         self,
@@ -146,15 +166,8 @@ class FeedbackStore:
         source: Literal["client", "server"] = "client",
     ) -> RunContextRow:
         """Append one implicit signal about ``run_id``."""
-        run = await self.run_of(identity, run_id)
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO signals (run_id, user_id, tenant, thread_id, trace_id, agent,"
-                " agent_variant, model, tool_versions, kind, value, source)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (*self._context(identity, run), kind, value, source),
-            )
-        return run
+        own = {"kind": kind, "value": value, "source": source}
+        return await self._write(identity, run_id, "signals", own)
 
     async def note_follow_up(self, identity: Identity, answered_run_id: str) -> None:
         """Record ``not_resolved`` on the thread's previous run: it ended moments ago.

@@ -150,9 +150,13 @@ class RunStore:
         Raises:
             NotFound: no such run of the caller's (another tenant's or user's included).
         """
+        columns = "r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status"
+        return await self._own_run(identity, run_id, columns)
+
+    async def _own_run(self, identity: Identity, run_id: str, columns: str) -> dict[str, Any]:
+        """``columns`` (of ``runs r``) of the caller's run ``run_id``; NotFound if not theirs."""
         row = await self._one(
-            "SELECT r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status"
-            f" FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
+            f"SELECT {columns} FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
             " WHERE r.run_id = %(run_id)s",
             {**_owner(identity), "run_id": run_id},
         )
@@ -186,17 +190,14 @@ class RunStore:
             Conflict: the run is not ``interrupted``, was decided already, or a later run on
                 its thread (other than its resume) superseded it.
         """
-        row = await self._one(
-            f"SELECT r.run_id, r.thread_id, r.agent, r.status, {_DECIDED} AS decided,"
+        row = await self._own_run(
+            identity,
+            run_id,
+            f"r.run_id, r.thread_id, r.agent, r.status, {_DECIDED} AS decided,"
             " EXISTS (SELECT 1 FROM runs l WHERE l.thread_id = r.thread_id"
             "  AND l.started_at > r.started_at AND l.resumes IS DISTINCT FROM r.run_id)"
-            " AS superseded"
-            f" FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
-            " WHERE r.run_id = %(run_id)s",
-            {**_owner(identity), "run_id": run_id},
+            " AS superseded",
         )
-        if row is None:
-            raise NotFound(f"run {run_id} not found")
         if row["status"] != "interrupted" or row["decided"]:
             raise Conflict(f"run {run_id} is not awaiting confirmation (status {row['status']})")
         if row["superseded"]:

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from core.events import EventData
 from tools.gateway import ToolSpec
 
 Usage = dict[str, int]
-Tell = Callable[..., None]
-"""``tell(event_type, **data)``: one event of the run, from where it happened."""
+Tell = Callable[[EventData], None]
+"""``tell(ToolCallData(…))``: one event of the run, its data model built where it happened."""
 
 
 class Ask(Protocol):

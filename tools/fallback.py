@@ -53,7 +53,10 @@ class CachedResult:
 
 
 class ResultCache:
-    """Successful tool results in Postgres (``tool_cache``), by tenant, tool, version, args."""
+    """Successful tool results in Postgres (``tool_cache``), by tenant, tool, version, args.
+
+    The one implementation (embedded and production mode both run Postgres): no protocol.
+    """
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         """Use ``pool`` (the app's; rows as dicts)."""

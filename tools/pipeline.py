@@ -31,11 +31,22 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from core.errors import KeelError
+from core.events import (
+    AgentStatus,
+    AgentStatusData,
+    ConfirmationDecidedData,
+    ConfirmationRequiredData,
+    RepairData,
+    ToolCallData,
+    ToolErrorData,
+    ToolResultData,
+    WarningData,
+)
 from core.identity import Identity
 from tools.adapter import Adapter, Ask, Step, Tell, Usage
 from tools.errors import NotConfirmed, PermissionDenied, ToolError, failure_kind
@@ -202,12 +213,13 @@ class ToolPipeline:
             self._tool_error(call_id, str(held["tool"]), exc, None)
             return Refused(f"(tool {held['tool']} unavailable: {exc.detail})")
         self.caller.tell(
-            "confirmation_decided",
-            confirmation_id=call_id,
-            tool_name=spec.qualified,
-            approve=approve,
-            user_id=self.caller.identity.user_id,
-            comment=comment,
+            ConfirmationDecidedData(
+                confirmation_id=call_id,
+                tool_name=spec.qualified,
+                approve=approve,
+                user_id=self.caller.identity.user_id,
+                comment=comment,
+            )
         )
         args: dict[str, Any] = dict(held["args"])
         await self.gateway.record_decision(
@@ -250,16 +262,7 @@ class ToolPipeline:
 
         def told(repairs: list[Repair]) -> None:
             for r in repairs:
-                self.caller.tell(
-                    "repair",
-                    call_id=call_id,
-                    tool_name=spec.qualified,
-                    before=r.before,
-                    after=r.after,
-                    method=r.method,
-                    changes=list(r.changes),
-                    valid=r.valid,
-                )
+                self.caller.tell(RepairData(call_id=call_id, tool_name=spec.qualified, **asdict(r)))
 
         try:
             repaired = await validate_and_repair(
@@ -293,14 +296,12 @@ class ToolPipeline:
             self._tool_error(call_id, spec.qualified, exc, spec)
             return Refused(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
         self.caller.tell(
-            "confirmation_required",
-            confirmation_id=call_id,
-            call_id=call_id,
-            tool_name=spec.qualified,
-            server=spec.server,
-            version=spec.version,
-            args=_shown(args),
-            permissions=list(spec.permissions),
+            ConfirmationRequiredData(
+                **_about(call_id, spec),
+                confirmation_id=call_id,
+                args=_shown(args),
+                permissions=list(spec.permissions),
+            )
         )
         self._status("awaiting_confirmation", spec)
         held = {
@@ -340,13 +341,8 @@ class ToolPipeline:
         self, spec: ToolSpec, args: dict[str, Any], call_id: str, *, confirmed: bool = False
     ) -> Outcome:
         """The checked call through the gateway, told as ``tool_call`` and ``tool_result``."""
-        about = {
-            "call_id": call_id,
-            "tool_name": spec.qualified,
-            "server": spec.server,
-            "version": spec.version,
-        }
-        self.caller.tell("tool_call", **about, args=_shown(args))
+        about = _about(call_id, spec)
+        self.caller.tell(ToolCallData(**about, args=_shown(args)))
         outcome = await self.gateway.call(
             spec,
             args,
@@ -367,7 +363,7 @@ class ToolPipeline:
             err.code = "sandbox_limit"
             err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
             self._tool_error(call_id, spec.qualified, err, spec)
-        self.caller.tell("tool_result", **about, result=result, duration_ms=outcome.duration_ms)
+        self.caller.tell(ToolResultData(**about, result=result, duration_ms=outcome.duration_ms))
         note = adapter.note(outcome.result)[:MAX_NOTE]
         return Called(note, self.usage, result=result, empty=adapter.empty(outcome.result))
 
@@ -406,14 +402,9 @@ class ToolPipeline:
         age = _age(datetime.now(UTC) - hit.stored_at)
         message = f"{label} is failing ({kind}): using its cached result from {age} ago"
         self.warn("tool_cached", spec.qualified, message)
+        about = _about(uuid.uuid4().hex[:16], spec)
         self.caller.tell(
-            "tool_result",
-            call_id=uuid.uuid4().hex[:16],
-            tool_name=spec.qualified,
-            server=spec.server,
-            version=spec.version,
-            result=hit.result,
-            cached_at=hit.stored_at.isoformat(),
+            ToolResultData(**about, result=hit.result, cached_at=hit.stored_at.isoformat())
         )
         note = adapter_for(spec).note(hit.result)[:MAX_NOTE]
         source = f"{label}: cached, {age} old"
@@ -443,10 +434,10 @@ class ToolPipeline:
     def warn(self, code: str, tool_name: str | None, message: str) -> None:
         """A ``warning`` event: something degraded, the run goes on."""
         log.warning(message, extra={"keel": {"code": code, "tool": tool_name}})
-        self.caller.tell("warning", code=code, message=message, tool_name=tool_name)
+        self.caller.tell(WarningData(code=code, message=message, tool_name=tool_name))
 
-    def _status(self, status: str, spec: ToolSpec) -> None:
-        self.caller.tell("agent_status", status=status, tool_name=spec.qualified)
+    def _status(self, status: AgentStatus, spec: ToolSpec) -> None:
+        self.caller.tell(AgentStatusData(status=status, tool_name=spec.qualified))
 
     def _add(self, used: Usage) -> None:
         for k, v in used.items():
@@ -466,19 +457,18 @@ class ToolPipeline:
                 }
             },
         )
-        data: dict[str, Any] = {
-            "call_id": call_id,
-            "tool_name": tool_name,
-            "code": exc.code,
-            "error": exc.detail,
-        }
-        if hint := getattr(exc, "hint", None):
-            data["hint"] = hint
-        if expected := getattr(exc, "expected", None):
-            data["expected"] = expected
-        if spec is not None:
-            data.update(server=spec.server, version=spec.version)
-        self.caller.tell("tool_error", **data)
+        self.caller.tell(
+            ToolErrorData(
+                call_id=call_id,
+                tool_name=tool_name,
+                code=exc.code,
+                error=exc.detail,
+                hint=getattr(exc, "hint", None) or None,
+                expected=getattr(exc, "expected", None) or None,
+                server=spec.server if spec is not None else None,
+                version=spec.version if spec is not None else None,
+            )
+        )
 
 
 def _refused(spec: ToolSpec, exc: PermissionDenied) -> str:
@@ -487,6 +477,24 @@ def _refused(spec: ToolSpec, exc: PermissionDenied) -> str:
         f"Not done: {spec.qualified} was not used because the user's token lacks the"
         f" permission it needs ({exc.detail}). Tell the user plainly; {exc.hint or ''}."
     )
+
+
+class _About(TypedDict):
+    """Which call of which tool version an event is about."""
+
+    call_id: str
+    tool_name: str
+    server: str
+    version: str
+
+
+def _about(call_id: str, spec: ToolSpec) -> _About:
+    return {
+        "call_id": call_id,
+        "tool_name": spec.qualified,
+        "server": spec.server,
+        "version": spec.version,
+    }
 
 
 def _shown(args: dict[str, Any]) -> dict[str, Any]:

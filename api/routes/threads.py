@@ -112,6 +112,35 @@ async def _admitted(svc: Services, identity: Identity) -> tuple[Release, Ticket]
     return release, ticket
 
 
+async def _streamed_run(
+    svc: Services,
+    identity: Identity,
+    thread_id: str,
+    run_id: str,
+    trace_id: str,
+    start: Callable[[Ticket], Awaitable[None]],
+) -> EventSourceResponse:
+    """Admit the caller's run, ``start`` it with its ticket and stream its events.
+
+    A start that fails gives the ticket and the stream slot back. Events are durable before
+    they are published, so a stream that subscribes after the start still reads the first
+    ones from the log; seqs dedupe the hand-over.
+    """
+    after = await svc.event_log.last_seq(thread_id)
+    release, ticket = await _admitted(svc, identity)
+    try:
+        await start(ticket)
+    except BaseException:
+        await ticket.finish()
+        await release()
+        raise
+    return _sse(
+        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
+        trace_id,
+        release,
+    )
+
+
 def _sse(
     events: AsyncIterator[dict[str, Any]], trace_id: str, release: Release
 ) -> EventSourceResponse:
@@ -165,9 +194,8 @@ async def create_run(
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
-    after = await svc.event_log.last_seq(thread_id)
-    release, ticket = await _admitted(svc, identity)
-    try:
+
+    async def start(ticket: Ticket) -> None:
         await svc.executor.start(
             identity=identity,
             thread_id=thread_id,
@@ -179,17 +207,8 @@ async def create_run(
             ticket=ticket,
             max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
         )
-    except BaseException:
-        await ticket.finish()
-        await release()
-        raise
-    # Events are durable before they are published, so a stream that subscribes after the
-    # start still reads the first ones from the log; seqs dedupe the hand-over.
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
-        trace_id,
-        release,
-    )
+
+    return await _streamed_run(svc, identity, thread_id, run_id, trace_id, start)
 
 
 @router.get("/threads/{thread_id}/stream", responses=_SSE)
@@ -300,24 +319,16 @@ async def confirm_run(
     if held is None or body.confirmation_id not in (None, held["confirmation_id"]):
         raise Conflict(f"run {run_id} has no pending confirmation {body.confirmation_id or ''}")
     new_run = str(uuid.uuid4())
-    after = await svc.event_log.last_seq(thread_id)
-    release, ticket = await _admitted(svc, identity)
-    try:
+
+    async def start(ticket: Ticket) -> None:
         await svc.store.claim_confirmation(run_id, new_run)
         try:
             await _resume(svc, identity, run, held, body, new_run, trace_id, ticket)
         except BaseException:
             await svc.store.release_confirmation(run_id, new_run)
             raise
-    except BaseException:
-        await ticket.finish()
-        await release()
-        raise
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
-        trace_id,
-        release,
-    )
+
+    return await _streamed_run(svc, identity, thread_id, new_run, trace_id, start)
 
 
 async def _resume(

@@ -11,8 +11,9 @@ It starts bench/llm_choice/serve.py in a subprocess, waits for /health, then mea
     plan validity rate, first-step tool accuracy, median latency per plan;
   * streaming decode speed on a ~150-token plain answer (client-side tokens/s via
     ChatOpenAI.stream, and the server's own `timings.predicted_per_second`).
-GGUFs are expected in --models-dir (default /tmp/llmchoice/models) under the names that
-bench/llm_choice/get_models.sh produces.
+The plan schema is the planner's own (``graphs.state.Plan``). GGUFs are expected in
+--models-dir (default /tmp/llmchoice/models) under the names that bench/llm_choice/get_models.sh
+produces.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, Field
+from graphs.state import Plan
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,18 +38,6 @@ MODELS = {
     "qwen05": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     "qwen15": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
 }
-
-Tool = Literal["none", "github_trending", "documents", "python_exec", "calendar"]
-
-
-class PlanStep(BaseModel):
-    description: str = Field(max_length=200)
-    tool: Tool
-
-
-class Plan(BaseModel):
-    steps: list[PlanStep] = Field(min_length=1, max_length=3)
-
 
 SYSTEM = (
     "You are the planner of a research assistant. Turn the user's question into a short "

@@ -24,6 +24,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
+from core.events import WarningData
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit
@@ -74,12 +75,13 @@ def _announce(ctx: RunContext) -> Runnable[Any, Any]:
         fb = ctx.llm.fallback
         emit(
             get_stream_writer(),
-            "warning",
             None,
-            code="llm_fallback",
-            message=(
-                f"The main model ({ctx.llm.model}) did not answer in time or failed:"
-                f" answering with the fallback model ({fb.model if fb else '?'})."
+            WarningData(
+                code="llm_fallback",
+                message=(
+                    f"The main model ({ctx.llm.model}) did not answer in time or failed:"
+                    f" answering with the fallback model ({fb.model if fb else '?'})."
+                ),
             ),
         )
         return value

@@ -36,6 +36,7 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 from langgraph.types import StreamWriter
 
+from core.events import MemoryData, WarningData
 from core.settings import MemorySettings, get_settings
 from graphs.context import RunContext
 from graphs.emit import emit, status
@@ -67,10 +68,11 @@ def _degraded(writer: StreamWriter, node: str, layer: str, exc: Exception) -> No
     log.warning("memory layer failed", extra={"keel": {"layer": layer, "error": repr(exc)}})
     emit(
         writer,
-        "warning",
         node,
-        code="memory_unavailable",
-        message=f"{layer} memory is unavailable; going on without it.",
+        WarningData(
+            code="memory_unavailable",
+            message=f"{layer} memory is unavailable; going on without it.",
+        ),
     )
 
 
@@ -89,7 +91,7 @@ async def memory_router(state: State, runtime: Runtime[RunContext]) -> dict[str,
         summary_max_tokens=settings.summary_max_tokens,
     )
     if win.newly_folded:
-        emit(writer, "memory", ROUTER, store="short_term", op="write", hits=win.newly_folded)
+        emit(writer, ROUTER, MemoryData(store="short_term", op="write", hits=win.newly_folded))
     recalled: dict[str, Any] = {
         "conversation": win.render(),
         "facts": [],
@@ -144,7 +146,7 @@ async def _session_facts(
         _degraded(writer, ROUTER, "session", exc)
         hits = []
     else:
-        emit(writer, "memory", ROUTER, store="session", op="read", hits=len(hits))
+        emit(writer, ROUTER, MemoryData(store="session", op="read", hits=len(hits)))
     reuse = {
         str(h.fact.meta["tool"])
         for h in hits
@@ -170,7 +172,7 @@ async def _profile_fields(
     except Exception as exc:
         _degraded(writer, ROUTER, "long-term", exc)
         return {}
-    emit(writer, "memory", ROUTER, store="long_term", op="read", hits=len(chosen))
+    emit(writer, ROUTER, MemoryData(store="long_term", op="read", hits=len(chosen)))
     return {name: profile.fields[name] for name in chosen}
 
 
@@ -215,7 +217,7 @@ async def _memory_request(writer: StreamWriter, ctx: RunContext, question: str) 
             "Nothing was saved or deleted: long-term memory is unavailable right now."
             " Try again later."
         )
-    emit(writer, "memory", ROUTER, store="long_term", op=op, hits=hits)
+    emit(writer, ROUTER, MemoryData(store="long_term", op=op, hits=hits))
     return note
 
 
@@ -262,5 +264,5 @@ async def remember(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]
     except Exception as exc:
         _degraded(runtime.stream_writer, WRITER, "session", exc)
         return {}
-    emit(runtime.stream_writer, "memory", WRITER, store="session", op="write", hits=written)
+    emit(runtime.stream_writer, WRITER, MemoryData(store="session", op="write", hits=written))
     return {}

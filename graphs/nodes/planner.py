@@ -14,6 +14,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
+from core.events import PlanData, PlanStepData, WarningData
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
@@ -31,7 +32,7 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     question = last_question(state["messages"])
     recalled = state.get("recalled", {})
     if recalled.get("memory_note"):  # a request to remember or forget, done by the router
-        emit(writer, "plan", NODE, steps=[])
+        emit(writer, NODE, PlanData(steps=[]))
         return {"plan": [], "findings": [], "pending": None}
     steps = route(question) if runtime.context.llm.rule_routing else None
     out: Any = {}
@@ -42,14 +43,15 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if steps is None:
         emit(
             writer,
-            "warning",
             NODE,
-            code="plan_invalid",
-            message="The planner's output was not a valid plan; answering in one step.",
+            WarningData(
+                code="plan_invalid",
+                message="The planner's output was not a valid plan; answering in one step.",
+            ),
         )
         steps = [PlanStep(description=question[:200] or "answer", tool="none")]
     planned = [_reuse(s.model_dump(), recalled.get("reuse_tools", [])) for s in steps]
-    emit(writer, "plan", NODE, steps=planned)
+    emit(writer, NODE, PlanData(steps=[PlanStepData(**s) for s in planned]))
     return {"plan": planned, "findings": [], "pending": None, "usage": usage_of(out.get("raw"))}
 
 

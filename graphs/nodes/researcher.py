@@ -16,6 +16,7 @@ from typing import Any, Literal
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from core.events import StepResultData, WarningData
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
@@ -57,10 +58,11 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     elif step["tool"] != "none" and ctx.tools is None:
         emit(
             writer,
-            "warning",
             NODE,
-            code="tool_unavailable",
-            message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
+            WarningData(
+                code="tool_unavailable",
+                message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
+            ),
         )
     elif step["tool"] != "none":
         used = await run_tool_step(writer, NODE, ctx, step, question, index, earlier, conversation)
@@ -75,7 +77,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         model = chat(ctx, ctx.llm.step_max_tokens)
         reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
         text, step_usage = prompts.unfenced(reply.text).strip(), usage_of(reply)
-    emit(writer, "step_result", NODE, index=index, description=step["description"], text=text)
+    emit(writer, NODE, StepResultData(index=index, description=step["description"], text=text))
     total = {k: usage.get(k, 0) + step_usage.get(k, 0) for k in {*usage, *step_usage}}
     finding: dict[str, Any] = {"index": index, "text": text}
     if degraded:

@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from core.events import TextDeltaData
 from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
@@ -31,7 +32,7 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     writer = runtime.stream_writer
     status(writer, NODE, "summarizing")
     if (known := known_answer(state)) is not None:
-        emit(writer, "text_delta", NODE, text=known)
+        emit(writer, NODE, TextDeltaData(text=known))
         return {"messages": [AIMessage(known)]}
     notes = "\n".join(
         f"{i + 1}. {s['description']}: {f['text']}"
@@ -51,15 +52,15 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     async for chunk in model.astream(prompt):
         assert isinstance(chunk, AIMessageChunk)
         if chunk.text and (text := fences.feed(chunk.text)):
-            emit(writer, "text_delta", NODE, text=text)
+            emit(writer, NODE, TextDeltaData(text=text))
         full = chunk if full is None else full + chunk
     if rest := fences.flush():
-        emit(writer, "text_delta", NODE, text=rest)
+        emit(writer, NODE, TextDeltaData(text=rest))
     answer = prompts.unfenced(full.text) if full is not None else ""
     degraded = [f["degraded"] for f in state.get("findings", []) if f.get("degraded")]
     if degraded:
         note = "\n\nDegraded sources: " + "; ".join(degraded) + "."
-        emit(writer, "text_delta", NODE, text=note)
+        emit(writer, NODE, TextDeltaData(text=note))
         answer += note
     return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
 

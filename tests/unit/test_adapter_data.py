@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.events import DATA_TYPES
 from graphs.nodes.summarizer import known_answer
 from tools.servers.documents.v1.adapter import DocumentsV1
 from tools.servers.github_trending.v2.adapter import GithubTrendingV2
@@ -56,7 +57,9 @@ def test_prose_is_not_a_table(printed: str) -> None:
 
 def _shaped(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     told: list[tuple[str, dict[str, Any]]] = []
-    PythonExecV1().shape(result, lambda kind, **data: told.append((kind, data)), lambda _: "x")
+    PythonExecV1().shape(
+        result, lambda data: told.append((DATA_TYPES[type(data)], data.model_dump())), lambda _: "x"
+    )
     return told
 
 
