@@ -29,6 +29,19 @@ def test_language_is_read_from_the_step(text: str, lang: str) -> None:
     assert language_of(text) == lang
 
 
+def test_a_follow_up_keeps_the_language_and_period_the_user_named_before() -> None:
+    earlier = (
+        "Recent turns:\nUser: Which Go repositories are trending this month?\n"
+        "Assistant: 1. a/b (Rust bindings for Go) 2. c/d\nUser: And the Rust ones today?"
+    )
+    assert language_of("Which of them has the fewest stars?", earlier) == "rust"
+    assert period_of("Which of them has the fewest stars?", earlier) == "daily"
+    assert language_of("Which of them?", earlier.rsplit("\n", 1)[0]) == "go"
+    assert period_of("Which of them?", earlier.rsplit("\n", 1)[0]) == "monthly"
+    assert language_of("Top TypeScript repos this week", earlier) == "typescript"
+    assert period_of("Top TypeScript repos this week", earlier) == "weekly"
+
+
 def test_period_and_calendar_tool_follow_the_wording() -> None:
     assert [period_of(t) for t in ["today", "this month", "this week", "lately"]] == [
         "daily",

@@ -25,23 +25,38 @@ LANGUAGES = (
 )
 
 
-def language_of(text: str) -> str:
-    """The programming language a step names (``python`` if none)."""
-    lowered = text.lower()
-    for lang in LANGUAGES:
-        if re.search(rf"(?<![\w+#]){re.escape(lang)}(?![\w+#])", lowered):
-            return lang
+def language_of(text: str, earlier: str = "") -> str:
+    """The programming language a step names, else ``earlier``'s latest, else ``python``.
+
+    ``earlier`` is the conversation: a follow-up ("which of them…") keeps its language.
+    """
+    for said in (text, *asked(earlier)):
+        lowered = said.lower()
+        for lang in LANGUAGES:
+            if re.search(rf"(?<![\w+#]){re.escape(lang)}(?![\w+#])", lowered):
+                return lang
     return "python"
 
 
-def period_of(text: str) -> str:
-    """``daily``, ``weekly`` or ``monthly`` from the step's wording."""
-    lowered = text.lower()
-    if re.search(r"\b(today|daily|day)\b", lowered):
-        return "daily"
-    if re.search(r"\b(month|monthly)\b", lowered):
-        return "monthly"
+def period_of(text: str, earlier: str = "") -> str:
+    """``daily``, ``weekly`` or ``monthly`` from the step's wording, else ``earlier``'s latest.
+
+    ``weekly`` when neither names a period.
+    """
+    for said in (text, *asked(earlier)):
+        lowered = said.lower()
+        if re.search(r"\b(today|daily|day)\b", lowered):
+            return "daily"
+        if re.search(r"\b(month|monthly)\b", lowered):
+            return "monthly"
+        if re.search(r"\b(week|weekly)\b", lowered):
+            return "weekly"
     return "weekly"
+
+
+def asked(conversation: str) -> list[str]:
+    """The user's earlier questions in a rendered conversation, latest first."""
+    return [ln[6:] for ln in reversed(conversation.splitlines()) if ln.startswith("User: ")]
 
 
 _WORDS = {"three": 3, "five": 5, "ten": 10, "two": 2, "four": 4}

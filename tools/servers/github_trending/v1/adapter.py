@@ -14,7 +14,7 @@ class GithubTrendingV1(Adapter):
 
     async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
         """The language the step names."""
-        return {"lang": language_of(step.text)}, {}
+        return {"lang": language_of(step.text, step.conversation)}, {}
 
     def note(self, result: Any) -> str:
         """One line per repository."""

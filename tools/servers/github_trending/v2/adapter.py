@@ -22,8 +22,8 @@ class GithubTrendingV2(Adapter):
         """The language, period and count the step names (five repositories by default)."""
         text = step.text
         return {
-            "language": language_of(text),
-            "since": period_of(text),
+            "language": language_of(text, step.conversation),
+            "since": period_of(text, step.conversation),
             "limit": count_of(text),
         }, {}
 
