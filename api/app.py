@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from api import problems
 from api.deps import Services
 from api.middleware import BodyLimitMiddleware, HostCheckMiddleware, TraceMiddleware
+from api.protocol import ROUTERS as PROTOCOL_ROUTERS
 from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
 from core.db import migrate, open_pool
 from core.errors import Unavailable
@@ -188,6 +189,7 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         traces.page,
         memory.router,
         ui.router,
+        *PROTOCOL_ROUTERS,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)

@@ -184,12 +184,17 @@ class AuthSettings(BaseModel):
         return self
 
 
+# What a second run on a busy thread does: refused (409), queued behind the live run, or run
+# after the live run is cancelled.
+DoubleTexting = Literal["reject", "enqueue", "interrupt"]
+
+
 class RunSettings(BaseModel):
     """Limits and policies that apply to every run."""
 
     max_body_bytes: int = 262_144
     recursion_limit: int = 25
-    double_texting: Literal["reject", "enqueue", "interrupt"] = "reject"
+    double_texting: DoubleTexting = "reject"
     heartbeat_s: float = 10.0
     stale_after_s: float = 30.0
 

@@ -52,4 +52,7 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         note = "\n\nDegraded sources: " + "; ".join(degraded) + "."
         emit(writer, "text_delta", NODE, text=note)
         answer += note
-    return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
+    # The answer's id names its run, so a client that streamed its text deltas (the Agent
+    # Protocol's messages-tuple mode) knows them as this message when the state arrives.
+    answer_id = f"answer-{runtime.context.run_id}" if runtime.context.run_id else None
+    return {"messages": [AIMessage(answer, id=answer_id)], "usage": usage_of(full)}
