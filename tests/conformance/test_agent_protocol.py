@@ -28,29 +28,14 @@ from langgraph_sdk.schema import Command, StreamPart
 from psycopg.rows import dict_row
 
 from core.apikeys import create_key
-from tests.conftest import LiveServer, make_settings, tool_invocations
+from tests.conformance.conftest import WRITE
+from tests.conftest import LiveServer, tool_invocations
 from tests.fakes.openai_server import DEFAULT_ANSWER, FakeOpenAI
 
 ASK = {"messages": [{"role": "user", "content": "What is the answer?"}]}
-WRITE = ["read:calendar", "write:calendar", "memory:long_term"]
 NODES = ["memory_router", "planner", "researcher", "summarizer", "remember"]
 LONG_ANSWER = " ".join(f"word{i}" for i in range(40))
 THINK = json.dumps({"steps": [{"description": "Think", "tool": "none"}]})
-
-
-@pytest.fixture(scope="module")
-def keel(
-    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """Keel with bookings held for confirmation."""
-    settings = make_settings(
-        db_url,
-        fake_llm.base_url,
-        tmp_path_factory.mktemp("protocol"),
-        tools={"confirm": ["calendar.schedule_meeting"]},
-    )
-    with LiveServer(settings) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
