@@ -186,6 +186,14 @@ async def start_run(
     checkpoint_id = body.checkpoint_id or (
         body.checkpoint.checkpoint_id if body.checkpoint else None
     )
+    if (
+        checkpoint_id
+        and await svc.graph.checkpointer.aget_tuple(  # type: ignore[union-attr]
+            config_of(thread_id, checkpoint_id)
+        )
+        is None
+    ):
+        raise NotFound(f"checkpoint {checkpoint_id} not found in this thread")
     policy = body.multitask_strategy
     if policy == "rollback":
         checkpoint_id = checkpoint_id or await _rollback_point(svc, identity, thread_id)
@@ -323,13 +331,9 @@ async def stream_run(
     await _own_thread(svc, identity, thread_id, body)
     modes = body.modes()
     after = await svc.event_log.last_seq(thread_id)
-    release, ticket = await admitted(svc, identity)
-    try:
-        run_id = await start_run(svc, identity, thread_id, body, trace_id, ticket)
-    except BaseException:
-        await ticket.finish()
-        await release()
-        raise
+    release, run_id = await admitted(
+        svc, identity, lambda ticket: start_run(svc, identity, thread_id, body, trace_id, ticket)
+    )
     frames = run_frames(svc, thread_id, run_id, after, modes, body.on_disconnect == "cancel")
     return sse_response(frames, trace_id, release, _links(thread_id, run_id, "stream"))
 

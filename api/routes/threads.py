@@ -101,15 +101,26 @@ async def stream_slot(svc: Services, identity: Identity) -> Release:
     return release
 
 
-async def admitted(svc: Services, identity: Identity) -> tuple[Release, Ticket]:
-    """A stream slot and a run ticket for the caller (429 when over either quota)."""
+async def admitted(
+    svc: Services, identity: Identity, start: Callable[[Ticket], Awaitable[str]]
+) -> tuple[Release, str]:
+    """A stream slot and a run ticket for the caller (429 when over either quota), then the run.
+
+    ``start`` starts the run with the ticket and returns its id; if it raises, the ticket and
+    the slot are given back. Returns the slot's release and the run's id.
+    """
     release = await stream_slot(svc, identity)
     try:
         ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
     except BaseException:
         await release()
         raise
-    return release, ticket
+    try:
+        return release, await start(ticket)
+    except BaseException:
+        await ticket.finish()
+        await release()
+        raise
 
 
 def sse_response(
@@ -180,8 +191,8 @@ async def create_run(
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
     after = await svc.event_log.last_seq(thread_id)
-    release, ticket = await admitted(svc, identity)
-    try:
+
+    async def start(ticket: Ticket) -> str:
         await svc.executor.start(
             identity=identity,
             thread_id=thread_id,
@@ -193,10 +204,9 @@ async def create_run(
             ticket=ticket,
             max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
         )
-    except BaseException:
-        await ticket.finish()
-        await release()
-        raise
+        return run_id
+
+    release, _ = await admitted(svc, identity, start)
     # Events are durable before they are published, so a stream that subscribes after the
     # start still reads the first ones from the log; seqs dedupe the hand-over.
     return _sse(
@@ -350,13 +360,9 @@ async def confirm_run(
     pending = await pending_decision(svc, identity, run_id, body.confirmation_id)
     thread_id: str = pending[0]["thread_id"]
     after = await svc.event_log.last_seq(thread_id)
-    release, ticket = await admitted(svc, identity)
-    try:
-        new_run = await apply_decision(svc, identity, pending, body, trace_id, ticket)
-    except BaseException:
-        await ticket.finish()
-        await release()
-        raise
+    release, new_run = await admitted(
+        svc, identity, lambda ticket: apply_decision(svc, identity, pending, body, trace_id, ticket)
+    )
     return _sse(
         tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
         trace_id,

@@ -253,6 +253,8 @@ def test_run_from_an_earlier_checkpoint_forks_the_thread(sdk: Sdk) -> None:
         checkpoint_id=after_first["checkpoint"]["checkpoint_id"],
     )
     assert [m["content"] for m in forked["messages"]][::2] == ["What is the answer?", "Instead?"]
+    with pytest.raises(NotFoundError):
+        client.runs.create(tid, "research", input=ASK, checkpoint_id="no-such-checkpoint")
 
 
 def test_update_state_writes_a_checkpoint(sdk: Sdk) -> None:
