@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WEB    := web/dist/index.html
 FUZZ   := .venv-fuzz
 
-.PHONY: install web chromium run test lint pytest chaos studio lock lock-fuzz clean up
+.PHONY: install web js-sdk chromium run test lint pytest chaos studio lock lock-fuzz clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ $(WEB): web/package.json web/package-lock.json web/index.html web/tsconfig.json 
 
 web: $(WEB)
 
+# The official JS client (@langchain/langgraph-sdk, pinned with its lock) for the Agent
+# Protocol conformance suite: tests/conformance/test_agent_protocol_js.py runs it on Node.
+JSSDK := tests/conformance/js/node_modules/.package-lock.json
+$(JSSDK): tests/conformance/js/package.json tests/conformance/js/package-lock.json
+	cd tests/conformance/js && npm ci --no-audit --no-fund --loglevel=error
+
+js-sdk: $(JSSDK)
+
 # Debian's Chromium for the end-to-end UI tests (Playwright drives /usr/bin/chromium; it
 # never downloads a browser of its own).
 CHROMIUM := /usr/bin/chromium
@@ -52,7 +60,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: install web
+pytest: install web js-sdk
 	$(BIN)/python -m pytest
 
 # The reliability and security suite at full size (crashes, outages, a 30-minute soak); the
@@ -70,7 +78,7 @@ lock-fuzz: $(STAMP)
 	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python fuzz/requirements.in -o fuzz/requirements.lock
 
 clean:
-	rm -rf $(VENV) $(FUZZ) web/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
+	rm -rf $(VENV) $(FUZZ) web/node_modules tests/conformance/js/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
 
 up:
 	docker compose up --build

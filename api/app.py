@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -16,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from api import problems
 from api.deps import Services
 from api.middleware import BodyLimitMiddleware, HostCheckMiddleware, TraceMiddleware
+from api.protocol import ROUTERS as PROTOCOL_ROUTERS
 from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
 from core.db import migrate, open_pool
 from core.errors import Unavailable
@@ -188,9 +190,20 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         traces.page,
         memory.router,
         ui.router,
+        *PROTOCOL_ROUTERS,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
+    if settings.server.cors_origins:
+        # Inside the host check and the trace middleware: a preflight is answered with the
+        # trace_id, and only for a served Host.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Content-Location", "Location", "X-Trace-Id", "Retry-After"],
+        )
     app.add_middleware(HostCheckMiddleware, allowed=settings.server.allowed_hosts)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:

@@ -58,6 +58,22 @@ def start_dependencies(
     return settings
 
 
+def _bound(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """``settings`` with ``keel serve``'s ``--host``/``--port`` applied.
+
+    A named ``--host`` is also a ``Host`` value the server answers to (the DNS-rebinding
+    check would refuse requests addressed to it otherwise); a wildcard (``0.0.0.0``, ``::``)
+    names no host, so ``server.allowed_hosts`` still says which names are served.
+    """
+    server = settings.server
+    update: dict[str, Any] = {} if port is None else {"port": port}
+    if host is not None:
+        update["host"] = host
+        if host not in ("0.0.0.0", "::") and host not in server.allowed_hosts:
+            update["allowed_hosts"] = [*server.allowed_hosts, host]
+    return _with(settings, "server", **update)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -66,9 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     from core.otel import instrument_httpx
     from core.tracing import configure_logging
 
-    settings = get_settings()
-    if args.port is not None:
-        settings = _with(settings, "server", port=args.port)
+    settings = _bound(get_settings(), args.host, args.port)
     configure_logging(settings.log.level, settings.log.json_logs)
     exit_code = 0
 
@@ -403,7 +417,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _serving_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Serving and access: ``serve``, ``token``, ``apikey``, ``studio``."""
     p = sub.add_parser("serve", help="start Postgres, the local model and the API")
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--host", default=None, help="bind address (default: server.host)")
+    p.add_argument("--port", type=int, default=None, help="port (default: server.port)")
     p.set_defaults(fn=_serve)
     p = sub.add_parser("token", help="print a dev JWT")
     p.add_argument("--user", required=True)
@@ -480,13 +495,19 @@ def _upkeep_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(fn=_eval)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``keel`` console script."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``keel`` command line's parser."""
     parser = argparse.ArgumentParser(prog="keel", description="Keel agent service")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _serving_commands(sub)
     _run_data_commands(sub)
     _upkeep_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``keel`` console script."""
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.cmd == "bench":
         args.suite_args = rest  # parsed by bench/suite.py

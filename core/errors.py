@@ -51,6 +51,14 @@ class Conflict(KeelError):
     title = "Conflict"
 
 
+class Invalid(KeelError):
+    """A request is well-formed but asks for something Keel cannot do (422)."""
+
+    code = "invalid_request"
+    status = 422
+    title = "Invalid request"
+
+
 class PayloadTooLarge(KeelError):
     """The request body exceeds the configured limit."""
 

@@ -35,6 +35,8 @@ class ServerSettings(BaseModel):
     served (``*`` any, ``*.example.com`` a domain's subdomains); dev and test keep loopback
     names only, so a web page cannot reach a local server by DNS rebinding.
     ``metrics_scope`` set: ``/metrics`` needs a bearer token holding that scope.
+    ``cors_origins`` are the web origins whose pages may call the API from a browser (a
+    LangGraph client such as Agent Chat UI served elsewhere); empty: none (same origin only).
     """
 
     host: str = "127.0.0.1"
@@ -43,6 +45,7 @@ class ServerSettings(BaseModel):
     max_headers: int = Field(default=100, ge=8)
     allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
     metrics_scope: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class DatabaseSettings(BaseModel):
@@ -184,12 +187,17 @@ class AuthSettings(BaseModel):
         return self
 
 
+# What a second run on a busy thread does: refused (409), queued behind the live run, or run
+# after the live run is cancelled.
+DoubleTexting = Literal["reject", "enqueue", "interrupt"]
+
+
 class RunSettings(BaseModel):
     """Limits and policies that apply to every run."""
 
     max_body_bytes: int = 262_144
     recursion_limit: int = 25
-    double_texting: Literal["reject", "enqueue", "interrupt"] = "reject"
+    double_texting: DoubleTexting = "reject"
     heartbeat_s: float = 10.0
     stale_after_s: float = 30.0
 

@@ -44,7 +44,7 @@ from core.errors import Conflict, KeelError
 from core.events import Event, NodeEvent, RunStatus, envelope, now
 from core.identity import Identity
 from core.otel import context_for, tracer
-from core.settings import LLMSettings, Settings
+from core.settings import DoubleTexting, LLMSettings, Settings
 from core.tracing import run_id_var, thread_id_var, trace_id_var
 from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
@@ -236,8 +236,12 @@ class RunExecutor:
         max_duration_s: float | None = None,
         resume: dict[str, Any] | None = None,
         resumes_run_id: str | None = None,
+        double_texting: DoubleTexting | None = None,
     ) -> RunHandle:
         """Record the run and start it as a task, applying the double-texting policy.
+
+        The policy is ``double_texting`` when given (a caller's choice for this run), else
+        ``runs.double_texting``.
 
         With a quota ``ticket`` the run waits for its turn first (streaming ``queued``
         positions) and gives the ticket back when it ends; ``max_duration_s`` bounds the graph.
@@ -254,7 +258,7 @@ class RunExecutor:
             resume=resume,
         )
         await self._route(handle, agent)
-        await self._admit(handle, agent, resumes_run_id)
+        await self._admit(handle, agent, resumes_run_id, double_texting)
         self.active[run_id] = handle
         handle.task = asyncio.create_task(
             self._run(handle, message, agent, checkpoint_id, resumes_run_id), name=f"run-{run_id}"
@@ -268,13 +272,19 @@ class RunExecutor:
         outcomes = await self.feedback.outcomes(agent, handle.identity.tier) if learn else {}
         handle.variant, handle.variant_reason = self._routers[agent].choose(spec, outcomes)
 
-    async def _admit(self, handle: RunHandle, agent: str, resumes_run_id: str | None) -> None:
+    async def _admit(
+        self,
+        handle: RunHandle,
+        agent: str,
+        resumes_run_id: str | None,
+        double_texting: DoubleTexting | None = None,
+    ) -> None:
         """Record the run under the double-texting policy; note a quick follow-up.
 
         Raises:
             Conflict: the thread has a live run and the policy is ``reject``.
         """
-        policy = self.settings.runs.double_texting
+        policy = double_texting or self.settings.runs.double_texting
         busy, answered = await self.store.record(
             identity=handle.identity,
             run_id=handle.run_id,

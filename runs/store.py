@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -28,7 +29,12 @@ from core.settings import Settings
 
 # The caller's threads: the one place the ownership filter is written.
 _OWN_THREADS = "SELECT * FROM threads WHERE tenant = %(tenant)s AND user_id = %(user_id)s"
-_THREAD_COLUMNS = "t.thread_id, t.title, t.created_at"
+_THREAD_COLUMNS = "t.thread_id, t.title, t.created_at, t.updated_at, t.metadata"
+# What a run's record says of it, for the caller (``runs.started_at`` is its creation).
+_RUN_COLUMNS = (
+    "r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status,"
+    " r.started_at AS created_at, coalesce(r.finished_at, r.heartbeat_at) AS updated_at"
+)
 # Whether run ``r`` was resumed by a run that may have applied the decision: one that ended
 # before starting (cancelled while queued, failed, timed out) leaves the graph interrupted, and
 # the held call is still found in its checkpoint, so the caller may decide again.
@@ -93,6 +99,13 @@ class RunStore:
             row: dict[str, Any] | None = await cur.fetchone()
         return row
 
+    async def _found(self, sql: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+        """The one row ``sql`` returns, or ``NotFound`` naming ``what``."""
+        row = await self._one(sql, params)
+        if row is None:
+            raise NotFound(f"{what} not found")
+        return row
+
     async def _all(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
@@ -107,13 +120,11 @@ class RunStore:
         Raises:
             NotFound: no such thread of the caller's (another tenant's or user's included).
         """
-        row = await self._one(
+        return await self._found(
             f"SELECT {_THREAD_COLUMNS} FROM ({_OWN_THREADS}) t WHERE t.thread_id = %(thread_id)s",
             {**_owner(identity), "thread_id": thread_id},
+            f"thread {thread_id}",
         )
-        if row is None:
-            raise NotFound(f"thread {thread_id} not found")
-        return row
 
     async def threads(self, identity: Identity, limit: int) -> list[dict[str, Any]]:
         """The caller's newest ``limit`` threads, newest first."""
@@ -123,20 +134,35 @@ class RunStore:
             {**_owner(identity), "limit": limit},
         )
 
-    async def create_thread(self, identity: Identity, thread_id: str, cap: int) -> dict[str, Any]:
+    async def create_thread(
+        self,
+        identity: Identity,
+        thread_id: str,
+        cap: int,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Create a thread owned by the caller, unless the caller keeps ``cap`` already.
 
         Raises:
             LimitReached: the caller keeps ``cap`` threads (the count and the insert are one
                 statement).
+            Conflict: ``thread_id`` is taken (by anyone: whose is not told).
         """
-        row = await self._one(
-            "INSERT INTO threads (thread_id, tenant, user_id)"
-            " SELECT %(thread_id)s, %(tenant)s, %(user_id)s"
-            f" WHERE (SELECT count(*) FROM ({_OWN_THREADS}) t) < %(cap)s"
-            " RETURNING thread_id, title, created_at",
-            {**_owner(identity), "thread_id": thread_id, "cap": cap},
-        )
+        try:
+            row = await self._one(
+                "INSERT INTO threads (thread_id, tenant, user_id, metadata)"
+                " SELECT %(thread_id)s, %(tenant)s, %(user_id)s, %(metadata)s"
+                f" WHERE (SELECT count(*) FROM ({_OWN_THREADS}) t) < %(cap)s"
+                " RETURNING thread_id, title, created_at, updated_at, metadata",
+                {
+                    **_owner(identity),
+                    "thread_id": thread_id,
+                    "cap": cap,
+                    "metadata": Jsonb(metadata or {}),
+                },
+            )
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"thread {thread_id} already exists") from None
         if row is None:
             raise LimitReached(
                 f"the {identity.tier} tier keeps at most {cap} threads; delete some first",
@@ -145,24 +171,85 @@ class RunStore:
         return row
 
     async def run(self, identity: Identity, run_id: str) -> dict[str, Any]:
-        """The caller's run: run_id, thread_id, trace_id, agent, agent_variant, status.
+        """The caller's run: run_id, thread_id, trace_id, agent, agent_variant, status, times.
 
         Raises:
             NotFound: no such run of the caller's (another tenant's or user's included).
         """
-        columns = "r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status"
-        return await self._own_run(identity, run_id, columns)
+        return await self._own_run(identity, run_id, _RUN_COLUMNS)
 
     async def _own_run(self, identity: Identity, run_id: str, columns: str) -> dict[str, Any]:
         """``columns`` (of ``runs r``) of the caller's run ``run_id``; NotFound if not theirs."""
-        row = await self._one(
+        return await self._found(
             f"SELECT {columns} FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
             " WHERE r.run_id = %(run_id)s",
             {**_owner(identity), "run_id": run_id},
+            f"run {run_id}",
         )
-        if row is None:
-            raise NotFound(f"run {run_id} not found")
-        return row
+
+    async def search_threads(
+        self,
+        identity: Identity,
+        *,
+        metadata: dict[str, Any],
+        ids: list[str] | None,
+        limit: int,
+        offset: int,
+    ) -> list[dict[str, Any]]:
+        """The caller's threads whose metadata contains ``metadata`` (and among ``ids``)."""
+        return await self._all(
+            f"SELECT {_THREAD_COLUMNS} FROM ({_OWN_THREADS}) t"
+            " WHERE t.metadata @> %(metadata)s"
+            " AND (%(ids)s::text[] IS NULL OR t.thread_id = ANY(%(ids)s::text[]))"
+            " ORDER BY t.created_at DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {
+                **_owner(identity),
+                "metadata": Jsonb(metadata),
+                "ids": ids,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+
+    async def update_thread(
+        self, identity: Identity, thread_id: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``metadata`` into the caller's thread's metadata.
+
+        Raises:
+            NotFound: no such thread of the caller's.
+        """
+        return await self._found(
+            "UPDATE threads t SET metadata = t.metadata || %(metadata)s, updated_at = now()"
+            f" FROM ({_OWN_THREADS}) o WHERE t.thread_id = o.thread_id"
+            f" AND t.thread_id = %(thread_id)s RETURNING {_THREAD_COLUMNS}",
+            {**_owner(identity), "thread_id": thread_id, "metadata": Jsonb(metadata)},
+            f"thread {thread_id}",
+        )
+
+    async def delete_thread(self, identity: Identity, thread_id: str) -> None:
+        """Delete the caller's thread with its runs and events (checkpoints are the caller's).
+
+        Raises:
+            NotFound: no such thread of the caller's.
+        """
+        await self._found(
+            f"DELETE FROM threads t USING ({_OWN_THREADS}) o WHERE t.thread_id = o.thread_id"
+            " AND t.thread_id = %(thread_id)s RETURNING t.thread_id",
+            {**_owner(identity), "thread_id": thread_id},
+            f"thread {thread_id}",
+        )
+
+    async def thread_runs(
+        self, identity: Identity, thread_id: str, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        """The runs of the caller's thread, newest first (empty for anyone else's thread)."""
+        return await self._all(
+            f"SELECT {_RUN_COLUMNS} FROM runs r JOIN ({_OWN_THREADS}) t USING (thread_id)"
+            " WHERE r.thread_id = %(thread_id)s"
+            " ORDER BY r.started_at DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {**_owner(identity), "thread_id": thread_id, "limit": limit, "offset": offset},
+        )
 
     async def runs_of_trace(self, identity: Identity, trace_id: str) -> list[dict[str, Any]]:
         """The caller's runs recorded under ``trace_id`` (run_id, thread_id, status), oldest first.

@@ -83,7 +83,7 @@ class CheckpointOut(BaseModel):
 Release = Callable[[], Awaitable[None]]
 
 
-async def _stream_slot(svc: Services, identity: Identity) -> Release:
+async def stream_slot(svc: Services, identity: Identity) -> Release:
     """Take one of the caller's concurrent stream slots (429 when the tier's are taken).
 
     The returned release is idempotent: the stream's end and the response's background task
@@ -101,61 +101,57 @@ async def _stream_slot(svc: Services, identity: Identity) -> Release:
     return release
 
 
-async def _admitted(svc: Services, identity: Identity) -> tuple[Release, Ticket]:
-    """A stream slot and a run ticket for the caller (429 when over either quota)."""
-    release = await _stream_slot(svc, identity)
+async def admitted(
+    svc: Services, identity: Identity, start: Callable[[Ticket], Awaitable[str]]
+) -> tuple[Release, str]:
+    """A stream slot and a run ticket for the caller (429 when over either quota), then the run.
+
+    ``start`` starts the run with the ticket and returns its id; if it raises, the ticket and
+    the slot are given back. Returns the slot's release and the run's id.
+    """
+    release = await stream_slot(svc, identity)
     try:
         ticket = await svc.scheduler.submit(identity)  # 429 here when over quota
     except BaseException:
         await release()
         raise
-    return release, ticket
-
-
-async def _streamed_run(
-    svc: Services,
-    identity: Identity,
-    thread_id: str,
-    run_id: str,
-    trace_id: str,
-    start: Callable[[Ticket], Awaitable[None]],
-) -> EventSourceResponse:
-    """Admit the caller's run, ``start`` it with its ticket and stream its events.
-
-    A start that fails gives the ticket and the stream slot back. Events are durable before
-    they are published, so a stream that subscribes after the start still reads the first
-    ones from the log; seqs dedupe the hand-over.
-    """
-    after = await svc.event_log.last_seq(thread_id)
-    release, ticket = await _admitted(svc, identity)
     try:
-        await start(ticket)
+        return release, await start(ticket)
     except BaseException:
         await ticket.finish()
         await release()
         raise
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
-        trace_id,
-        release,
+
+
+def sse_response(
+    frames: AsyncIterator[dict[str, str]],
+    trace_id: str,
+    release: Release,
+    headers: dict[str, str] | None = None,
+) -> EventSourceResponse:
+    """An SSE response of ``frames`` that counts as an open stream and gives its slot back."""
+
+    async def counted() -> AsyncIterator[dict[str, str]]:
+        OPEN_STREAMS.inc()
+        try:
+            async for frame in frames:
+                yield frame
+        finally:
+            OPEN_STREAMS.dec()
+            await release()
+
+    return EventSourceResponse(
+        counted(),
+        ping=15,
+        headers={"X-Trace-Id": trace_id, **(headers or {})},
+        background=BackgroundTask(release),
     )
 
 
 def _sse(
     events: AsyncIterator[dict[str, Any]], trace_id: str, release: Release
 ) -> EventSourceResponse:
-    async def frames() -> AsyncIterator[dict[str, str]]:
-        OPEN_STREAMS.inc()
-        try:
-            async for body in events:
-                yield sse_item(body)
-        finally:
-            OPEN_STREAMS.dec()
-            await release()
-
-    return EventSourceResponse(
-        frames(), ping=15, headers={"X-Trace-Id": trace_id}, background=BackgroundTask(release)
-    )
+    return sse_response((sse_item(body) async for body in events), trace_id, release)
 
 
 @router.post("/threads", status_code=201, response_model=ThreadOut)
@@ -194,8 +190,9 @@ async def create_run(
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
+    after = await svc.event_log.last_seq(thread_id)
 
-    async def start(ticket: Ticket) -> None:
+    async def start(ticket: Ticket) -> str:
         await svc.executor.start(
             identity=identity,
             thread_id=thread_id,
@@ -207,8 +204,16 @@ async def create_run(
             ticket=ticket,
             max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
         )
+        return run_id
 
-    return await _streamed_run(svc, identity, thread_id, run_id, trace_id, start)
+    release, _ = await admitted(svc, identity, start)
+    # Events are durable before they are published, so a stream that subscribes after the
+    # start still reads the first ones from the log; seqs dedupe the hand-over.
+    return _sse(
+        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
+        trace_id,
+        release,
+    )
 
 
 @router.get("/threads/{thread_id}/stream", responses=_SSE)
@@ -224,7 +229,7 @@ async def stream_thread(
     await svc.store.thread(identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
     active = svc.executor.local_run(thread_id) or await svc.store.active_run(thread_id)
-    release = await _stream_slot(svc, identity)
+    release = await stream_slot(svc, identity)
     return _sse(
         tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id, release
     )
@@ -247,7 +252,7 @@ async def replay_thread(
     at 5 s).
     """
     await svc.store.thread(identity, thread_id)
-    release = await _stream_slot(svc, identity)
+    release = await stream_slot(svc, identity)
     if pace == "fast":
         return StreamingResponse(
             _counted(svc.event_log.frames(thread_id, after, run_id), release),
@@ -297,6 +302,45 @@ async def _held_call(svc: Services, thread_id: str) -> dict[str, Any] | None:
     return None
 
 
+async def pending_decision(
+    svc: Services, identity: Identity, run_id: str, confirmation_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The caller's interrupted run ``run_id`` and the tool call it holds.
+
+    Raises:
+        NotFound: no such run of the caller's.
+        Conflict: the run is not waiting for a decision (or not on ``confirmation_id``).
+    """
+    run = await svc.store.awaiting_confirmation(identity, run_id)
+    held = await _held_call(svc, run["thread_id"])
+    if held is None or confirmation_id not in (None, held["confirmation_id"]):
+        raise Conflict(f"run {run_id} has no pending confirmation {confirmation_id or ''}")
+    return run, held
+
+
+async def apply_decision(
+    svc: Services,
+    identity: Identity,
+    pending: tuple[dict[str, Any], dict[str, Any]],
+    body: ConfirmRequest,
+    trace_id: str,
+    ticket: Ticket,
+) -> str:
+    """Claim the held call's decision and start the run that resumes the graph with it.
+
+    Returns the new run's id; the claim is undone if that run could not start.
+    """
+    run, held = pending
+    new_run = str(uuid.uuid4())
+    await svc.store.claim_confirmation(run["run_id"], new_run)
+    try:
+        await _resume(svc, identity, run, held, body, new_run, trace_id, ticket)
+    except BaseException:
+        await svc.store.release_confirmation(run["run_id"], new_run)
+        raise
+    return new_run
+
+
 @router.post("/runs/{run_id}/confirm", responses=_SSE)
 async def confirm_run(
     run_id: str,
@@ -313,22 +357,17 @@ async def confirm_run(
     409 when the run is not waiting (already decided, superseded by a later run, or never
     interrupted).
     """
-    run = await svc.store.awaiting_confirmation(identity, run_id)
-    thread_id: str = run["thread_id"]
-    held = await _held_call(svc, thread_id)
-    if held is None or body.confirmation_id not in (None, held["confirmation_id"]):
-        raise Conflict(f"run {run_id} has no pending confirmation {body.confirmation_id or ''}")
-    new_run = str(uuid.uuid4())
-
-    async def start(ticket: Ticket) -> None:
-        await svc.store.claim_confirmation(run_id, new_run)
-        try:
-            await _resume(svc, identity, run, held, body, new_run, trace_id, ticket)
-        except BaseException:
-            await svc.store.release_confirmation(run_id, new_run)
-            raise
-
-    return await _streamed_run(svc, identity, thread_id, new_run, trace_id, start)
+    pending = await pending_decision(svc, identity, run_id, body.confirmation_id)
+    thread_id: str = pending[0]["thread_id"]
+    after = await svc.event_log.last_seq(thread_id)
+    release, new_run = await admitted(
+        svc, identity, lambda ticket: apply_decision(svc, identity, pending, body, trace_id, ticket)
+    )
+    return _sse(
+        tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
+        trace_id,
+        release,
+    )
 
 
 async def _resume(

@@ -33,7 +33,7 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     status(writer, NODE, "summarizing")
     if (known := known_answer(state)) is not None:
         emit(writer, NODE, TextDeltaData(text=known))
-        return {"messages": [AIMessage(known)]}
+        return {"messages": [AIMessage(known, id=_answer_id(runtime))]}
     notes = "\n".join(
         f"{i + 1}. {s['description']}: {f['text']}"
         for i, (s, f) in enumerate(zip(state["plan"], state.get("findings", []), strict=False))
@@ -62,7 +62,16 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         note = "\n\nDegraded sources: " + "; ".join(degraded) + "."
         emit(writer, NODE, TextDeltaData(text=note))
         answer += note
-    return {"messages": [AIMessage(answer)], "usage": usage_of(full)}
+    return {"messages": [AIMessage(answer, id=_answer_id(runtime))], "usage": usage_of(full)}
+
+
+def _answer_id(runtime: Runtime[RunContext]) -> str | None:
+    """The answer's id, named after its run.
+
+    A client that streamed its text deltas (the Agent Protocol's messages-tuple mode) knows
+    them as this message when the state arrives.
+    """
+    return f"answer-{runtime.context.run_id}" if runtime.context.run_id else None
 
 
 def known_answer(state: State) -> str | None:

@@ -122,13 +122,39 @@ def _requests(o: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", "/v1/memory/long-term/export", {}),
         ("GET", "/v1/usage", {}),
         ("GET", "/v1/tools", {}),
+        *_protocol_requests(t, r),
+    ]
+
+
+def _protocol_requests(t: str, r: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The same resources through the Agent Protocol's routes."""
+    ask = {"assistant_id": "research", "input": {"messages": [{"role": "user", "content": "hi"}]}}
+    return [
+        ("GET", f"/threads/{t}", {}),
+        ("PATCH", f"/threads/{t}", {"json": {"metadata": {"x": 1}}}),
+        ("GET", f"/threads/{t}/state", {}),
+        ("POST", f"/threads/{t}/state", {"json": {"values": {"summary": "x"}}}),
+        ("POST", f"/threads/{t}/history", {"json": {}}),
+        ("GET", f"/threads/{t}/runs", {}),
+        ("GET", f"/threads/{t}/runs/{r}", {}),
+        ("GET", f"/threads/{t}/runs/{r}/join", {}),
+        ("GET", f"/threads/{t}/runs/{r}/stream", {}),
+        ("POST", f"/threads/{t}/runs/{r}/cancel", {}),
+        ("POST", f"/threads/{t}/runs", {"json": ask}),
+        ("POST", f"/threads/{t}/runs/wait", {"json": ask}),
+        ("POST", f"/threads/{t}/runs/stream", {"json": ask}),
+        ("POST", "/threads/search", {"json": {}}),
+        ("GET", "/store/items?namespace=profile&key=diet", {}),
+        ("POST", "/store/items/search", {"json": {"namespace_prefix": ["profile"]}}),
+        ("DELETE", f"/threads/{t}", {}),
     ]
 
 
 # Endpoints that serve the caller's own view: 200 for any authenticated caller, so for
 # them "refused" means "none of the owner's data in the answer".
 OWN_VIEW = {"/v1/threads", "/v1/feedback/summary", "/v1/memory/long-term", "/v1/usage"}
-OWN_VIEW |= {"/v1/memory/long-term/export", "/v1/tools"}
+OWN_VIEW |= {"/v1/memory/long-term/export", "/v1/tools", "/threads/search"}
+OWN_VIEW |= {"/store/items/search"}
 
 
 def test_every_endpoint_refuses_other_callers_and_leaks_nothing(
