@@ -6,11 +6,14 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import uvicorn
 
 from core.settings import Settings, get_settings
 
@@ -75,8 +78,6 @@ def _bound(settings: Settings, host: str | None, port: int | None) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api.app import create_app
     from api.server import server_config
     from core.otel import instrument_httpx
@@ -98,13 +99,24 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
         if settings.tracing.enabled:
             instrument_httpx()
-        host, port = settings.server.host, settings.server.port
-        print(f"keel: serving on http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; make that unwind the stack
         # (stopping Postgres and the model server) instead of killing the process.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.Server(server_config(app, settings)).run()
+        _Announcing(server_config(app, settings)).run()
     return exit_code
+
+
+class _Announcing(uvicorn.Server):
+    """uvicorn's server, printing the URL once the app has started and the socket listens.
+
+    Printed earlier, the URL would be there before the app could answer it.
+    """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:  # a failed startup (port taken, lifespan error) sets it
+            host, port = self.config.host, self.config.port
+            print(f"keel: serving on http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
 
 
 def _dev_tokens_allowed(settings: Settings) -> bool:
