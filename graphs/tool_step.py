@@ -24,7 +24,7 @@ from graphs.emit import emit, usage_of
 from graphs.nodes import structured
 from tools.adapter import Ask, Step, Usage
 from tools.gateway import ToolSpec
-from tools.pipeline import Caller, Outcome, ToolPipeline
+from tools.pipeline import Caller, ToolPipeline
 from tools.validation import RepairModel
 
 
@@ -56,37 +56,6 @@ def step_of(
     told = prompts.data("conversation", conversation[-1500:]) if conversation else ""
     tool, text, run, tz = step["tool"], step["description"], ctx.run_id, ctx.timezone
     return Step(tool, text, question, index, run, earlier, tz, conversation=told)
-
-
-async def run_tool_step(
-    writer: StreamWriter,
-    node: str,
-    ctx: RunContext,
-    step: dict[str, Any],
-    question: str,
-    index: int,
-    earlier: tuple[dict[str, Any], ...] = (),
-    conversation: str = "",
-) -> Outcome:
-    """Call the step's tool; failures are ``tool_error`` events, never exceptions."""
-    at = step_of(ctx, step, question, index, earlier, conversation)
-    return await pipeline(writer, node, ctx).run(at)
-
-
-async def finish_held(
-    writer: StreamWriter,
-    node: str,
-    ctx: RunContext,
-    held: dict[str, Any],
-    decision: dict[str, Any],
-    step: dict[str, Any],
-    question: str,
-    earlier: tuple[dict[str, Any], ...] = (),
-    conversation: str = "",
-) -> Outcome:
-    """The held call after the caller's decision: called with its held arguments, or not."""
-    at = step_of(ctx, step, question, int(held["index"]), earlier, conversation)
-    return await pipeline(writer, node, ctx).finish(held, decision, at)
 
 
 def ask(ctx: RunContext) -> Ask:

@@ -52,7 +52,7 @@ from memory.router import (
     remember_intent,
     select_fields,
 )
-from memory.session import Fact, SessionMemory
+from memory.session import Fact, FactKind, SessionMemory
 from memory.short_term import window
 
 log = logging.getLogger(__name__)
@@ -231,32 +231,26 @@ async def remember(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]
     session = ctx.memory.session if ctx.memory is not None else None
     if session is None:
         return {}
-    facts: list[Fact] = []
-    for step, finding in zip(state.get("plan", []), state.get("findings", []), strict=False):
-        if step["tool"] == "none" or not finding.get("text"):
-            continue
-        facts.append(
-            Fact(
-                tenant=ctx.identity.tenant,
-                thread_id=ctx.thread_id,
-                source=f"step:{step['tool']}:{_digest(step['description'])}",
-                kind="tool_result",
-                text=f"{step['description']}: {finding['text']}"[:8000],
-                meta={"tool": step["tool"], "run_id": ctx.run_id},
-            )
+
+    def fact(source: str, kind: FactKind, text: str, **meta: Any) -> Fact:
+        tenant, thread = ctx.identity.tenant, ctx.thread_id
+        return Fact(tenant=tenant, thread_id=thread, source=source, kind=kind, text=text, meta=meta)
+
+    facts = [
+        fact(
+            f"step:{step['tool']}:{_digest(step['description'])}",
+            "tool_result",
+            f"{step['description']}: {finding['text']}"[:8000],
+            tool=step["tool"],
+            run_id=ctx.run_id,
         )
+        for step, finding in zip(state.get("plan", []), state.get("findings", []), strict=False)
+        if step["tool"] != "none" and finding.get("text")
+    ]
     question = last_question(state["messages"])
     memory_request = state.get("recalled", {}).get("memory_note")
     if is_statement(question) and not memory_request:  # those live in long-term memory
-        facts.append(
-            Fact(
-                tenant=ctx.identity.tenant,
-                thread_id=ctx.thread_id,
-                source=f"said:{_digest(question)}",
-                kind="user_statement",
-                text=question[:8000],
-            )
-        )
+        facts.append(fact(f"said:{_digest(question)}", "user_statement", question[:8000]))
     if not facts:
         return {}
     try:

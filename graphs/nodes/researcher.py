@@ -22,7 +22,7 @@ from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import chat, last_question, recalled_text, today_line
 from graphs.state import State
-from graphs.tool_step import finish_held, run_tool_step
+from graphs.tool_step import pipeline, step_of
 from tools.pipeline import Degraded, Held, Outcome
 
 NODE = "researcher"
@@ -47,15 +47,8 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     earlier = _earlier(state["plan"], findings)
     conversation = str(state.get("recalled", {}).get("conversation", ""))
     used: Outcome | None = None
-    if pending is not None and ctx.tools is not None and "decision" in pending:
-        used = await finish_held(
-            writer, NODE, ctx, pending, pending["decision"], step, question, earlier, conversation
-        )
-        if isinstance(used, Held):  # the fix of code that failed, offered for confirmation
-            return {"pending": used.held, "usage": used.usage}
-        usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
-        prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
-    elif step["tool"] != "none" and ctx.tools is None:
+    deciding = pending is not None and "decision" in pending
+    if step["tool"] != "none" and ctx.tools is None:
         emit(
             writer,
             NODE,
@@ -64,9 +57,14 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
                 message=f"Tool {step['tool']!r} is not available; answering from the model alone.",
             ),
         )
-    elif step["tool"] != "none":
-        used = await run_tool_step(writer, NODE, ctx, step, question, index, earlier, conversation)
-        if isinstance(used, Held):
+    elif step["tool"] != "none" or deciding:
+        tools = pipeline(writer, NODE, ctx)
+        if pending is not None and deciding:  # the caller decided on the held call
+            at = step_of(ctx, step, question, int(pending["index"]), earlier, conversation)
+            used = await tools.finish(pending, pending["decision"], at)
+        else:
+            used = await tools.run(step_of(ctx, step, question, index, earlier, conversation))
+        if isinstance(used, Held):  # for confirmation (or the fix of code that failed)
             return {"pending": used.held, "usage": used.usage}
         usage, degraded = used.usage, used.source if isinstance(used, Degraded) else None
         prompt += f"\nTool result:\n{prompts.data('tool_result', used.note)}"
