@@ -107,6 +107,9 @@ class RunHandle:
     attempt: int = 1  # 2 and up: taken over from a replica that died
     logged_start: bool = False  # run_started is in the log already (a taken-over run)
     lost: bool = False  # another replica took the run over: write nothing more
+    # Until when (monotonic) the lease surely holds: half a lease after its last renewal was
+    # sent. Past it, the writer renews before it writes, so it never writes without the lease.
+    lease_until: float = 0.0
 
     def request(self) -> dict[str, Any]:
         """What a replica that takes the run over needs to start it again."""
@@ -245,15 +248,22 @@ class RunExecutor:
 
     async def renew_leases(self) -> None:
         """Renew this process's leases; stop, silently, the runs another replica took over."""
-        if not self.active:
-            return
-        held = await self.store.heartbeat(list(self.active), self.owner)
-        for run_id, handle in list(self.active.items()):
-            if run_id not in held and not handle.lost:
+        if self.active:
+            await self._renew(list(self.active.values()))
+
+    async def _renew(self, handles: list[RunHandle]) -> bool:
+        """Renew the leases of ``handles``; returns whether all are still this process's."""
+        sent = time.monotonic()
+        held = await self.store.heartbeat([h.run_id for h in handles], self.owner)
+        for handle in handles:
+            if handle.run_id in held:
+                handle.lease_until = sent + self.settings.runs.stale_after_s / 2
+            elif not handle.lost:
                 log.warning("lost the lease of a run; another replica resumes it")
                 handle.lost = True
                 if handle.task is not None:
                     handle.task.cancel()
+        return all(h.run_id in held for h in handles)
 
     async def take_over(self) -> int:
         """Take over the runs whose lease lapsed: resume each, or close it when it may not be.
@@ -263,6 +273,7 @@ class RunExecutor:
         ``agent_status: error``, ``error`` and ``run_finished{error}``. Returns how many runs
         this call took.
         """
+        sent = time.monotonic()
         rows = await self.store.take_over(self.owner)
         for row in rows:
             if row["request"] is None:
@@ -270,7 +281,9 @@ class RunExecutor:
             elif row["attempts"] > self.settings.runs.max_attempts:
                 await self._close(row, "run_attempts_exhausted", _EXHAUSTED)
             else:
-                self._resume(RunHandle.taken_over(row))
+                handle = RunHandle.taken_over(row)
+                handle.lease_until = sent + self.settings.runs.stale_after_s / 2
+                self._resume(handle)
         return len(rows)
 
     def _resume(self, handle: RunHandle) -> None:
@@ -278,6 +291,10 @@ class RunExecutor:
             "resuming a run whose owner died",
             extra={"keel": {"run_id": handle.run_id, "attempt": handle.attempt}},
         )
+        stale = self.active.get(handle.run_id)
+        if stale is not None and stale.task is not None:  # this process stalled past its lease
+            stale.lost = True
+            stale.task.cancel()  # it ends before the resumed one takes the thread's lock
         self.active[handle.run_id] = handle
         handle.task = asyncio.create_task(self._run(handle), name=f"run-{handle.run_id}")
 
@@ -453,6 +470,8 @@ class RunExecutor:
             give_up = time.monotonic() + _WRITE_GIVE_UP_S
             for attempt in itertools.count():
                 try:
+                    if time.monotonic() > handle.lease_until and not await self._renew([handle]):
+                        return  # the run is another replica's now: these events are not ours
                     await self.log.append(batch)
                     break
                 except psycopg.errors.UniqueViolation:
@@ -487,7 +506,8 @@ class RunExecutor:
             lock.release()
             if not lock.locked() and self._locks.get(handle.thread_id) is lock:
                 del self._locks[handle.thread_id]
-            self.active.pop(handle.run_id, None)
+            if self.active.get(handle.run_id) is handle:
+                del self.active[handle.run_id]
 
     async def _claim(self, handle: RunHandle, *, wait: bool) -> None:
         """Lease the run to this process and read the thread's last seq, in one statement.
@@ -496,11 +516,13 @@ class RunExecutor:
         a sweep resumes or closes it); each try is that same one statement.
         """
         while True:
+            sent = time.monotonic()
             seq = await self.store.claim(
                 handle.thread_id, handle.run_id, self.owner, force=not wait
             )
             if seq is not None:
                 handle.seq = seq
+                handle.lease_until = sent + self.settings.runs.stale_after_s / 2
                 return
             await asyncio.sleep(0.2)
 

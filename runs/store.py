@@ -78,12 +78,14 @@ SELECT (SELECT b FROM busy) AS busy,
   (SELECT coalesce(max(seq), 0) FROM events WHERE thread_id = %(thread_id)s) AS seq
 """
 # Runs whose lease lapsed are taken by the caller, a few at a time; two replicas sweeping at
-# once take disjoint rows (SKIP LOCKED, and the lapse is checked again on the locked row).
+# once take disjoint rows (SKIP LOCKED, and the lapse is checked again on the locked row). The
+# caller's own runs are left out: it is alive, and renews their leases once it can.
 _TAKE_OVER = """
 UPDATE runs r SET owner = %(owner)s, attempts = r.attempts + 1, heartbeat_at = now(),
   lease_expires_at = now() + make_interval(secs => %(lease_s)s)
 WHERE r.status IN ('queued', 'running') AND r.lease_expires_at < now() AND r.run_id IN (
   SELECT run_id FROM runs WHERE status IN ('queued', 'running') AND lease_expires_at < now()
+    AND owner IS DISTINCT FROM %(owner)s
   ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 RETURNING r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status, r.attempts,

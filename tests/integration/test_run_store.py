@@ -130,6 +130,7 @@ async def test_a_lapsed_lease_is_taken_over_by_one_replica_and_its_owner_loses_i
                 " WHERE run_id = ANY(%s)",
                 (rids,),
             )
+        assert await store.take_over("replica-a") == []  # alive: it renews them once it can
         # Two replicas sweep at once: each lapsed run goes to exactly one of them.
         taken = await asyncio.gather(
             store.take_over("replica-b", limit=3), store.take_over("replica-c", limit=3)
