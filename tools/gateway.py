@@ -8,9 +8,11 @@ A call goes: pin check (the agent pins this server) → argument check against t
 schema (``tools/validation.py``; the pipeline repairs before calling) → permission check (the
 tool's declared permissions against the run's JWT scopes, outside the LLM) → quota →
 circuit breaker → retries → call on the kept session with a timeout → result, kept in the
-result cache when the pin degrades to it (``tools/fallback.py``). A denied or invalid call
-never reaches the server. A tool named in ``tools.confirm`` is called only with
-``confirmed=True``: the pipeline (``tools/pipeline.py``) first ``hold``s it (same checks,
+result cache when the pin degrades to it (``tools/fallback.py``). A call the gateway stops
+waiting for (the run was cancelled, or the call timed out) is cancelled on the server too
+(MCP ``notifications/cancelled``), which ends its work there: python_exec kills its jail.
+A denied or invalid call never reaches the server. A tool named in ``tools.confirm`` is called
+only with ``confirmed=True``: the pipeline (``tools/pipeline.py``) first ``hold``s it (same checks,
 audited), the graph interrupts for the caller's decision, and it is recorded
 (``record_decision``). Argument repair and degradation live in the pipeline, not here.
 """
@@ -32,7 +34,15 @@ from typing import Any, TextIO
 
 from mcp import ClientSession, McpError, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
+from mcp.types import (
+    CONNECTION_CLOSED,
+    CallToolResult,
+    CancelledNotification,
+    CancelledNotificationParams,
+    ClientNotification,
+    TextContent,
+    Tool,
+)
 from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 from purgatory import AsyncCircuitBreakerFactory
@@ -668,16 +678,22 @@ class ToolGateway:
                 "keel.trace_id": trace_id,
             },
         )
+        # The id call_tool's request takes: nothing awaits between this read and its send.
+        request_id = session._request_id
         try:
             with trace.use_span(span, end_on_exit=True):
                 result = await session.call_tool(
                     spec.name, args, read_timeout_seconds=timedelta(seconds=timeout), meta=meta
                 )
+        except asyncio.CancelledError:
+            await _cancel_on_server(session, request_id, "the run was cancelled")
+            raise
         except McpError as exc:
             if exc.error.code == CONNECTION_CLOSED:
                 await srv.close()
                 raise ToolUnavailable(f"{spec.pin}: server crashed during the call") from exc
             if "timed out" in exc.error.message.lower():
+                await _cancel_on_server(session, request_id, f"no answer within {timeout:g} s")
                 raise ToolTimeout(f"{spec.qualified}: no answer within {timeout:g} s") from exc
             raise ToolFailed(f"{spec.qualified}: {exc.error.message}") from exc
         except RuntimeError as exc:  # the MCP client checks results against the output schema
@@ -686,6 +702,17 @@ class ToolGateway:
             raise err from exc
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         return _outcome(spec, result, duration_ms)
+
+
+async def _cancel_on_server(session: ClientSession, request_id: int, reason: str) -> None:
+    """Tell the server to stop the request ``request_id`` (the MCP client does not)."""
+    note = ClientNotification(
+        CancelledNotification(
+            params=CancelledNotificationParams(requestId=request_id, reason=reason)
+        )
+    )
+    with contextlib.suppress(Exception):  # a server gone already has nothing left to stop
+        await asyncio.shield(session.send_notification(note))
 
 
 def _outcome(spec: ToolSpec, result: CallToolResult, duration_ms: float) -> ToolOutcome:

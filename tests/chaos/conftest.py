@@ -116,7 +116,13 @@ class ApiProcess:
             return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
 
     def client(self, user: str = "alice", tenant: str = "acme", **kw: Any) -> httpx.Client:
-        token = issue_token(self.auth, user=user, tenant=tenant, scopes=kw.pop("scopes", []))
+        token = issue_token(
+            self.auth,
+            user=user,
+            tenant=tenant,
+            scopes=kw.pop("scopes", []),
+            tier=kw.pop("tier", "free"),
+        )
         return httpx.Client(
             base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {token}"}
         )
