@@ -38,37 +38,37 @@ def _log(c: httpx.Client, tid: str) -> list[dict[str, Any]]:
         return [f.data for f in parse(r.iter_lines())]
 
 
-def _start(c: httpx.Client, tid: str, until: str) -> list[dict[str, Any]]:
-    """Start a run and read its events up to the first of type ``until``."""
+def _orphan(
+    live: LiveServer, fake_llm: FakeOpenAI, c: httpx.Client, attempts: int | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Start a run and, once it answers, make it look like a dead replica's (lease lapsed).
+
+    Returns the thread and the events read so far.
+    """
+    fake_llm.by_schema.update({"Plan": PLAN, "text": "finding", "stream": ANSWER})
+    fake_llm.delay_s = 0.03
+    tid = c.post("/v1/threads").json()["thread_id"]
     seen: list[dict[str, Any]] = []
     with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "go"}}) as r:
         for frame in iter_frames(r.iter_lines()):
             seen.append(frame.data)
-            if frame.data["type"] == until:
+            if frame.data["type"] == "text_delta":
                 break
-    return seen
-
-
-def _take_lease(live: LiveServer, run_id: str, attempts: int | None = None) -> None:
-    """Make the run look like another, dead, replica's (its lease lapsed)."""
     live.sql(
         "UPDATE runs SET owner = 'dead-replica', lease_expires_at = now() - interval '1 second',"
         " attempts = coalesce(%s, attempts) WHERE run_id = %s",
         attempts,
-        run_id,
+        seen[0]["run_id"],
     )
+    return tid, seen
 
 
 def test_a_run_whose_lease_lapsed_is_resumed_with_its_seq_continued(
     leased: LiveServer, fake_llm: FakeOpenAI
 ) -> None:
-    fake_llm.by_schema.update({"Plan": PLAN, "text": "finding", "stream": ANSWER})
-    fake_llm.delay_s = 0.03
     with leased.client() as c:
-        tid = c.post("/v1/threads").json()["thread_id"]
-        seen = _start(c, tid, "text_delta")
+        tid, seen = _orphan(leased, fake_llm, c)
         run_id = seen[0]["run_id"]
-        _take_lease(leased, run_id)
         deadline = time.monotonic() + 30
         while leased.sql("SELECT status FROM runs WHERE run_id = %s", run_id)[0]["status"] in (
             "queued",
@@ -96,13 +96,8 @@ def test_a_run_whose_lease_lapsed_is_resumed_with_its_seq_continued(
 def test_a_run_past_its_attempts_ends_with_a_clear_error(
     leased: LiveServer, fake_llm: FakeOpenAI
 ) -> None:
-    fake_llm.by_schema.update({"Plan": PLAN, "text": "finding", "stream": ANSWER})
-    fake_llm.delay_s = 0.03
     with leased.client() as c:
-        tid = c.post("/v1/threads").json()["thread_id"]
-        seen = _start(c, tid, "text_delta")
-        run_id = seen[0]["run_id"]
-        _take_lease(leased, run_id, attempts=2)  # max_attempts: 2, used up
+        tid, seen = _orphan(leased, fake_llm, c, attempts=2)  # max_attempts: 2, used up
         with c.stream(
             "GET", f"/v1/threads/{tid}/stream", headers={"Last-Event-ID": str(seen[-1]["seq"])}
         ) as r:
