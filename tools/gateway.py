@@ -72,6 +72,7 @@ from tools.errors import (
     failure_kind,
 )
 from tools.fallback import CachedResult, ResultCache
+from tools.intents import OutcomeUnknown, ToolIntents
 from tools.sandbox import sandbox_available
 from tools.servers.common import PERMISSIONS_META, TENANT_META, TRACE_META, USER_META
 from tools.validation import ArgumentsInvalid, describe_errors, expected_of, validate
@@ -99,6 +100,16 @@ class ToolSpec:
     def qualified(self) -> str:
         """``server.tool``: the name used in events."""
         return f"{self.server}.{self.name}"
+
+    @property
+    def side_effects(self) -> bool:
+        """Whether a call changes something: the tool declares a ``write:`` or ``exec:`` scope."""
+        return any(p.split(":", 1)[0] in ("write", "exec") for p in self.permissions)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the tool takes an ``idempotency_key`` (a repeat under it does nothing new)."""
+        return "idempotency_key" in self.input_schema.get("properties", {})
 
 
 @dataclass(frozen=True)
@@ -214,6 +225,7 @@ class ToolGateway:
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self.cache = ResultCache(pool) if pool is not None else None
         self.audit = ToolAudit(pool) if pool is not None else None
+        self.intents = ToolIntents(pool) if pool is not None else None
         self._servers: dict[str, _Server] = {}
         self._specs: dict[str, list[ToolSpec]] = {}
         self.refused: dict[str, str] = {}
@@ -571,11 +583,13 @@ class ToolGateway:
         trace_id: str = "",
         timeout_s: float | None = None,
         confirmed: bool = False,
+        key: str | None = None,
     ) -> ToolOutcome:
         """Check arguments and permissions, then call ``spec`` through its breaker and retries.
 
         ``confirmed`` says the caller approved this call; a tool named in ``tools.confirm``
-        is refused without it.
+        is refused without it. ``key`` names the call across a resumed run: a side-effecting
+        call is recorded under it as an intent first (``tools/intents.py``).
 
         Raises:
             ConfirmationRequired: the tool needs confirmation and ``confirmed`` is false.
@@ -587,6 +601,8 @@ class ToolGateway:
                 its cool-down has not passed (the server is not called).
             ToolTimeout, ToolUnavailable, ToolRateLimited, ToolFailed: the call failed
                 (after the retries ``tools.retry`` allows).
+            OutcomeUnknown: a call under ``key`` was started before and its outcome is not
+                known, and the tool cannot be asked by key (the server is not called).
         """
         decision, outcome = "denied", "internal_error"
         try:
@@ -597,7 +613,7 @@ class ToolGateway:
                 )
             await check_tool_call(identity, self.settings)
             decision = "allowed"
-            result = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+            result = await self._once(spec, args, identity, trace_id, timeout_s, key)
             outcome = "ok"
             return result
         except KeelError as exc:
@@ -607,6 +623,43 @@ class ToolGateway:
             raise
         finally:
             await self._audit(spec, args, identity, trace_id, decision, outcome)
+
+    async def _once(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        identity: Identity,
+        trace_id: str,
+        timeout_s: float | None,
+        key: str | None,
+    ) -> ToolOutcome:
+        """The call, recorded as an intent first when it changes something.
+
+        A repeat under ``key`` of a tool without an idempotency key is not made: it answers
+        the recorded result, or raises ``OutcomeUnknown``.
+        """
+        if key is None or self.intents is None or not spec.side_effects:
+            return await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+        where = {"tenant": identity.tenant, "key": key}
+        prior = await self.intents.begin(
+            **where, trace_id=trace_id, tool=spec.qualified, version=spec.version
+        )
+        if prior is not None and not spec.idempotent:
+            if prior["outcome"] == "ok":
+                return ToolOutcome(spec, prior["result"], prior["text"] or "", 0.0)
+            err = OutcomeUnknown(
+                f"{spec.qualified} was started before the run was interrupted and may have"
+                " run; its outcome is unknown, so it was not run again"
+            )
+            err.hint = "tell the user; ask them whether to run it again"
+            raise err
+        try:
+            outcome = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+        except KeelError as exc:
+            await self.intents.finish(**where, outcome=exc.code)
+            raise
+        await self.intents.finish(**where, outcome="ok", result=outcome.result, text=outcome.text)
+        return outcome
 
     def _admit(self, spec: ToolSpec, args: dict[str, Any], identity: Identity) -> None:
         errors = validate(spec.input_schema, args)
