@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -613,7 +613,13 @@ class ToolGateway:
                 )
             await check_tool_call(identity, self.settings)
             decision = "allowed"
-            result = await self._once(spec, args, identity, trace_id, timeout_s, key)
+            result = await self._recorded(
+                spec,
+                identity,
+                trace_id,
+                key,
+                lambda: self._resilient_call(spec, args, identity, trace_id, timeout_s),
+            )
             outcome = "ok"
             return result
         except KeelError as exc:
@@ -624,22 +630,21 @@ class ToolGateway:
         finally:
             await self._audit(spec, args, identity, trace_id, decision, outcome)
 
-    async def _once(
+    async def _recorded(
         self,
         spec: ToolSpec,
-        args: dict[str, Any],
         identity: Identity,
         trace_id: str,
-        timeout_s: float | None,
         key: str | None,
+        make_call: Callable[[], Awaitable[ToolOutcome]],
     ) -> ToolOutcome:
-        """The call, recorded as an intent first when it changes something.
+        """``make_call()``, recorded as an intent first when it changes something.
 
         A repeat under ``key`` of a tool without an idempotency key is not made: it answers
         the recorded result, or raises ``OutcomeUnknown``.
         """
         if key is None or self.intents is None or not spec.side_effects:
-            return await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+            return await make_call()
         where = {"tenant": identity.tenant, "key": key}
         prior = await self.intents.begin(
             **where, trace_id=trace_id, tool=spec.qualified, version=spec.version
@@ -654,7 +659,7 @@ class ToolGateway:
             err.hint = "tell the user; ask them whether to run it again"
             raise err
         try:
-            outcome = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+            outcome = await make_call()
         except KeelError as exc:
             await self.intents.finish(**where, outcome=exc.code)
             raise
