@@ -198,8 +198,12 @@ class RunSettings(BaseModel):
     max_body_bytes: int = 262_144
     recursion_limit: int = 25
     double_texting: DoubleTexting = "reject"
+    # A run is leased to the replica running it, renewed every heartbeat_s; a lease not renewed
+    # for stale_after_s lapses and another replica resumes the run from its last checkpoint,
+    # at most max_attempts times in all (the first included), then ends it run_attempts_exhausted.
     heartbeat_s: float = 10.0
     stale_after_s: float = 30.0
+    max_attempts: int = Field(default=3, ge=1)
 
 
 class RetentionSettings(BaseModel):

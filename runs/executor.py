@@ -6,17 +6,27 @@ publishes them to live subscribers. It always ends a run with ``run_finished``.
 
 One run at a time writes to a thread. A second run on a busy thread follows the configured
 double-texting policy: ``reject`` (409), ``enqueue`` (it waits for the current run, in this
-process), or ``interrupt`` (the current run is cancelled, then the new one starts). Runs send a
-heartbeat, so a run left ``running`` by a crashed replica stops blocking its thread, and every
-replica closes such orphans (policy: fail, not resume): it appends ``agent_status: error``,
-``error{code: run_interrupted}`` and ``run_finished{error}`` after the run's last logged event,
-so a client resuming its stream ends cleanly and the thread takes new runs.
+process), or ``interrupt`` (the current run is cancelled, then the new one starts).
+
+Runs are owned by lease. Recording a run leases it to this process (``runs.owner``,
+``lease_expires_at``); a heartbeat renews the leases of the process's runs every
+``runs.heartbeat_s``. A lease not renewed for ``runs.stale_after_s`` lapses: its owner died (or
+stalled), and every replica's heartbeat sweeps for such runs and takes them over, one replica
+per run. The taker resumes the run from its last checkpoint with LangGraph's own resume (the
+graph is streamed with ``None`` as input on the thread; a run whose first checkpoint never
+landed starts again from its recorded request), continuing the thread's event sequence after
+its last logged event with a ``warning{run_resumed}``, so a client resuming its stream with
+``Last-Event-ID`` reads on without a gap or a duplicate. The node that was running when the
+owner died runs again from its start (its events are told again after the warning). A run
+is taken at most ``runs.max_attempts`` times in all; the claim past that closes it with
+``error{run_attempts_exhausted}`` and ``run_finished{error}``. An owner whose lease was taken
+from it stops its run without writing another event.
 
 A run whose graph interrupted (a tool call held for the caller's confirmation) ends
 ``run_finished{interrupted}``; a confirm request starts a new run with ``resume``, which feeds
 the decision to the graph as ``Command(resume=...)`` instead of a new message.
 
-Its statements on the ``runs`` table (record, claim, heartbeat, the orphan sweep) are
+Its statements on the ``runs`` table (record, claim, lease renewal, take-over) are
 ``RunStore``'s (runs/store.py).
 """
 
@@ -65,6 +75,10 @@ _BATCH = 256
 # for this long: the events wait in memory, in order, so the log stays gap-free and the run's
 # stream ends once Postgres is back. Giving up sooner lost every later event of the run.
 _WRITE_GIVE_UP_S = 120.0
+_INTERRUPTED = "The server running this request stopped before it finished; ask again."
+_EXHAUSTED = (
+    "The servers running this request stopped before it finished, too many times; ask again."
+)
 
 
 @dataclass
@@ -75,6 +89,10 @@ class RunHandle:
     thread_id: str
     trace_id: str
     identity: Identity
+    agent: str = "research"
+    message: str = ""
+    checkpoint_id: str | None = None
+    resumes_run_id: str | None = None
     seq: int = 0
     task: asyncio.Task[None] | None = None
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
@@ -86,6 +104,53 @@ class RunHandle:
     variant_reason: str | None = None
     resume: dict[str, Any] | None = None  # the decision this run feeds to an interrupted graph
     interrupted: bool = False  # the graph paused in ``interrupt`` (a held tool call)
+    attempt: int = 1  # 2 and up: taken over from a replica that died
+    logged_start: bool = False  # run_started is in the log already (a taken-over run)
+    lost: bool = False  # another replica took the run over: write nothing more
+    # Until when (monotonic) the lease surely holds: half a lease after its last renewal was
+    # sent. Past it, the writer renews before it writes, so it never writes without the lease.
+    lease_until: float = 0.0
+
+    def request(self) -> dict[str, Any]:
+        """What a replica that takes the run over needs to start it again."""
+        ident = self.identity
+        return {
+            "identity": {
+                "user_id": ident.user_id,
+                "tenant": ident.tenant,
+                "scopes": sorted(ident.scopes),
+                "tier": ident.tier,
+                "api_key_id": ident.api_key_id,
+                "tz": ident.tz,
+            },
+            "message": self.message,
+            "checkpoint_id": self.checkpoint_id,
+            "resume": self.resume,
+            "resumes_run_id": self.resumes_run_id,
+            "max_duration_s": self.max_duration_s,
+        }
+
+    @classmethod
+    def taken_over(cls, row: dict[str, Any]) -> RunHandle:
+        """The handle of a run this process took over (a ``RunStore.take_over`` row)."""
+        req = row["request"]
+        ident = req["identity"]
+        return cls(
+            row["run_id"],
+            row["thread_id"],
+            row["trace_id"],
+            Identity(**{**ident, "scopes": frozenset(ident["scopes"])}),
+            agent=row["agent"],
+            message=req["message"],
+            checkpoint_id=req["checkpoint_id"],
+            resumes_run_id=req["resumes_run_id"],
+            seq=int(row["seq"]),
+            max_duration_s=req["max_duration_s"],
+            variant=row["agent_variant"],
+            resume=req["resume"],
+            attempt=int(row["attempts"]),
+            logged_start=bool(row["started"]),
+        )
 
 
 def _transient(exc: BaseException) -> bool:
@@ -114,6 +179,18 @@ def _public_error(exc: BaseException) -> tuple[str, str]:
             " moment, or rephrase your question."
         )
     return "run_failed", "The run failed; quote the trace_id to find out why."
+
+
+def _resumed(attempt: int, of: int) -> NodeEvent:
+    """The warning a taken-over run tells before it goes on."""
+    return NodeEvent(
+        type="warning",
+        data={
+            "code": "run_resumed",
+            "message": "The server running this request stopped; another one resumed it from"
+            f" its last saved step, which starts again (attempt {attempt} of {of}).",
+        },
+    )
 
 
 class RunExecutor:
@@ -153,64 +230,101 @@ class RunExecutor:
         self.active: dict[str, RunHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        # This process's name on the runs it leases (and on its event notifications).
+        self.owner = event_log.instance or uuid.uuid4().hex
 
     async def start_heartbeat(self) -> None:
-        """Keep the ``heartbeat_at`` of this process's runs fresh, and close orphaned runs."""
+        """Renew the leases of this process's runs, and take over runs whose lease lapsed."""
         self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
 
     async def _beat(self) -> None:
         while True:
             try:
-                if self.active:
-                    await self.store.heartbeat(list(self.active))
-                await self.close_orphans()
+                await self.renew_leases()
+                await self.take_over()
             except Exception as exc:
                 log.warning("run heartbeat failed: %s", type(exc).__name__)
             await asyncio.sleep(self.settings.runs.heartbeat_s)
 
-    async def close_orphans(self) -> int:
-        """End the runs whose process died (no heartbeat for ``runs.stale_after_s``).
+    async def renew_leases(self) -> None:
+        """Renew this process's leases; stop, silently, the runs another replica took over."""
+        if self.active:
+            await self._renew(list(self.active.values()))
 
-        Each gets ``agent_status: error``, ``error{run_interrupted}`` and ``run_finished{error}``
-        after its thread's last event. Two replicas racing for one orphan cannot both write:
-        the second insert hits the ``(thread_id, seq)`` key and is dropped. Returns how many
-        this call closed.
+    async def _renew(self, handles: list[RunHandle]) -> bool:
+        """Renew the leases of ``handles``; returns whether all are still this process's."""
+        sent = time.monotonic()
+        held = await self.store.heartbeat([h.run_id for h in handles], self.owner)
+        for handle in handles:
+            if handle.run_id in held:
+                handle.lease_until = sent + self.settings.runs.stale_after_s / 2
+            elif not handle.lost:
+                log.warning("lost the lease of a run; another replica resumes it")
+                handle.lost = True
+                if handle.task is not None:
+                    handle.task.cancel()
+        return all(h.run_id in held for h in handles)
+
+    async def take_over(self) -> int:
+        """Take over the runs whose lease lapsed: resume each, or close it when it may not be.
+
+        A run is resumed while it has attempts left (``runs.max_attempts``); past that, or
+        without a recorded request, it is closed after its thread's last event with
+        ``agent_status: error``, ``error`` and ``run_finished{error}``. Returns how many runs
+        this call took.
         """
-        orphans = await self.store.stale_runs(list(self.active))
-        closed = 0
-        for row in orphans:
-            last = await self.log.last_seq(row["thread_id"])
-            message = "The server running this request stopped before it finished; ask again."
-            tail = [
-                NodeEvent(type="agent_status", data={"status": "error"}),
-                NodeEvent(type="error", data={"code": "run_interrupted", "message": message}),
-                NodeEvent(
-                    type="run_finished",
-                    data={"status": "error", "duration_ms": round(float(row["age_ms"]), 1)},
-                ),
-            ]
-            events = [
-                envelope(
-                    ev,
-                    seq=last + i,
-                    thread_id=row["thread_id"],
-                    run_id=row["run_id"],
-                    trace_id=row["trace_id"],
-                    ts=now(),
-                )
-                for i, ev in enumerate(tail, 1)
-            ]
-            try:
-                await self.log.append(events)
-            except psycopg.errors.UniqueViolation:
-                continue  # another replica closed it, or the run wrote after all
-            log.warning(
-                "closed an orphaned run",
-                extra={"keel": {"run_id": row["run_id"], "thread_id": row["thread_id"]}},
+        sent = time.monotonic()
+        rows = await self.store.take_over(self.owner)
+        for row in rows:
+            if row["request"] is None:
+                await self._close(row, "run_interrupted", _INTERRUPTED)
+            elif row["attempts"] > self.settings.runs.max_attempts:
+                await self._close(row, "run_attempts_exhausted", _EXHAUSTED)
+            else:
+                handle = RunHandle.taken_over(row)
+                handle.lease_until = sent + self.settings.runs.stale_after_s / 2
+                self._resume(handle)
+        return len(rows)
+
+    def _resume(self, handle: RunHandle) -> None:
+        log.warning(
+            "resuming a run whose owner died",
+            extra={"keel": {"run_id": handle.run_id, "attempt": handle.attempt}},
+        )
+        stale = self.active.get(handle.run_id)
+        if stale is not None and stale.task is not None:  # this process stalled past its lease
+            stale.lost = True
+            stale.task.cancel()  # it ends before the resumed one takes the thread's lock
+        self.active[handle.run_id] = handle
+        handle.task = asyncio.create_task(self._run(handle), name=f"run-{handle.run_id}")
+
+    async def _close(self, row: dict[str, Any], code: str, message: str) -> None:
+        """End a taken-over run that may not be resumed, after its thread's last event."""
+        tail = [
+            NodeEvent(type="agent_status", data={"status": "error"}),
+            NodeEvent(type="error", data={"code": code, "message": message}),
+            NodeEvent(
+                type="run_finished",
+                data={"status": "error", "duration_ms": round(float(row["age_ms"]), 1)},
+            ),
+        ]
+        events = [
+            envelope(
+                ev,
+                seq=int(row["seq"]) + i,
+                thread_id=row["thread_id"],
+                run_id=row["run_id"],
+                trace_id=row["trace_id"],
+                ts=now(),
             )
-            self.broker.publish(row["thread_id"], events)
-            closed += 1
-        return closed
+            for i, ev in enumerate(tail, 1)
+        ]
+        await self.log.append(events)
+        log.warning(
+            "closed a run whose owner died",
+            extra={"keel": {"run_id": row["run_id"], "code": code}},
+        )
+        self.broker.publish(row["thread_id"], events)
 
     def local_run(self, thread_id: str) -> str | None:
         """A run of ``thread_id`` in this process, alive whatever its heartbeat says.
@@ -253,16 +367,18 @@ class RunExecutor:
             thread_id,
             trace_id,
             identity,
+            agent=agent,
+            message=message,
+            checkpoint_id=checkpoint_id,
+            resumes_run_id=resumes_run_id,
             ticket=ticket,
             max_duration_s=max_duration_s,
             resume=resume,
         )
         await self._route(handle, agent)
-        await self._admit(handle, agent, resumes_run_id, double_texting)
+        await self._admit(handle, double_texting)
         self.active[run_id] = handle
-        handle.task = asyncio.create_task(
-            self._run(handle, message, agent, checkpoint_id, resumes_run_id), name=f"run-{run_id}"
-        )
+        handle.task = asyncio.create_task(self._run(handle), name=f"run-{run_id}")
         return handle
 
     async def _route(self, handle: RunHandle, agent: str) -> None:
@@ -272,13 +388,7 @@ class RunExecutor:
         outcomes = await self.feedback.outcomes(agent, handle.identity.tier) if learn else {}
         handle.variant, handle.variant_reason = self._routers[agent].choose(spec, outcomes)
 
-    async def _admit(
-        self,
-        handle: RunHandle,
-        agent: str,
-        resumes_run_id: str | None,
-        double_texting: DoubleTexting | None = None,
-    ) -> None:
+    async def _admit(self, handle: RunHandle, double_texting: DoubleTexting | None = None) -> None:
         """Record the run under the double-texting policy; note a quick follow-up.
 
         Raises:
@@ -290,10 +400,12 @@ class RunExecutor:
             run_id=handle.run_id,
             thread_id=handle.thread_id,
             trace_id=handle.trace_id,
-            agent=agent,
+            agent=handle.agent,
             variant=handle.variant,
-            resumes=resumes_run_id,
+            resumes=handle.resumes_run_id,
             reject=policy == "reject",
+            owner=self.owner,
+            request=handle.request(),
         )
         if busy is not None:
             if policy == "reject":
@@ -331,6 +443,8 @@ class RunExecutor:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _emit(self, handle: RunHandle, ev: NodeEvent) -> None:
+        if handle.lost:
+            return  # the run is another replica's now
         handle.seq += 1
         handle.queue.put_nowait(
             envelope(
@@ -360,6 +474,8 @@ class RunExecutor:
             give_up = time.monotonic() + _WRITE_GIVE_UP_S
             for attempt in itertools.count():
                 try:
+                    if time.monotonic() > handle.lease_until and not await self._renew([handle]):
+                        return  # the run is another replica's now: these events are not ours
                     await self.log.append(batch)
                     break
                 except psycopg.errors.UniqueViolation:
@@ -377,14 +493,7 @@ class RunExecutor:
                 observe_event(ev)
             self.broker.publish(handle.thread_id, batch)
 
-    async def _run(
-        self,
-        handle: RunHandle,
-        message: str,
-        agent: str,
-        checkpoint_id: str | None,
-        resumes_run_id: str | None = None,
-    ) -> None:
+    async def _run(self, handle: RunHandle) -> None:
         trace_id_var.set(handle.trace_id)
         run_id_var.set(handle.run_id)
         thread_id_var.set(handle.thread_id)
@@ -396,75 +505,64 @@ class RunExecutor:
             cancelled_while_queued = True
             await lock.acquire()
         try:
-            await self._run_locked(
-                handle, message, agent, checkpoint_id, cancelled_while_queued, resumes_run_id
-            )
+            await self._run_locked(handle, cancelled_while_queued)
         finally:
             lock.release()
             if not lock.locked() and self._locks.get(handle.thread_id) is lock:
                 del self._locks[handle.thread_id]
-            self.active.pop(handle.run_id, None)
+            if self.active.get(handle.run_id) is handle:
+                del self.active[handle.run_id]
 
     async def _claim(self, handle: RunHandle, *, wait: bool) -> None:
-        """Mark the run running and read the thread's last seq, in one statement.
+        """Lease the run to this process and read the thread's last seq, in one statement.
 
-        With ``wait``, first wait (bounded by ``runs.stale_after_s``) while a live run of
-        another replica still writes to the thread; each try is that same one statement, which
-        claims the run only when no such run is found, or once the wait is over.
+        With ``wait``, first wait while another run still writes to the thread (it ends, or
+        a sweep resumes or closes it); each try is that same one statement.
         """
-        deadline = time.monotonic() + self.settings.runs.stale_after_s
         while True:
-            force = not wait or time.monotonic() >= deadline
-            seq = await self.store.claim(handle.thread_id, handle.run_id, force=force)
+            sent = time.monotonic()
+            seq = await self.store.claim(
+                handle.thread_id, handle.run_id, self.owner, force=not wait
+            )
             if seq is not None:
                 handle.seq = seq
+                handle.lease_until = sent + self.settings.runs.stale_after_s / 2
                 return
             await asyncio.sleep(0.2)
 
-    async def _run_locked(
-        self,
-        handle: RunHandle,
-        message: str,
-        agent: str,
-        checkpoint_id: str | None,
-        cancelled: bool,
-        resumes_run_id: str | None = None,
-    ) -> None:
-        if not cancelled:
-            try:
-                await self._claim(handle, wait=True)
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled:
-            await self._claim(handle, wait=False)
+    async def _run_locked(self, handle: RunHandle, cancelled: bool) -> None:
+        if handle.attempt == 1:  # a taken-over run was claimed by the take-over
+            if not cancelled:
+                try:
+                    await self._claim(handle, wait=True)
+                except asyncio.CancelledError:
+                    cancelled = True
+            if cancelled:
+                await self._claim(handle, wait=False)
         handle.started = time.monotonic()
         writer = asyncio.create_task(self._writer(handle), name=f"writer-{handle.run_id}")
-        self._emit(
-            handle,
-            NodeEvent(
-                type="run_started",
-                data={
-                    "agent": agent,
-                    "message": message,
-                    "parent_checkpoint_id": checkpoint_id,
-                    "agent_variant": handle.variant,
-                    "variant_reason": handle.variant_reason,
-                    "resumes_run_id": resumes_run_id,
-                },
-            ),
-        )
+        if not handle.logged_start:
+            self._emit(
+                handle,
+                NodeEvent(
+                    type="run_started",
+                    data={
+                        "agent": handle.agent,
+                        "message": handle.message,
+                        "parent_checkpoint_id": handle.checkpoint_id,
+                        "agent_variant": handle.variant,
+                        "variant_reason": handle.variant_reason,
+                        "resumes_run_id": handle.resumes_run_id,
+                    },
+                ),
+            )
+        if handle.attempt > 1:
+            self._emit(handle, _resumed(handle.attempt, self.settings.runs.max_attempts))
         log.info("run started", extra={"keel": {"agent_variant": handle.variant}})
-        status = await self._execute(handle, message, agent, checkpoint_id, cancelled)
+        status = await self._execute(handle, cancelled)
         await self._end(handle, writer, status)
 
-    async def _execute(
-        self,
-        handle: RunHandle,
-        message: str,
-        agent: str,
-        checkpoint_id: str | None,
-        cancelled: bool,
-    ) -> RunStatus:
+    async def _execute(self, handle: RunHandle, cancelled: bool) -> RunStatus:
         """Wait for the run's turn, then stream the graph within its time limit.
 
         Returns how the run ended; a failure is told in events, never raised.
@@ -482,8 +580,8 @@ class RunExecutor:
                         ),
                     )
             async with asyncio.timeout(handle.max_duration_s) as deadline:
-                with self._span(handle, agent):
-                    await self._stream_graph(handle, message, agent, checkpoint_id)
+                with self._span(handle):
+                    await self._stream_graph(handle)
         except asyncio.CancelledError:
             self._emit(handle, NodeEvent(type="agent_status", data={"status": "cancelled"}))
             return "cancelled"
@@ -496,7 +594,7 @@ class RunExecutor:
         self._emit(handle, NodeEvent(type="agent_status", data={"status": "done"}))
         return "success"
 
-    def _span(self, handle: RunHandle, agent: str) -> AbstractContextManager[Any]:
+    def _span(self, handle: RunHandle) -> AbstractContextManager[Any]:
         """The run's OpenTelemetry span, under the trace of the request that started it."""
         return _tracer.start_as_current_span(
             "run",
@@ -504,7 +602,7 @@ class RunExecutor:
             attributes={
                 "keel.run_id": handle.run_id,
                 "keel.thread_id": handle.thread_id,
-                "keel.agent": agent,
+                "keel.agent": handle.agent,
                 "keel.agent_variant": handle.variant or "",
                 "keel.user_id": handle.identity.user_id,
                 "keel.tenant": handle.identity.tenant,
@@ -554,16 +652,16 @@ class RunExecutor:
             await asyncio.shield(writer)
         except Exception:
             log.exception("could not write the run's last events")
-            await self._finish(handle, status)
+            if not handle.lost:
+                await self._finish(handle, status)
         log.info("run finished", extra={"keel": {"status": status, "duration_ms": duration_ms}})
 
-    async def _stream_graph(
-        self, handle: RunHandle, message: str, agent: str, checkpoint_id: str | None
-    ) -> None:
-        ident = handle.identity
+    def _config(self, handle: RunHandle) -> tuple[Any, RunContext]:
+        """The run's LangGraph config (thread, callbacks, metadata) and its context."""
+        ident, agent = handle.identity, handle.agent
         configurable: dict[str, Any] = {"thread_id": handle.thread_id}
-        if checkpoint_id:
-            configurable["checkpoint_id"] = checkpoint_id
+        if handle.checkpoint_id:
+            configurable["checkpoint_id"] = handle.checkpoint_id
         context = RunContext(
             identity=ident,
             trace_id=handle.trace_id,
@@ -589,6 +687,7 @@ class RunExecutor:
             "run_id": uuid.UUID(handle.run_id),
             "metadata": {
                 "trace_id": handle.trace_id,
+                # In every checkpoint's metadata: a taken-over run finds its own.
                 "keel_run_id": handle.run_id,
                 "user_id": ident.user_id,
                 "tenant": ident.tenant,
@@ -597,11 +696,29 @@ class RunExecutor:
                 "tool_versions": {p: self.settings.mcp_servers[p].version for p in pins},
             },
         }
-        graph_input: Any = (
-            Command(resume=handle.resume)
-            if handle.resume is not None
-            else {"messages": [HumanMessage(message)]}
-        )
+        return config, context
+
+    async def _graph_input(self, handle: RunHandle, config: Any) -> Any:
+        """What the graph is streamed with: the message, the caller's decision, or ``None``.
+
+        ``None`` (LangGraph's resume from the thread's latest checkpoint) for a taken-over run
+        whose own checkpoint landed before its owner died; such a run then goes on from the
+        thread's latest checkpoint, so a fork's ``checkpoint_id`` is dropped from ``config``.
+        """
+        if handle.attempt > 1:
+            latest = await self.graph.checkpointer.aget_tuple(  # type: ignore[union-attr]
+                {"configurable": {"thread_id": handle.thread_id}}
+            )
+            if latest is not None and latest.metadata.get("keel_run_id") == handle.run_id:
+                config["configurable"].pop("checkpoint_id", None)
+                return None
+        if handle.resume is not None:
+            return Command(resume=handle.resume)
+        return {"messages": [HumanMessage(handle.message)]}
+
+    async def _stream_graph(self, handle: RunHandle) -> None:
+        config, context = self._config(handle)
+        graph_input = await self._graph_input(handle, config)
         async for mode, chunk in self.graph.astream(
             graph_input,
             config,

@@ -62,6 +62,11 @@ async def prune(
             (retention.max_events_per_thread, retention.max_events_per_thread),
         )
         trimmed = cur.rowcount
+        # An intent outlives any run that could resume its call long before retention ends.
+        await conn.execute(
+            "DELETE FROM tool_intents WHERE started_at < now() - make_interval(days => %s)",
+            (retention.days,),
+        )
     if session is not None:
         for row in rows:
             await session.forget_thread(row["tenant"], row["thread_id"])

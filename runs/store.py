@@ -6,8 +6,9 @@ caller's behalf selects from it, so another tenant's or user's thread or run is 
 (404), never its data.
 
 The executor's statements on ``runs`` live here too: recording a run under the
-double-texting policy, claiming it, heartbeats, the sweep for runs whose process died, and
-the final status when a run's last events could not be written. One write stays outside on
+double-texting policy, claiming it under a lease, renewing the leases, taking over runs whose
+lease lapsed (their process died), and the final status when a run's last events could not be
+written. One write stays outside on
 purpose: ``EventLog.append`` (runs/event_log.py) closes a run in the same statement as the
 batch holding its ``run_finished``, a measured saving of one round trip and one commit per
 run, which also lets whoever sees the event see the run's final status. Retention
@@ -42,10 +43,10 @@ _DECIDED = (
     "(r.resumed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs x"
     " WHERE x.run_id = r.resumed_by AND x.status IN ('cancelled', 'error', 'timeout')))"
 )
-# The newest live run (queued or running, on any replica) of a thread.
+# The newest unfinished run (queued or running) of a thread. A run whose owner died counts:
+# a replica's sweep resumes it or, its attempts used up, closes it, within a lease or so.
 _ACTIVE = """
   SELECT run_id FROM runs WHERE thread_id = %(thread_id)s AND status IN ('queued', 'running')
-    AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
   ORDER BY started_at DESC LIMIT 1
 """
 # A run is recorded, unless the double-texting policy rejects it because the thread has a live
@@ -57,27 +58,47 @@ WITH busy AS ({_ACTIVE}), answered AS (
     AND finished_at > now() - make_interval(secs => %(window_s)s)
   ORDER BY finished_at DESC LIMIT 1
 ), recorded AS (
-  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status, resumes)
+  INSERT INTO runs (run_id, thread_id, trace_id, agent, agent_variant, tier, status, resumes,
+    owner, lease_expires_at, request)
   SELECT %(run_id)s, %(thread_id)s, %(trace_id)s, %(agent)s, %(variant)s, %(tier)s, 'queued',
-    %(resumes)s
+    %(resumes)s, %(owner)s, now() + make_interval(secs => %(lease_s)s), %(request)s
   WHERE NOT (%(reject)s AND EXISTS (SELECT 1 FROM busy))
 )
 SELECT (SELECT run_id FROM busy) AS busy, (SELECT run_id FROM answered) AS answered
 """
-# A run starts: unless another replica's live run still writes to the thread (and the wait
-# for it is not over), mark it running; either way read the thread's last seq.
+# A run starts: unless another run still writes to the thread, take it (owner, lease, one
+# more attempt) and mark it running; either way read the thread's last seq. A running run
+# whose owner died still counts: it is resumed, or closed, by a sweep soon.
 _CLAIM = """
 WITH busy AS (
   SELECT NOT %(force)s AND EXISTS (
     SELECT 1 FROM runs WHERE thread_id = %(thread_id)s AND status = 'running'
-      AND run_id <> %(run_id)s AND heartbeat_at > now() - make_interval(secs => %(stale_s)s)
+      AND run_id <> %(run_id)s
   ) AS b
 ), claimed AS (
-  UPDATE runs SET status = 'running', heartbeat_at = now()
+  UPDATE runs SET status = 'running', owner = %(owner)s, attempts = attempts + 1,
+    heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease_s)s)
   WHERE run_id = %(run_id)s AND NOT (SELECT b FROM busy)
 )
 SELECT (SELECT b FROM busy) AS busy,
   (SELECT coalesce(max(seq), 0) FROM events WHERE thread_id = %(thread_id)s) AS seq
+"""
+# Runs whose lease lapsed are taken by the caller, a few at a time; two replicas sweeping at
+# once take disjoint rows (SKIP LOCKED, and the lapse is checked again on the locked row). The
+# caller's own runs are left out: it is alive, and renews their leases once it can.
+_TAKE_OVER = """
+UPDATE runs r SET owner = %(owner)s, attempts = r.attempts + 1, heartbeat_at = now(),
+  lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE r.status IN ('queued', 'running') AND r.lease_expires_at < now() AND r.run_id IN (
+  SELECT run_id FROM runs WHERE status IN ('queued', 'running') AND lease_expires_at < now()
+    AND owner IS DISTINCT FROM %(owner)s
+  ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+RETURNING r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status, r.attempts,
+  r.request, extract(epoch FROM now() - r.started_at) * 1000 AS age_ms,
+  (SELECT coalesce(max(seq), 0) FROM events e WHERE e.thread_id = r.thread_id) AS seq,
+  EXISTS (SELECT 1 FROM events e WHERE e.thread_id = r.thread_id AND e.run_id = r.run_id
+    AND e.type = 'run_started') AS started
 """
 
 
@@ -316,10 +337,8 @@ class RunStore:
     # The executor's writes.
 
     async def active_run(self, thread_id: str) -> str | None:
-        """The newest live run (queued or running, on any replica) of ``thread_id``."""
-        row = await self._one(
-            _ACTIVE, {"thread_id": thread_id, "stale_s": self.settings.runs.stale_after_s}
-        )
+        """The newest unfinished run (queued or running, on any replica) of ``thread_id``."""
+        row = await self._one(_ACTIVE, {"thread_id": thread_id})
         return row["run_id"] if row else None
 
     async def record(
@@ -333,11 +352,15 @@ class RunStore:
         variant: str | None,
         resumes: str | None,
         reject: bool,
+        owner: str,
+        request: dict[str, Any],
     ) -> tuple[str | None, str | None]:
-        """Record a queued run; returns the thread's live run and its recently answered one.
+        """Record a run leased to ``owner``; returns the thread's unfinished and answered runs.
 
-        With ``reject``, a thread with a live run records nothing (the caller refuses the run).
-        The answered run is the thread's last success within ``feedback.follow_up_window_s``.
+        With ``reject``, a thread with an unfinished run records nothing (the caller refuses
+        the run). The answered run is the thread's last success within
+        ``feedback.follow_up_window_s``. ``request`` is what a replica that takes the run over
+        needs to start it again.
         """
         row = await self._one(
             _RECORD,
@@ -348,56 +371,61 @@ class RunStore:
                 "agent": agent,
                 "variant": variant,
                 "tier": identity.tier,
-                "stale_s": self.settings.runs.stale_after_s,
                 "reject": reject,
                 "window_s": self.settings.feedback.follow_up_window_s,
                 "resumes": resumes,
+                "owner": owner,
+                "lease_s": self.settings.runs.stale_after_s,
+                "request": Jsonb(request),
             },
         )
         assert row is not None
         return row["busy"], row["answered"]
 
-    async def claim(self, thread_id: str, run_id: str, *, force: bool) -> int | None:
-        """Mark the run running and return the thread's last seq, in one statement.
+    async def claim(self, thread_id: str, run_id: str, owner: str, *, force: bool) -> int | None:
+        """Take the run for ``owner``, mark it running and return the thread's last seq.
 
-        Without ``force``, a live running run of another replica on the thread blocks the
-        claim: then nothing changes and ``None`` is returned.
+        Without ``force``, another running run on the thread blocks the claim: then nothing
+        changes and ``None`` is returned.
         """
         row = await self._one(
             _CLAIM,
             {
                 "thread_id": thread_id,
                 "run_id": run_id,
-                "stale_s": self.settings.runs.stale_after_s,
+                "owner": owner,
+                "lease_s": self.settings.runs.stale_after_s,
                 "force": force,
             },
         )
         assert row is not None
         return None if row["busy"] else int(row["seq"])
 
-    async def heartbeat(self, run_ids: list[str]) -> None:
-        """Refresh the ``heartbeat_at`` of ``run_ids`` (the runs of this process)."""
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE runs SET heartbeat_at = now() WHERE run_id = ANY(%s)", (run_ids,)
-            )
+    async def heartbeat(self, run_ids: list[str], owner: str) -> set[str]:
+        """Renew ``owner``'s leases on ``run_ids``; returns those it still holds.
 
-    async def stale_runs(self, alive: list[str]) -> list[dict[str, Any]]:
-        """Queued or running runs without a heartbeat for ``runs.stale_after_s``.
-
-        Each row: run_id, thread_id, trace_id and age_ms (since it started); runs in
-        ``alive`` (this process's) are left out whatever their heartbeat says.
+        A run missing from the answer was taken over by another replica after its lease
+        lapsed (this process stalled or lost the database for a whole lease).
         """
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT run_id, thread_id, trace_id,"
-                " extract(epoch FROM now() - started_at) * 1000 AS age_ms FROM runs"
-                " WHERE status IN ('queued', 'running') AND NOT (run_id = ANY(%s))"
-                " AND heartbeat_at < now() - make_interval(secs => %s)",
-                (alive, self.settings.runs.stale_after_s),
-            )
-            rows: list[dict[str, Any]] = await cur.fetchall()
-        return rows
+        rows = await self._all(
+            "UPDATE runs SET heartbeat_at = now(),"
+            " lease_expires_at = now() + make_interval(secs => %(lease_s)s)"
+            " WHERE run_id = ANY(%(ids)s) AND owner = %(owner)s RETURNING run_id",
+            {"ids": run_ids, "owner": owner, "lease_s": self.settings.runs.stale_after_s},
+        )
+        return {r["run_id"] for r in rows}
+
+    async def take_over(self, owner: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Take up to ``limit`` unfinished runs whose lease lapsed (their owner died).
+
+        Each row: run_id, thread_id, trace_id, agent, agent_variant, status, attempts (this
+        take-over included), request, age_ms (since the run started), seq (the thread's last)
+        and started (whether the run's ``run_started`` is in the log).
+        """
+        return await self._all(
+            _TAKE_OVER,
+            {"owner": owner, "lease_s": self.settings.runs.stale_after_s, "limit": limit},
+        )
 
     async def finish(self, run_id: str, status: str, usage: dict[str, int]) -> None:
         """Close the run's row when its events (and so ``run_finished``) could not be written."""

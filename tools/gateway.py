@@ -8,9 +8,11 @@ A call goes: pin check (the agent pins this server) → argument check against t
 schema (``tools/validation.py``; the pipeline repairs before calling) → permission check (the
 tool's declared permissions against the run's JWT scopes, outside the LLM) → quota →
 circuit breaker → retries → call on the kept session with a timeout → result, kept in the
-result cache when the pin degrades to it (``tools/fallback.py``). A denied or invalid call
-never reaches the server. A tool named in ``tools.confirm`` is called only with
-``confirmed=True``: the pipeline (``tools/pipeline.py``) first ``hold``s it (same checks,
+result cache when the pin degrades to it (``tools/fallback.py``). A call the gateway stops
+waiting for (the run was cancelled, or the call timed out) is cancelled on the server too
+(MCP ``notifications/cancelled``), which ends its work there: python_exec kills its jail.
+A denied or invalid call never reaches the server. A tool named in ``tools.confirm`` is called
+only with ``confirmed=True``: the pipeline (``tools/pipeline.py``) first ``hold``s it (same checks,
 audited), the graph interrupts for the caller's decision, and it is recorded
 (``record_decision``). Argument repair and degradation live in the pipeline, not here.
 """
@@ -24,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +34,15 @@ from typing import Any, TextIO
 
 from mcp import ClientSession, McpError, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
+from mcp.types import (
+    CONNECTION_CLOSED,
+    CallToolResult,
+    CancelledNotification,
+    CancelledNotificationParams,
+    ClientNotification,
+    TextContent,
+    Tool,
+)
 from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 from purgatory import AsyncCircuitBreakerFactory
@@ -62,6 +72,7 @@ from tools.errors import (
     failure_kind,
 )
 from tools.fallback import CachedResult, ResultCache
+from tools.intents import OutcomeUnknown, ToolIntents
 from tools.sandbox import sandbox_available
 from tools.servers.common import PERMISSIONS_META, TENANT_META, TRACE_META, USER_META
 from tools.validation import ArgumentsInvalid, describe_errors, expected_of, validate
@@ -89,6 +100,16 @@ class ToolSpec:
     def qualified(self) -> str:
         """``server.tool``: the name used in events."""
         return f"{self.server}.{self.name}"
+
+    @property
+    def side_effects(self) -> bool:
+        """Whether a call changes something: the tool declares a ``write:`` or ``exec:`` scope."""
+        return any(p.split(":", 1)[0] in ("write", "exec") for p in self.permissions)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the tool takes an ``idempotency_key`` (a repeat under it does nothing new)."""
+        return "idempotency_key" in self.input_schema.get("properties", {})
 
 
 @dataclass(frozen=True)
@@ -204,6 +225,7 @@ class ToolGateway:
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self.cache = ResultCache(pool) if pool is not None else None
         self.audit = ToolAudit(pool) if pool is not None else None
+        self.intents = ToolIntents(pool) if pool is not None else None
         self._servers: dict[str, _Server] = {}
         self._specs: dict[str, list[ToolSpec]] = {}
         self.refused: dict[str, str] = {}
@@ -561,11 +583,13 @@ class ToolGateway:
         trace_id: str = "",
         timeout_s: float | None = None,
         confirmed: bool = False,
+        key: str | None = None,
     ) -> ToolOutcome:
         """Check arguments and permissions, then call ``spec`` through its breaker and retries.
 
         ``confirmed`` says the caller approved this call; a tool named in ``tools.confirm``
-        is refused without it.
+        is refused without it. ``key`` names the call across a resumed run: a side-effecting
+        call is recorded under it as an intent first (``tools/intents.py``).
 
         Raises:
             ConfirmationRequired: the tool needs confirmation and ``confirmed`` is false.
@@ -577,6 +601,8 @@ class ToolGateway:
                 its cool-down has not passed (the server is not called).
             ToolTimeout, ToolUnavailable, ToolRateLimited, ToolFailed: the call failed
                 (after the retries ``tools.retry`` allows).
+            OutcomeUnknown: a call under ``key`` was started before and its outcome is not
+                known, and the tool cannot be asked by key (the server is not called).
         """
         decision, outcome = "denied", "internal_error"
         try:
@@ -587,7 +613,13 @@ class ToolGateway:
                 )
             await check_tool_call(identity, self.settings)
             decision = "allowed"
-            result = await self._resilient_call(spec, args, identity, trace_id, timeout_s)
+            result = await self._recorded(
+                spec,
+                identity,
+                trace_id,
+                key,
+                lambda: self._resilient_call(spec, args, identity, trace_id, timeout_s),
+            )
             outcome = "ok"
             return result
         except KeelError as exc:
@@ -597,6 +629,42 @@ class ToolGateway:
             raise
         finally:
             await self._audit(spec, args, identity, trace_id, decision, outcome)
+
+    async def _recorded(
+        self,
+        spec: ToolSpec,
+        identity: Identity,
+        trace_id: str,
+        key: str | None,
+        make_call: Callable[[], Awaitable[ToolOutcome]],
+    ) -> ToolOutcome:
+        """``make_call()``, recorded as an intent first when it changes something.
+
+        A repeat under ``key`` of a tool without an idempotency key is not made: it answers
+        the recorded result, or raises ``OutcomeUnknown``.
+        """
+        if key is None or self.intents is None or not spec.side_effects:
+            return await make_call()
+        where = {"tenant": identity.tenant, "key": key}
+        prior = await self.intents.begin(
+            **where, trace_id=trace_id, tool=spec.qualified, version=spec.version
+        )
+        if prior is not None and not spec.idempotent:
+            if prior["outcome"] == "ok":
+                return ToolOutcome(spec, prior["result"], prior["text"] or "", 0.0)
+            err = OutcomeUnknown(
+                f"{spec.qualified} was started before the run was interrupted and may have"
+                " run; its outcome is unknown, so it was not run again"
+            )
+            err.hint = "tell the user; ask them whether to run it again"
+            raise err
+        try:
+            outcome = await make_call()
+        except KeelError as exc:
+            await self.intents.finish(**where, outcome=exc.code)
+            raise
+        await self.intents.finish(**where, outcome="ok", result=outcome.result, text=outcome.text)
+        return outcome
 
     def _admit(self, spec: ToolSpec, args: dict[str, Any], identity: Identity) -> None:
         errors = validate(spec.input_schema, args)
@@ -668,16 +736,22 @@ class ToolGateway:
                 "keel.trace_id": trace_id,
             },
         )
+        # The id call_tool's request takes: nothing awaits between this read and its send.
+        request_id = session._request_id
         try:
             with trace.use_span(span, end_on_exit=True):
                 result = await session.call_tool(
                     spec.name, args, read_timeout_seconds=timedelta(seconds=timeout), meta=meta
                 )
+        except asyncio.CancelledError:
+            await _cancel_on_server(session, request_id, "the run was cancelled")
+            raise
         except McpError as exc:
             if exc.error.code == CONNECTION_CLOSED:
                 await srv.close()
                 raise ToolUnavailable(f"{spec.pin}: server crashed during the call") from exc
             if "timed out" in exc.error.message.lower():
+                await _cancel_on_server(session, request_id, f"no answer within {timeout:g} s")
                 raise ToolTimeout(f"{spec.qualified}: no answer within {timeout:g} s") from exc
             raise ToolFailed(f"{spec.qualified}: {exc.error.message}") from exc
         except RuntimeError as exc:  # the MCP client checks results against the output schema
@@ -686,6 +760,17 @@ class ToolGateway:
             raise err from exc
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         return _outcome(spec, result, duration_ms)
+
+
+async def _cancel_on_server(session: ClientSession, request_id: int, reason: str) -> None:
+    """Tell the server to stop the request ``request_id`` (the MCP client does not)."""
+    note = ClientNotification(
+        CancelledNotification(
+            params=CancelledNotificationParams(requestId=request_id, reason=reason)
+        )
+    )
+    with contextlib.suppress(Exception):  # a server gone already has nothing left to stop
+        await asyncio.shield(session.send_notification(note))
 
 
 def _outcome(spec: ToolSpec, result: CallToolResult, duration_ms: float) -> ToolOutcome:

@@ -15,7 +15,11 @@
    ``not_confirmed`` ``tool_error`` when the caller rejected it.
 5. **The checked call** through the gateway: admission (pin, schema, permissions), quota by the
    caller's identity (tier, API key), circuit breaker, retries, the MCP call, the result cache,
-   audit (``ToolGateway.call``).
+   audit (``ToolGateway.call``). The call carries a key stable across a resumed run (run,
+   step, attempt; a confirmed call's confirmation id), under which a side-effecting call is
+   recorded as an intent before it is made (``tools/intents.py``); a tool that takes an
+   ``idempotency_key`` gets one per run and step. A repeat whose outcome is unknown is not
+   made: it is held for confirmation again, or told as ``outcome_unknown``.
 6. **Output**: the adapter tells rich events (code, charts, tables) and the ``tool_result``;
    a sandbox limit is a ``sandbox_limit`` ``tool_error`` beside it.
 7. **Degradation** when the call fails with a kind its pin's ``fallbacks`` rule lists: the
@@ -28,6 +32,7 @@ so this module knows nothing of LangGraph or HTTP. Adapters are registered in ``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -52,6 +57,7 @@ from tools.adapter import Adapter, Ask, Step, Tell, Usage
 from tools.errors import NotConfirmed, PermissionDenied, ToolError, failure_kind
 from tools.fallback import CachedResult
 from tools.gateway import ToolGateway, ToolSpec
+from tools.intents import OutcomeUnknown
 from tools.servers.calendar.v1.adapter import CalendarV1
 from tools.servers.documents.v1.adapter import DocumentsV1
 from tools.servers.github_trending.v1.adapter import GithubTrendingV1
@@ -165,7 +171,7 @@ class ToolPipeline:
             self._tool_error(call_id, spec.qualified, err, spec)
             return Refused(f"(tool {spec.qualified} not called: no valid arguments)", self.usage)
         try:
-            args = await self._repaired(spec, args, call_id)
+            args = _keyed(spec, await self._repaired(spec, args, call_id), step)
         except KeelError as exc:
             self._tool_error(call_id, spec.qualified, exc, spec)
             note = f"(tool {spec.qualified} not called: {exc.detail}; answer without it)"
@@ -192,7 +198,7 @@ class ToolPipeline:
             return first
         call_id = uuid.uuid4().hex[:16]
         try:
-            args = await self._repaired(spec, args, call_id)
+            args = _keyed(spec, await self._repaired(spec, args, call_id), step)
         except KeelError:
             return first
         if confirm:
@@ -324,9 +330,21 @@ class ToolPipeline:
         *,
         confirmed: bool = False,
     ) -> Outcome:
-        """Call the tool with valid ``args``; a failure degrades as its pin's rule says."""
+        """Call the tool with valid ``args``; a failure degrades as its pin's rule says.
+
+        A call that a resumed run finds started before with an unknown outcome is not made
+        again: it is held for the caller's confirmation again when the tool needs it, else told
+        as an ``outcome_unknown`` ``tool_error``.
+        """
+        key = call_id if confirmed else _call_key(step)
         try:
-            return await self._call(spec, args, call_id, confirmed=confirmed)
+            return await self._call(spec, args, call_id, confirmed=confirmed, key=key)
+        except OutcomeUnknown as exc:
+            if self.gateway.needs_confirmation(spec):
+                self.warn("outcome_unknown", spec.qualified, exc.detail)
+                return await self._hold(spec, args, uuid.uuid4().hex[:16], step.index)
+            self._tool_error(call_id, spec.qualified, exc, spec)
+            return Failed(f"(tool {spec.qualified} not run again: {exc.detail})", self.usage)
         except ToolError as exc:
             self._tool_error(call_id, spec.qualified, exc, spec)
             degraded = await self._degrade(spec, args, exc, step)
@@ -338,7 +356,13 @@ class ToolPipeline:
             return Failed(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
 
     async def _call(
-        self, spec: ToolSpec, args: dict[str, Any], call_id: str, *, confirmed: bool = False
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        call_id: str,
+        *,
+        confirmed: bool = False,
+        key: str | None = None,
     ) -> Outcome:
         """The checked call through the gateway, told as ``tool_call`` and ``tool_result``."""
         about = _about(call_id, spec)
@@ -349,6 +373,7 @@ class ToolPipeline:
             identity=self.caller.identity,
             trace_id=self.caller.trace_id,
             confirmed=confirmed,
+            key=key,
         )
         adapter = adapter_for(spec)
         who = self.caller.identity
@@ -495,6 +520,23 @@ def _about(call_id: str, spec: ToolSpec) -> _About:
         "server": spec.server,
         "version": spec.version,
     }
+
+
+def _keyed(spec: ToolSpec, args: dict[str, Any], step: Step) -> dict[str, Any]:
+    """``args`` with the step's idempotency key when the tool takes one.
+
+    One key per run and step, whatever the attempt: a retried or resumed step books once.
+    """
+    if not spec.idempotent or "idempotency_key" in args:
+        return args
+    key = hashlib.sha256(f"{step.run_id}:{step.index}".encode()).hexdigest()[:32]
+    return {**args, "idempotency_key": key}
+
+
+def _call_key(step: Step) -> str:
+    """The call's key across a resumed run: the run, the plan step and the attempt."""
+    attempt = 1 if step.failure else 0
+    return hashlib.sha256(f"{step.run_id}:{step.index}:{attempt}".encode()).hexdigest()[:32]
 
 
 def _shown(args: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,9 @@ an unprivileged uid in fresh user, PID, network, IPC, UTS and cgroup namespaces:
 (only a loopback with nothing listening), a read-only root holding just ``/usr``, the Python
 runtime and its site-packages, a private tmpfs work dir and ``/tmp``, a scrubbed environment,
 and rlimits on CPU seconds, address space, processes and file size. The host kills the whole
-PID namespace at the wall-clock limit and reads at most ``output_bytes`` of output.
+PID namespace at the wall-clock limit, or as soon as the call is cancelled (the caller's run
+was cancelled: the gateway cancels the MCP request), and reads at most ``output_bytes`` of
+output.
 """
 
 from __future__ import annotations
@@ -380,7 +382,8 @@ async def run_python(code: str, limits: SandboxSettings) -> SandboxResult:
     try:
         return await _run(code, limits, jail, started)
     finally:
-        await asyncio.to_thread(jail.release)
+        # Shielded: a cancelled call (its caller stopped waiting) still frees the jail's cgroups.
+        await asyncio.shield(asyncio.to_thread(jail.release))
 
 
 async def _run(
@@ -462,13 +465,15 @@ async def _supervise(
         if proc.returncode is None:
             _kill(proc, jail)
         work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        await proc.wait()
-        transport.close()
-        proc_transport = getattr(proc, "_transport", None)
-        if proc_transport is not None:
-            proc_transport.close()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            await asyncio.shield(proc.wait())  # reaped even when the call was cancelled
+        finally:
+            transport.close()
+            proc_transport = getattr(proc, "_transport", None)
+            if proc_transport is not None:
+                proc_transport.close()
     return out, err, killed
 
 

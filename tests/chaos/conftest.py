@@ -116,7 +116,13 @@ class ApiProcess:
             return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
 
     def client(self, user: str = "alice", tenant: str = "acme", **kw: Any) -> httpx.Client:
-        token = issue_token(self.auth, user=user, tenant=tenant, scopes=kw.pop("scopes", []))
+        token = issue_token(
+            self.auth,
+            user=user,
+            tenant=tenant,
+            scopes=kw.pop("scopes", []),
+            tier=kw.pop("tier", "free"),
+        )
         return httpx.Client(
             base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {token}"}
         )
@@ -143,12 +149,15 @@ def api_env(db_url: str, fake_llm: FakeOpenAI, data_dir: Path, **extra: str) -> 
 def api_factory(
     db_url: str, fake_llm: FakeOpenAI, tmp_path: Path
 ) -> Iterator[Callable[..., ApiProcess]]:
-    """Start ``keel serve`` processes on the module's database; all are stopped afterwards."""
+    """Start ``keel serve`` processes on the module's database; all are stopped afterwards.
+
+    Each ``name`` is a replica with its data directory and log of its own.
+    """
     started: list[ApiProcess] = []
 
-    def make(**extra: str) -> ApiProcess:
+    def make(name: str = "api", **extra: str) -> ApiProcess:
         api = ApiProcess(
-            api_env(db_url, fake_llm, tmp_path / "data", **extra), tmp_path / "api.log"
+            api_env(db_url, fake_llm, tmp_path / f"{name}-data", **extra), tmp_path / f"{name}.log"
         )
         started.append(api)
         return api.start()

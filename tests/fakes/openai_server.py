@@ -38,6 +38,10 @@ class FakeOpenAI:
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
         self.delay_s = 0.0
+        # Replies by the request's structured-output schema name (else "stream" or "text"),
+        # used once the script is empty: the same request gets the same reply, however often
+        # it is asked (a node that runs again after a crash).
+        self.by_schema: dict[str, str] = {}
         self.port = free_port()
         self.app = Starlette(
             routes=[
@@ -84,6 +88,7 @@ class FakeOpenAI:
         self.script.clear()
         self.requests.clear()
         self.delay_s = 0.0
+        self.by_schema.clear()
 
     async def _models(self, _: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -94,6 +99,11 @@ class FakeOpenAI:
     def _reply_for(self, body: dict[str, Any]) -> str:
         if self.script:
             return self.script.popleft()
+        fmt = body.get("response_format") or {}
+        kind = "stream" if body.get("stream") else "text"
+        name = fmt.get("json_schema", {}).get("name") or kind
+        if name in self.by_schema:
+            return self.by_schema[name]
         if body.get("response_format"):
             return DEFAULT_PLAN
         return DEFAULT_ANSWER if body.get("stream") else DEFAULT_STEP

@@ -160,10 +160,10 @@ def test_thread_cap_per_user_answers_429(capped: LiveServer) -> None:
 
 
 def _fake_live_run(live: LiveServer, thread_id: str) -> None:
-    """A run row that looks live, so a thread's stream stays open on its tail."""
+    """A run row that looks live (its lease runs for an hour), so a thread's stream stays open."""
     live.sql(
-        "INSERT INTO runs (run_id, thread_id, trace_id, agent, status, heartbeat_at)"
-        " VALUES (%s, %s, %s, 'research', 'running', now())",
+        "INSERT INTO runs (run_id, thread_id, trace_id, agent, status, lease_expires_at)"
+        " VALUES (%s, %s, %s, 'research', 'running', now() + interval '1 hour')",
         str(uuid.uuid4()),
         thread_id,
         uuid.uuid4().hex,

@@ -17,6 +17,7 @@ from graphs.context import RunContext
 from graphs.graph import build_graph
 from tests.fakes.scripted import ScriptedChatModel, scripted
 from tools.gateway import ToolGateway, ToolOutcome, ToolSpec
+from tools.intents import OutcomeUnknown
 
 SPEC = ToolSpec(
     pin="calendar-v1",
@@ -117,3 +118,32 @@ async def test_a_decided_call_left_by_a_crashed_resume_is_not_made_in_the_next_t
     assert tools.calls == []
     assert not [e for e in events if e["type"] in ("tool_call", "confirmation_decided")]
     assert (await g.aget_state(config)).values["pending"] is None
+
+
+class UnknownOutcomeTools(CountingTools):
+    """A calendar whose every call was started before by a run that died: outcome unknown."""
+
+    async def call(self, spec: ToolSpec, args: dict[str, Any], **kw: Any) -> ToolOutcome:
+        assert kw["key"]
+        raise OutcomeUnknown("started before and may have run")
+
+
+@pytest.mark.asyncio
+async def test_a_confirmed_call_with_an_unknown_outcome_is_held_again_not_repeated() -> None:
+    g = build_graph(InMemorySaver())
+    tools = UnknownOutcomeTools()
+    model = scripted(PLAN, ARGS)
+    held = await _stream(g, {"messages": [HumanMessage("book standup")]}, _ctx(model, tools))
+    first = [e for e in held if e["type"] == "confirmation_required"][0]["data"]
+    resume = Command(
+        resume={"approve": True, "comment": None, "confirmation_id": first["confirmation_id"]}
+    )
+    events = await _stream(g, resume, _ctx(model, tools))
+    warned = [e["data"]["code"] for e in events if e["type"] == "warning"]
+    again = [e["data"] for e in events if e["type"] == "confirmation_required"]
+    assert warned == ["outcome_unknown"]
+    assert len(again) == 1 and again[0]["confirmation_id"] != first["confirmation_id"]
+    assert again[0]["args"] == first["args"]
+    assert not [e for e in events if e["type"] in ("tool_result", "tool_error")]
+    snap = await g.aget_state({"configurable": {"thread_id": "t"}})
+    assert snap.next == ("confirm",)

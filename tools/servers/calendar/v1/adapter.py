@@ -9,7 +9,6 @@ with today's date in the prompt, so a small model never has to invent the year.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -151,6 +150,4 @@ class CalendarV1(Adapter):
             minutes = int(duration[1]) * (60 if duration[2].lower().startswith("h") else 1)
             args["duration_min"] = max(5, min(480, minutes))
         args.setdefault("duration_min", 30)
-        # One key per run and step: a retried step books once.
-        key = hashlib.sha256(f"{step.run_id}:{step.index}".encode()).hexdigest()[:32]
-        return {**args, "idempotency_key": key}, usage
+        return args, usage  # the pipeline adds the idempotency key

@@ -6,6 +6,7 @@ JWT scopes before the call can reach this process.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -28,6 +29,10 @@ LIMITS = SandboxSettings.model_validate_json(os.environ.get("KEEL_SANDBOX", "{}"
 async def run_python(code: str, ctx: Context[Any, Any, Any]) -> dict[str, Any]:
     """Run ``code`` and return stdout, error, PNG images (base64) and CSV tables."""
     invoked(ctx, "run_python", {"code": code[:2000]})
-    result = await run_in_jail(code, LIMITS)
+    try:
+        result = await run_in_jail(code, LIMITS)
+    except asyncio.CancelledError:  # the caller cancelled the call: the jail is killed already
+        log_line("cancelled", tool="run_python")
+        raise
     log_line("done", tool="run_python", killed=result.killed, duration_ms=result.duration_ms)
     return {"code": code, **result.as_dict()}
