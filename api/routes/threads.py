@@ -10,14 +10,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from api.deps import CurrentIdentity, Services, Svc, TraceId
+from api.sse import SseResponse, frames
 from api.text import StorableText
 from core.errors import Conflict, NotFound
 from core.identity import Identity
-from runs.event_log import paced, sse_item, tail
+from runs.event_log import Frame, LiveStream, paced
 from runs.metrics import OPEN_STREAMS
 from runs.scheduler import Ticket
 
@@ -112,21 +112,20 @@ async def _admitted(svc: Services, identity: Identity) -> tuple[Release, Ticket]
     return release, ticket
 
 
-def _sse(
-    events: AsyncIterator[dict[str, Any]], trace_id: str, release: Release
-) -> EventSourceResponse:
-    async def frames() -> AsyncIterator[dict[str, str]]:
-        OPEN_STREAMS.inc()
-        try:
-            async for body in events:
-                yield sse_item(body)
-        finally:
-            OPEN_STREAMS.dec()
-            await release()
-
-    return EventSourceResponse(
-        frames(), ping=15, headers={"X-Trace-Id": trace_id}, background=BackgroundTask(release)
+def _sse(stream: LiveStream, trace_id: str, release: Release, *, pace: bool = False) -> SseResponse:
+    """The SSE response of ``stream``; its reader is cut off when the fan-out drops it."""
+    bursts: AsyncIterator[list[Frame]] = paced(aiter(stream)) if pace else aiter(stream)
+    return SseResponse(
+        _counted(frames(bursts), release),
+        dropped=stream.dropped,
+        headers={"X-Trace-Id": trace_id},
+        background=BackgroundTask(release),
     )
+
+
+def _live(svc: Services, thread_id: str, after: int, **kw: Any) -> LiveStream:
+    quiet_s = svc.settings.streams.ping_s
+    return LiveStream(svc.event_log, svc.broker, thread_id, after, quiet_s=quiet_s, **kw)
 
 
 @router.post("/threads", status_code=201, response_model=ThreadOut)
@@ -153,7 +152,7 @@ async def list_threads(
 @router.post("/threads/{thread_id}/runs", responses=_SSE)
 async def create_run(
     thread_id: str, body: RunRequest, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
-) -> EventSourceResponse:
+) -> SseResponse:
     """Start a run and stream its events; the run goes on if the client disconnects."""
     await svc.store.thread(identity, thread_id)
     if body.agent not in svc.settings.agents:
@@ -185,11 +184,7 @@ async def create_run(
         raise
     # Events are durable before they are published, so a stream that subscribes after the
     # start still reads the first ones from the log; seqs dedupe the hand-over.
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
-        trace_id,
-        release,
-    )
+    return _sse(_live(svc, thread_id, after, until_run=run_id, run_id=run_id), trace_id, release)
 
 
 @router.get("/threads/{thread_id}/stream", responses=_SSE)
@@ -200,15 +195,13 @@ async def stream_thread(
     trace_id: TraceId,
     last_event_id: Annotated[int | None, Header(ge=0, le=MAX_SEQ)] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
-) -> EventSourceResponse:
+) -> SseResponse:
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
     await svc.store.thread(identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
     active = svc.executor.local_run(thread_id) or await svc.store.active_run(thread_id)
     release = await _stream_slot(svc, identity)
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id, release
-    )
+    return _sse(_live(svc, thread_id, start, until_run=active), trace_id, release)
 
 
 @router.get("/replay/{thread_id}", responses=_SSE)
@@ -236,8 +229,7 @@ async def replay_thread(
             headers={"Cache-Control": "no-store", "X-Trace-Id": trace_id},
             background=BackgroundTask(release),
         )
-    events = tail(svc.event_log, svc.broker, thread_id, after, run_id=run_id)
-    return _sse(paced(events, pace), trace_id, release)
+    return _sse(_live(svc, thread_id, after, run_id=run_id), trace_id, release, pace=True)
 
 
 async def _counted(chunks: AsyncIterator[str], release: Release) -> AsyncIterator[str]:
@@ -285,7 +277,7 @@ async def confirm_run(
     svc: Svc,
     identity: CurrentIdentity,
     trace_id: TraceId,
-) -> EventSourceResponse:
+) -> SseResponse:
     """Approve or reject the tool call an ``interrupted`` run of the caller's is waiting on.
 
     Starts a new run on the same thread that resumes the graph with the decision and streams
@@ -313,11 +305,7 @@ async def confirm_run(
         await ticket.finish()
         await release()
         raise
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
-        trace_id,
-        release,
-    )
+    return _sse(_live(svc, thread_id, after, until_run=new_run, run_id=new_run), trace_id, release)
 
 
 async def _resume(
