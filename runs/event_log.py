@@ -578,18 +578,34 @@ class LiveStream:
         self.after, self.until_run, self.run_id = after, until_run, run_id
         self.quiet_s = quiet_s
         self.dropped = asyncio.Event()
-        self.last = after  # the last seq sent
+        self.last: int | None = after  # the last seq seen (None: none yet, after ``subscribe``)
+        self._sub: Subscription | None = None
+
+    def subscribe(self) -> None:
+        """Follow the thread from now on and read no history (``after`` is ignored).
+
+        For a run that has not started yet: every event of it is published after this, so
+        the live tail alone is complete. Call ``close`` if the stream is never iterated.
+        """
+        self._sub = self.broker.subscribe(self.thread_id)
+        self.last = None
+
+    def close(self) -> None:
+        """Drop the subscription ``subscribe`` took."""
+        if self._sub is not None:
+            self.broker.unsubscribe(self.thread_id, self._sub)
 
     async def __aiter__(self) -> AsyncIterator[list[Frame]]:
         """The frames, in lists; ends after ``until_run``'s last event or when dropped."""
-        sub = self.broker.subscribe(self.thread_id) if self.until_run else None
-        self.last = self.after
+        sub, fresh, ended = self._sub, self._sub is not None, False
+        if sub is None and self.until_run:
+            sub = self.broker.subscribe(self.thread_id)
         try:
-            out, ended = self._keep(
-                await self.log.read_frames(self.thread_id, self.after, self.run_id)
-            )
-            if out:
-                yield out
+            if not fresh:
+                frames = await self.log.read_frames(self.thread_id, self.after, self.run_id)
+                out, ended = self._keep(frames)
+                if out:
+                    yield out
             while sub is not None and not ended:
                 try:
                     frames, woken = await sub.get(self.quiet_s)
@@ -599,8 +615,9 @@ class LiveStream:
                 if not frames and not woken:
                     yield []
                     continue
-                if woken or (frames and frames[0].seq > self.last + 1):
-                    frames = await self.log.read_frames(self.thread_id, self.last)
+                gap = frames and self.last is not None and frames[0].seq > self.last + 1
+                if woken or gap:
+                    frames = await self._reread()
                 out, ended = self._keep(frames)
                 if out:
                     yield out
@@ -608,11 +625,17 @@ class LiveStream:
             if sub is not None:
                 self.broker.unsubscribe(self.thread_id, sub)
 
+    async def _reread(self) -> list[Frame]:
+        """What the log holds after the last seq seen (this run's, when none was seen yet)."""
+        if self.last is None:
+            return await self.log.read_frames(self.thread_id, 0, self.run_id)
+        return await self.log.read_frames(self.thread_id, self.last)
+
     def _keep(self, frames: list[Frame]) -> tuple[list[Frame], bool]:
         """The frames not sent yet (and of ``run_id``), and whether ``until_run`` ended."""
         out: list[Frame] = []
         for f in frames:
-            if f.seq <= self.last:
+            if self.last is not None and f.seq <= self.last:
                 continue
             self.last = f.seq
             if self.run_id and f.run_id != self.run_id:

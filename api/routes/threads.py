@@ -164,8 +164,11 @@ async def create_run(
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
-    after = await svc.event_log.last_seq(thread_id)
     release, ticket = await _admitted(svc, identity)
+    # Subscribed before the run starts, the stream gets every event of it live (each one
+    # already durable), with no read of the log.
+    stream = _live(svc, thread_id, 0, until_run=run_id, run_id=run_id)
+    stream.subscribe()
     try:
         await svc.executor.start(
             identity=identity,
@@ -179,12 +182,11 @@ async def create_run(
             max_duration_s=svc.quotas.limits_for(identity).max_run_duration_s,
         )
     except BaseException:
+        stream.close()
         await ticket.finish()
         await release()
         raise
-    # Events are durable before they are published, so a stream that subscribes after the
-    # start still reads the first ones from the log; seqs dedupe the hand-over.
-    return _sse(_live(svc, thread_id, after, until_run=run_id, run_id=run_id), trace_id, release)
+    return _sse(stream, trace_id, release)
 
 
 @router.get("/threads/{thread_id}/stream", responses=_SSE)
@@ -292,8 +294,9 @@ async def confirm_run(
     if held is None or body.confirmation_id not in (None, held["confirmation_id"]):
         raise Conflict(f"run {run_id} has no pending confirmation {body.confirmation_id or ''}")
     new_run = str(uuid.uuid4())
-    after = await svc.event_log.last_seq(thread_id)
     release, ticket = await _admitted(svc, identity)
+    stream = _live(svc, thread_id, 0, until_run=new_run, run_id=new_run)
+    stream.subscribe()
     try:
         await svc.store.claim_confirmation(run_id, new_run)
         try:
@@ -302,10 +305,11 @@ async def confirm_run(
             await svc.store.release_confirmation(run_id, new_run)
             raise
     except BaseException:
+        stream.close()
         await ticket.finish()
         await release()
         raise
-    return _sse(_live(svc, thread_id, after, until_run=new_run, run_id=new_run), trace_id, release)
+    return _sse(stream, trace_id, release)
 
 
 async def _resume(
