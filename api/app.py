@@ -124,7 +124,8 @@ async def serving(
     ):
         graph = build_graph(checkpointer)
         instance = uuid.uuid4().hex
-        event_log, broker, store = EventLog(pool, instance), Broker(), RunStore(pool, settings)
+        event_log, store = EventLog(pool, instance), RunStore(pool, settings)
+        broker = Broker(settings.streams.subscriber_buffer)
         async with (
             ToolGateway(settings, pool=pool) as gateway,
             open_memory(settings, pool) as layers,

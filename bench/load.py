@@ -4,13 +4,15 @@
 
 Opens ``streams`` runs at once on a running Keel, each on its own thread and each answering
 words ``1000 / rate`` ms apart (the bench model's directive), more words than the test needs.
-Once every stream is answering (its first text_delta arrived), or after ``ramp`` seconds at
-most, it counts for ``window`` seconds the text_delta events of the answering streams
-(delivered) against what the model offers them in that time (``answering x rate x window``).
+Each word is stamped with the model's clock when it was sent, so every token's delay from the
+model to this reader is known. Once every stream is answering (its first text_delta arrived),
+or after ``ramp`` seconds at most, it counts for ``window`` seconds the tokens the answering
+streams received (delivered; Keel may join several into one text_delta) against what the model
+offers them in that time (``answering x rate x window``), and their delays.
 Then it closes the streams, cancels every run (``POST /v1/runs/{id}/cancel``: a Keel run goes
-on without its client) and waits until Keel has finished them all and serves no stream, and
-prints one JSON line. The wall time is bounded by ramp + window + drain, not by how slowly
-Keel delivers.
+on without its client), waits until Keel has finished them all and serves no stream, and
+(with ``--pid``) until Keel's process uses under 5 % of a core, and prints one JSON line. The
+wall time is bounded by ramp + window + drain, not by how slowly Keel delivers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
+import statistics
 import sys
 import time
 from bisect import bisect_left, bisect_right
@@ -26,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.servers import directive
+from bench.servers import directive, stamp_delays
 
 OPEN_STREAMS = re.compile(r"^keel_open_streams (\S+)$", re.M)
 RUNS_FINISHED = re.compile(r'^keel_runs_total\{[^}]*status="(\w+)"[^}]*\} (\S+)$', re.M)
@@ -57,9 +61,10 @@ class Stream:
     def __init__(self) -> None:
         """An unopened stream."""
         self.run_id = ""
-        self.arrivals: list[float] = []
+        self.arrivals: list[float] = []  # one per token
+        self.delays: list[tuple[float, float]] = []  # (arrival, seconds since the model sent it)
         self.status = ""  # run_finished's status, when read before the window closed
-        self.refused = False
+        self.refused = 0  # the HTTP status of a refused run
         self.dropped = ""  # the transport error that ended the stream early, and when
         self.started = asyncio.Event()  # run_started read (its run_id known), or the end
         self.answering = asyncio.Event()  # the first text_delta arrived, or the end
@@ -71,15 +76,18 @@ async def _drive(c: httpx.AsyncClient, tid: str, message: str, t0: float, s: Str
             "POST", f"/v1/threads/{tid}/runs", json={"input": {"message": message}}
         ) as r:
             if r.status_code != 200:
-                s.refused = True
+                s.refused = r.status_code
                 return
             event = ""
             async for line in r.aiter_lines():
                 if line.startswith("event: "):
                     event = line[7:]
-                    if event == "text_delta":
-                        s.arrivals.append(time.perf_counter() - t0)
-                        s.answering.set()
+                elif line.startswith("data: ") and event == "text_delta":
+                    now, now_ns = time.perf_counter() - t0, time.monotonic_ns()
+                    delays = stamp_delays(json.loads(line[6:])["data"]["text"], now_ns)
+                    s.arrivals.extend([now] * len(delays))
+                    s.delays.extend((now, d) for d in delays)
+                    s.answering.set()
                 elif line.startswith("data: ") and event in ("run_started", "run_finished"):
                     body = json.loads(line[6:])
                     if event == "run_started":
@@ -102,6 +110,27 @@ async def _metrics(c: httpx.AsyncClient) -> tuple[float, dict[str, float]]:
     for status, value in RUNS_FINISHED.findall(text):
         runs[status] = runs.get(status, 0.0) + float(value)
     return float(found.group(1)) if found else 0.0, runs
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _quiet(pid: int, below: float = 0.05, over_s: float = 1.0) -> None:
+    """Return once ``pid`` used under ``below`` of a core over ``over_s`` seconds."""
+    while True:
+        before = _cpu_s(pid)
+        await asyncio.sleep(over_s)
+        if _cpu_s(pid) - before < below * over_s:
+            return
+
+
+def p95(xs: list[float]) -> float:
+    """The 95th percentile (nan when empty)."""
+    return statistics.quantiles(xs, n=20)[-1] if len(xs) > 1 else float("nan")
 
 
 def _say(a: argparse.Namespace, t0: float, what: str) -> None:
@@ -130,7 +159,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         tids = await asyncio.gather(*(thread() for _ in range(a.streams)))
         t_threads = time.perf_counter() - t_threads
         _, finished_before = await _metrics(control)
-        message = f"Stream please. {directive(words, 1000 / a.rate)}"
+        message = f"Stream please. {directive(words, 1000 / a.rate, stamp=True)}"
         streams = [Stream() for _ in tids]
         t0 = time.perf_counter()
         tasks = [
@@ -171,7 +200,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*(cancel(s, t) for s, t in zip(streams, tasks, strict=True)))
             await asyncio.gather(*tasks, return_exceptions=True)
             _say(a, t0, "cancels sent")
-            runs = a.streams - sum(s.refused for s in streams)
+            runs = a.streams - sum(bool(s.refused) for s in streams)
             while True:
                 open_streams, after = await _metrics(control)
                 finished = sum(after.values()) - sum(finished_before.values())
@@ -180,6 +209,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                     return
                 _say(a, t0, f"{finished:g} of {runs} runs finished")
                 await asyncio.sleep(0.2)
+            if a.pid:
+                await _quiet(a.pid)
 
         idle = True
         try:
@@ -191,6 +222,13 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     arrivals = [s.arrivals for s in streams]
     delivered, offered, answering = window_counts(arrivals, opened, a.window, a.rate)
     from_start = sum(bisect_right(times, closed) for times in arrivals)
+    in_window = [
+        d
+        for st in streams
+        if st.arrivals and st.arrivals[0] <= opened
+        for at, d in st.delays
+        if opened <= at <= opened + a.window
+    ]
     return {
         "streams": a.streams,
         "threads_s": round(t_threads, 2),
@@ -206,7 +244,11 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "from_start_delivered_per_s": from_start / closed,
         "from_start_offered_per_s": a.streams * a.rate,
         "words_per_run": words,
-        "refused": sum(s.refused for s in streams),
+        "refused": sum(bool(s.refused) for s in streams),
+        "refused_statuses": sorted({s.refused for s in streams if s.refused}),
+        "delay_p95_s": p95(in_window),
+        "delay_p50_s": statistics.median(in_window) if in_window else float("nan"),
+        "delay_samples": len(in_window),
         "dropped": sum(bool(s.dropped) for s in streams),
         "drops": sorted({s.dropped for s in streams if s.dropped})[:5],
         "cancel_retries": retries[0],
@@ -226,6 +268,7 @@ def main() -> None:
     p.add_argument("--ramp", type=float, default=30.0, help="longest wait for the window")
     p.add_argument("--drain-timeout", type=float, default=180.0, help="seconds")
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
+    p.add_argument("--pid", type=int, default=0, help="Keel's process: wait for it to idle")
     p.add_argument("--cancel-concurrency", type=int, default=32, help="cancels in flight")
     print(json.dumps(asyncio.run(main_async(p.parse_args()))))
 

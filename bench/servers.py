@@ -109,11 +109,15 @@ def keel_settings_json(
     ``llm`` overrides fields of the model settings (the local-model figure's model name and
     answer length).
     """
+    from core.settings import StreamSettings
+
     limits = {
         "runs_per_minute": 10**6,
         "concurrent_runs": 10**4,
         "max_queued": 10**4,
         "max_active_share": 1.0,
+        "concurrent_streams": 10**4,
+        "max_threads": 10**6,
     }
     return json.dumps(
         {
@@ -132,6 +136,8 @@ def keel_settings_json(
             # The peer has no session memory (vector store + embedding per turn): the
             # comparison is of the service around the same graph, so Keel runs without it too.
             "memory": {"session": {"enabled": False}},
+            # The product's stream settings (the test config turns text coalescing off).
+            "streams": StreamSettings().model_dump(),
         }
     )
 
@@ -187,12 +193,21 @@ def start_relay(target: str, record: Path) -> Proc:
     return Proc("relay", args, f"http://127.0.0.1:{port}/v1", "/models", env=_env(), cwd=ROOT)
 
 
-DIRECTIVE = re.compile(r"\[bench words=(\d+) word_ms=([\d.]+)\]")
+DIRECTIVE = re.compile(r"\[bench words=(\d+) word_ms=([\d.]+)( stamp)?\]")
 
 
-def directive(words: int, word_ms: float) -> str:
-    """Put this in a run's message to get an answer of ``words`` words, ``word_ms`` apart."""
-    return f"[bench words={words} word_ms={word_ms:g}]"
+def directive(words: int, word_ms: float, stamp: bool = False) -> str:
+    """Put this in a run's message to get an answer of ``words`` words, ``word_ms`` apart.
+
+    With ``stamp`` each word is ``s<ns>``: the model's ``time.monotonic_ns()`` when it sent
+    the word (one clock for every process on the machine), so a reader can tell its delay.
+    """
+    return f"[bench words={words} word_ms={word_ms:g}{' stamp' if stamp else ''}]"
+
+
+def stamp_delays(text: str, now_ns: int) -> list[float]:
+    """Seconds from the model sending each stamped word of ``text`` to ``now_ns``."""
+    return [(now_ns - int(w[1:])) / 1e9 for w in text.split() if w.startswith("s")]
 
 
 def _serve_model(a: argparse.Namespace) -> None:
@@ -233,6 +248,7 @@ def _serve_model(a: argparse.Namespace) -> None:
         found = DIRECTIVE.search(json.dumps(body))
         words = int(found.group(1)) if found else a.words
         pause = (float(found.group(2)) if found else a.word_ms) / 1000
+        stamped = bool(found and found.group(3))
 
         def frame(delta: dict[str, Any], finish: str | None = None) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -250,7 +266,8 @@ def _serve_model(a: argparse.Namespace) -> None:
             for i in range(words):
                 if pause:
                     await asyncio.sleep(pause)
-                yield frame({"content": f" w{i}" if i else "w0"})
+                word = f"s{time.monotonic_ns()}" if stamped else f"w{i}"
+                yield frame({"content": f" {word}" if i else word})
             yield frame({}, "stop")
             end = {
                 "id": "c",

@@ -206,6 +206,21 @@ class RunSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1)
 
 
+class StreamSettings(BaseModel):
+    """The live event path: text coalescing, readers' buffers and keep-alive pings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Text deltas arriving within this window (from the first) become one text_delta
+    # event; 0 sends each piece as its own event.
+    delta_window_ms: float = Field(default=25.0, ge=0, le=1000)
+    # A coalesced text_delta is sent once it holds this many characters, window or not.
+    delta_max_chars: int = Field(default=2000, ge=1)
+    # Frames a live reader may fall behind before it is dropped (it resumes by Last-Event-ID).
+    subscriber_buffer: int = Field(default=1024, ge=1)
+    ping_s: float = Field(default=15.0, gt=0)  # an SSE comment after this long without frames
+
+
 class RetentionSettings(BaseModel):
     """How long the event log and checkpoints are kept (``keel prune``)."""
 
@@ -482,6 +497,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)

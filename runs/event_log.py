@@ -1,8 +1,19 @@
 """Replayable streams (practice 3): the append-only event log and the live fan-out.
 
-Every envelope is written to ``events`` (primary key ``(thread_id, seq)``, one transaction per
-batch) before it is published, so what a client sees live is always already durable. A client
-that resumes after ``Last-Event-ID`` reads the log, then the live tail; seqs dedupe the hand-over.
+Every envelope is written to ``events`` (primary key ``(thread_id, seq)``) before it is
+published, so what a client sees live is always already durable. A client that resumes after
+``Last-Event-ID`` reads the log, then the live tail; seqs dedupe the hand-over.
+
+The hot path does each piece of work once per event, whatever the number of readers:
+
+- an event is encoded to JSON once (``Frame``): that text is what the log stores and what the
+  SSE frame carries, and the frame is rendered once and shared by every subscriber;
+- writes are group-committed: batches that runs hand to ``EventLog.append`` while a write is in
+  flight wait for it and then go together, one statement and one commit for many runs;
+- each subscriber has a bounded buffer (``Subscription``). Publishing never waits for a reader:
+  a reader whose buffer is full is dropped (its stream ends at the last frame it was sent and it
+  resumes with ``Last-Event-ID``), so a slow client never slows the run or the other clients,
+  and a run with no reader runs as fast as one with many.
 
 Across API replicas the live tail rides on Postgres ``LISTEN/NOTIFY`` rather than Redis pub/sub:
 the notification is sent inside the same transaction as the insert, so it is delivered only once
@@ -17,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from cachetools import LRUCache
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -32,12 +45,13 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "keel_events"
 CANCEL_CHANNEL = "keel_cancel"
-_WAKE: dict[str, Any] = {"type": "__wake__"}
 _MAX_REPLAY_GAP_S = 5.0
+# Events per group commit at most (a larger backlog goes in several statements).
+_GROUP_EVENTS = 4096
 
-# One statement per batch: the events, the run they close (if any) and the notification commit
-# together. Data-modifying CTEs run whether or not the outer query reads them; the page trigger
-# on run_finished fires at the end of the statement and sees every row of the batch.
+# One statement per group: the events, the runs they close (if any) and one notification per
+# thread commit together. Data-modifying CTEs run whether or not the outer query reads them;
+# the page trigger on run_finished fires at the end of the statement and sees every row of it.
 _APPEND = """
 WITH batch AS (
     SELECT b FROM jsonb_array_elements(%(batch)s::jsonb) AS b
@@ -51,8 +65,56 @@ WITH batch AS (
       FROM batch
      WHERE b->>'type' = 'run_finished' AND runs.run_id = b->>'run_id'
 )
-SELECT pg_notify(%(channel)s, %(note)s)
+SELECT pg_notify(%(channel)s, n) FROM jsonb_array_elements_text(%(notes)s::jsonb) AS n
 """
+
+
+@dataclass(slots=True)
+class Frame:
+    """One event as the log stores it (``body``, its JSON) and as SSE sends it (``text``).
+
+    Built once per event; the same object goes to the log and to every subscriber.
+    """
+
+    seq: int
+    type: str
+    run_id: str
+    thread_id: str
+    body: str
+    text: str
+
+    @classmethod
+    def of(cls, ev: Event) -> Frame:
+        """Encode ``ev`` once: its JSON and its SSE frame."""
+        return cls.parts(ev.seq, ev.type, ev.run_id, ev.thread_id, ev.model_dump_json())
+
+    @classmethod
+    def parts(cls, seq: int, type_: str, run_id: str, thread_id: str, body: str) -> Frame:
+        """A frame from an event's stored JSON text."""
+        text = f"id: {seq}\nevent: {type_}\ndata: {body}\n\n"
+        return cls(seq, type_, run_id, thread_id, body, text)
+
+    def wire(self) -> dict[str, Any]:
+        """The envelope as a dict (for readers that want objects, not frames)."""
+        wire: dict[str, Any] = json.loads(self.body)
+        return wire
+
+
+def frames_of(events: Iterable[Event | Frame]) -> list[Frame]:
+    """Each event as a ``Frame`` (frames are kept as they are)."""
+    return [e if isinstance(e, Frame) else Frame.of(e) for e in events]
+
+
+def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+    """Resolve a writer's future unless its waiter has gone."""
+    if done.done():
+        return
+    if exc is None:
+        done.set_result(None)
+    elif isinstance(exc, asyncio.CancelledError):
+        done.cancel()
+    else:
+        done.set_exception(exc)
 
 
 def _pages_size(pages: dict[int, tuple[str, int, str]]) -> int:
@@ -61,7 +123,7 @@ def _pages_size(pages: dict[int, tuple[str, int, str]]) -> int:
 
 
 class EventLog:
-    """The ``events`` table: append batches, read a thread's events after a seq.
+    """The ``events`` table: group-committed appends, reads of a thread after a seq.
 
     The one implementation: embedded and production mode both run Postgres, so there is no
     protocol to satisfy (``bench/writes.py`` subclasses it only to time its appends). A second
@@ -74,16 +136,21 @@ class EventLog:
         pool: AsyncConnectionPool[Any],
         instance: str = "",
         page_cache_bytes: int = 64 * 2**20,
+        writers: int = 2,
     ) -> None:
         """Use ``pool``; ``instance`` names this process in notifications.
 
-        ``page_cache_bytes`` bounds the replay pages kept in memory (see ``frames``).
+        ``page_cache_bytes`` bounds the replay pages kept in memory (see ``frames``);
+        ``writers`` bounds the group commits in flight at once.
         """
         self.pool = pool
         self.instance = instance
         self._pages: LRUCache[str, dict[int, tuple[str, int, str]]] = LRUCache(
             page_cache_bytes, getsizeof=_pages_size
         )
+        self._pending: deque[tuple[list[Frame], asyncio.Future[None]]] = deque()
+        self._max_writers = writers
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def last_seq(self, thread_id: str) -> int:
         """The highest seq written for ``thread_id`` (0 if none)."""
@@ -94,23 +161,75 @@ class EventLog:
             row = await cur.fetchone()
             return int(row["s"]) if row else 0
 
-    async def append(self, events: Sequence[Event]) -> None:
-        """Write ``events`` of one thread atomically and notify other replicas.
+    async def append(self, events: Sequence[Event | Frame]) -> None:
+        """Write ``events`` of one run atomically; they are durable when this returns.
 
         A ``run_finished`` among them closes its row in ``runs`` in the same transaction, so
-        whoever sees the event also sees the run's final status. The batch is one statement
-        (one JSON array of the events as pydantic encoded them, unpacked by Postgres):
-        one round trip and one commit per batch, whatever its size.
+        whoever sees the event also sees the run's final status. Batches handed in while a
+        write is in flight go together in the next one (group commit): one statement (one
+        JSON array of the events' own encodings, unpacked by Postgres) and one commit for
+        many runs. A group Postgres refuses for its data (a seq already taken) is written
+        again batch by batch, so only the batch at fault fails; a group that fails otherwise
+        (a lost connection) fails every batch in it, and each writer's retry asks ``holds``
+        whether its batch had committed after all.
         """
         if not events:
             return
-        last = events[-1]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((frames_of(events), done))
+        if len(self._writers) < self._max_writers:
+            task = asyncio.create_task(self._flush(), name="event-log-writer")
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        await done
+
+    async def _flush(self) -> None:
+        """Commit pending batches, a group at a time, until none is left."""
+        while self._pending:
+            group = [self._pending.popleft()]
+            size = len(group[0][0])
+            while self._pending and size + len(self._pending[0][0]) <= _GROUP_EVENTS:
+                size += len(self._pending[0][0])
+                group.append(self._pending.popleft())
+            try:
+                await self._commit(group)
+            except BaseException as exc:  # cancelled (shutdown): nobody waits in vain
+                for _, done in group:
+                    _settle(done, exc)
+                raise
+
+    async def _commit(self, group: list[tuple[list[Frame], asyncio.Future[None]]]) -> None:
+        try:
+            await self._write([f for frames, _ in group for f in frames])
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            if len(group) == 1:
+                _settle(group[0][1], exc)
+                return
+            for frames, done in group:  # find the batch at fault; the others are written
+                try:
+                    await self._write(frames)
+                except Exception as one:
+                    _settle(done, one)
+                else:
+                    _settle(done, None)
+            return
+        except Exception as exc:
+            for _, done in group:
+                _settle(done, exc)
+            return
+        for _, done in group:
+            _settle(done, None)
+
+    async def _write(self, frames: Sequence[Frame]) -> None:
+        """One statement, one commit: the frames' events and a notification per thread."""
+        last: dict[str, int] = {}
+        for f in frames:
+            last[f.thread_id] = max(f.seq, last.get(f.thread_id, 0))
+        notes = [json.dumps({"i": self.instance, "t": t, "s": s}) for t, s in last.items()]
         args = {
-            # The batch is one JSON array built from each event's own encoding: one text
-            # parameter, where seven arrays cost psycopg a dumper call per element.
-            "batch": "[" + ",".join(e.model_dump_json() for e in events) + "]",
+            "batch": "[" + ",".join(f.body for f in frames) + "]",
             "channel": EVENTS_CHANNEL,
-            "note": json.dumps({"i": self.instance, "t": last.thread_id, "s": last.seq}),
+            "notes": json.dumps(notes),
         }
         async with self.pool.connection() as conn:
             await conn.execute(_APPEND, args)
@@ -148,6 +267,25 @@ class EventLog:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, args)
             return [row["body"] for row in await cur.fetchall()]
+
+    async def read_frames(
+        self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 100_000
+    ) -> list[Frame]:
+        """The thread's events with ``seq > after`` in order, as frames (the JSON as stored)."""
+        sql = (
+            "SELECT seq, type, run_id, body::text AS body FROM events"
+            " WHERE thread_id = %s AND seq > %s"
+        )
+        args: list[Any] = [thread_id, after]
+        if run_id:
+            sql += " AND run_id = %s"
+            args.append(run_id)
+        sql += " ORDER BY seq LIMIT %s"
+        args.append(limit)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            rows = await cur.fetchall()
+        return [Frame.parts(r["seq"], r["type"], r["run_id"], thread_id, r["body"]) for r in rows]
 
     async def frames(
         self, thread_id: str, after: int = 0, run_id: str | None = None, page: int = 2000
@@ -241,24 +379,84 @@ class EventLog:
             last = row["last"]
 
 
+class Subscription:
+    """One live reader of a thread: a bounded buffer of frames, filled by ``Broker.publish``.
+
+    ``push`` never waits: when the reader is more than ``limit`` frames behind, the buffer is
+    dropped and the subscription ends (``dropped`` is set), so the publisher goes on at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        """An empty buffer that holds ``limit`` frames at most."""
+        self.limit = limit
+        self.dropped = asyncio.Event()
+        self._frames: deque[Frame] = deque()
+        self._woken = False
+        self._ready = asyncio.Event()
+
+    def push(self, frames: Sequence[Frame]) -> bool:
+        """Buffer ``frames``; False (and the subscription ends) when they do not fit."""
+        if self.dropped.is_set():
+            return False
+        if len(self._frames) + len(frames) > self.limit:
+            self._frames.clear()
+            self.dropped.set()
+            self._ready.set()
+            return False
+        self._frames.extend(frames)
+        self._ready.set()
+        return True
+
+    def wake(self) -> None:
+        """Events were written elsewhere (another replica): the reader reads them from the log."""
+        self._woken = True
+        self._ready.set()
+
+    async def get(self, timeout: float | None = None) -> tuple[list[Frame], bool]:
+        """Wait for frames: everything buffered, and whether the log must be read too.
+
+        After ``timeout`` seconds with nothing, returns no frames.
+
+        Raises:
+            SlowReader: the reader fell ``limit`` frames behind and was dropped.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return [], False
+        if self.dropped.is_set():
+            raise SlowReader
+        self._ready.clear()
+        frames, woken = list(self._frames), self._woken
+        self._frames.clear()
+        self._woken = False
+        return frames, woken
+
+
+class SlowReader(Exception):
+    """A live reader fell too far behind; its stream ends and it resumes from its last id."""
+
+
 class Broker:
     """Fan-out to live subscribers, per thread: local events directly, remote ones as a wake-up."""
 
-    def __init__(self) -> None:
-        """Start with no subscribers."""
-        self._subs: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+    def __init__(self, buffer: int = 1024) -> None:
+        """Start with no subscribers; each one buffers ``buffer`` frames at most."""
+        self.buffer = buffer
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
 
-    def subscribe(self, thread_id: str) -> asyncio.Queue[dict[str, Any]]:
-        """A queue that receives every event published on ``thread_id`` from now on."""
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._subs[thread_id].add(q)
-        return q
+    def subscribe(self, thread_id: str) -> Subscription:
+        """A subscription that receives every frame published on ``thread_id`` from now on."""
+        sub = Subscription(self.buffer)
+        self._subs[thread_id].add(sub)
+        return sub
 
-    def unsubscribe(self, thread_id: str, q: asyncio.Queue[dict[str, Any]]) -> None:
-        """Stop delivering to ``q``."""
+    def unsubscribe(self, thread_id: str, sub: Subscription) -> None:
+        """Stop delivering to ``sub``."""
         subs = self._subs.get(thread_id)
         if subs is not None:
-            subs.discard(q)
+            subs.discard(sub)
             if not subs:
                 del self._subs[thread_id]
 
@@ -266,15 +464,18 @@ class Broker:
         """How many live subscribers ``thread_id`` has in this process."""
         return len(self._subs.get(thread_id, ()))
 
-    def publish(self, thread_id: str, events: Sequence[Event]) -> None:
-        """Deliver ``events`` (written by this process) to every subscriber of ``thread_id``."""
+    def publish(self, thread_id: str, events: Sequence[Event | Frame]) -> None:
+        """Deliver ``events`` (written by this process) to every subscriber of ``thread_id``.
+
+        The frames are shared: each is encoded once, whatever the number of subscribers. A
+        subscriber too far behind is dropped here and never slows the others.
+        """
         subs = self._subs.get(thread_id)
         if not subs:
             return
-        wire = [e.model_dump(mode="json") for e in events]
-        for q in subs:
-            for item in wire:
-                q.put_nowait(item)
+        frames = frames_of(events)
+        for sub in [s for s in subs if not s.push(frames)]:
+            self.unsubscribe(thread_id, sub)
 
     def wake_all(self) -> None:
         """Wake every subscriber (after a lost notification connection): they re-read the log."""
@@ -283,8 +484,8 @@ class Broker:
 
     def wake(self, thread_id: str) -> None:
         """Tell subscribers that another replica wrote events: they read them from the log."""
-        for q in self._subs.get(thread_id, ()):
-            q.put_nowait(_WAKE)
+        for sub in self._subs.get(thread_id, ()):
+            sub.wake()
 
 
 class Listener:
@@ -355,9 +556,100 @@ async def notify_cancel(pool: AsyncConnectionPool[Any], run_id: str) -> None:
         await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, run_id))
 
 
-def sse_item(body: dict[str, Any]) -> dict[str, str]:
-    """One SSE frame (``id``/``event``/``data``) for sse-starlette."""
-    return {"id": str(body["seq"]), "event": body["type"], "data": json.dumps(body)}
+class LiveStream:
+    """A thread's frames after a seq: history from the log, then (optionally) the live tail.
+
+    Iterating yields lists of frames, in seq order, each list everything there was to send
+    at that moment (so a reader that is behind catches up in few writes). Subscribing before
+    reading the log and skipping seqs already sent makes the hand-over gap-free and
+    duplicate-free. With ``until_run`` the stream follows the live tail until that run's
+    ``run_finished``; ``run_id`` keeps only that run's events. ``dropped`` is set when the
+    reader fell too far behind (``Subscription``): the stream then ends early. A live tail
+    with nothing to send for ``quiet_s`` yields an empty list (the SSE response's ping).
+    """
+
+    def __init__(
+        self,
+        log_: EventLog,
+        broker: Broker,
+        thread_id: str,
+        after: int,
+        *,
+        until_run: str | None = None,
+        run_id: str | None = None,
+        quiet_s: float | None = None,
+    ) -> None:
+        """Prepare the stream; it subscribes when iterated."""
+        self.log, self.broker, self.thread_id = log_, broker, thread_id
+        self.after, self.until_run, self.run_id = after, until_run, run_id
+        self.quiet_s = quiet_s
+        self.dropped = asyncio.Event()
+        self.last: int | None = after  # the last seq seen (None: none yet, after ``subscribe``)
+        self._sub: Subscription | None = None
+
+    def subscribe(self) -> None:
+        """Follow the thread from now on and read no history (``after`` is ignored).
+
+        For a run that has not started yet: every event of it is published after this, so
+        the live tail alone is complete. Call ``close`` if the stream is never iterated.
+        """
+        self._sub = self.broker.subscribe(self.thread_id)
+        self.last = None
+
+    def close(self) -> None:
+        """Drop the subscription ``subscribe`` took."""
+        if self._sub is not None:
+            self.broker.unsubscribe(self.thread_id, self._sub)
+
+    async def __aiter__(self) -> AsyncIterator[list[Frame]]:
+        """The frames, in lists; ends after ``until_run``'s last event or when dropped."""
+        sub, fresh, ended = self._sub, self._sub is not None, False
+        if sub is None and self.until_run:
+            sub = self.broker.subscribe(self.thread_id)
+        try:
+            if not fresh:
+                frames = await self.log.read_frames(self.thread_id, self.after, self.run_id)
+                out, ended = self._keep(frames)
+                if out:
+                    yield out
+            while sub is not None and not ended:
+                try:
+                    frames, woken = await sub.get(self.quiet_s)
+                except SlowReader:
+                    self.dropped.set()
+                    return
+                if not frames and not woken:
+                    yield []
+                    continue
+                gap = frames and self.last is not None and frames[0].seq > self.last + 1
+                if woken or gap:
+                    frames = await self._reread()
+                out, ended = self._keep(frames)
+                if out:
+                    yield out
+        finally:
+            if sub is not None:
+                self.broker.unsubscribe(self.thread_id, sub)
+
+    async def _reread(self) -> list[Frame]:
+        """What the log holds after the last seq seen (this run's, when none was seen yet)."""
+        if self.last is None:
+            return await self.log.read_frames(self.thread_id, 0, self.run_id)
+        return await self.log.read_frames(self.thread_id, self.last)
+
+    def _keep(self, frames: list[Frame]) -> tuple[list[Frame], bool]:
+        """The frames not sent yet (and of ``run_id``), and whether ``until_run`` ended."""
+        out: list[Frame] = []
+        for f in frames:
+            if self.last is not None and f.seq <= self.last:
+                continue
+            self.last = f.seq
+            if self.run_id and f.run_id != self.run_id:
+                continue
+            out.append(f)
+            if f.type == "run_finished" and f.run_id == self.until_run:
+                return out, True
+        return out, False
 
 
 async def tail(
@@ -369,46 +661,20 @@ async def tail(
     until_run: str | None = None,
     run_id: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """History after ``after``; then, if ``until_run`` is set, the live tail until it finishes.
-
-    Subscribing before reading the log and skipping seqs already sent makes the hand-over
-    gap-free and duplicate-free. ``run_id`` keeps only that run's events.
-    """
-    q = broker.subscribe(thread_id) if until_run else None
-    try:
-        last = after
-        for body in await log_.read(thread_id, after, run_id):
-            last = body["seq"]
-            yield body
-            if body["type"] == "run_finished" and body["run_id"] == until_run:
-                return
-        if q is None:
-            return
-        while True:
-            item = await q.get()
-            gap = item is _WAKE or item["seq"] > last + 1
-            batch = await log_.read(thread_id, last) if gap else [item]
-            for body in batch:
-                if body["seq"] <= last:
-                    continue
-                last = body["seq"]
-                if run_id and body["run_id"] != run_id:
-                    continue
-                yield body
-                if body["type"] == "run_finished" and body["run_id"] == until_run:
-                    return
-    finally:
-        if q is not None:
-            broker.unsubscribe(thread_id, q)
+    """``LiveStream``'s events one at a time, as wire dicts."""
+    stream = LiveStream(log_, broker, thread_id, after, until_run=until_run, run_id=run_id)
+    async for frames in stream:
+        for f in frames:
+            yield f.wire()
 
 
-async def paced(events: AsyncIterator[dict[str, Any]], pace: str) -> AsyncIterator[dict[str, Any]]:
-    """Replay ``events`` as fast as possible, or with their original gaps (each capped at 5 s)."""
+async def paced(stream: AsyncIterator[list[Frame]]) -> AsyncIterator[list[Frame]]:
+    """Replay ``stream``'s frames one by one with their original gaps (each capped at 5 s)."""
     prev: datetime | None = None
-    async for body in events:
-        if pace == "original":
-            ts = datetime.fromisoformat(body["ts"].replace("Z", "+00:00"))
+    async for burst in stream:
+        for f in burst:
+            ts = datetime.fromisoformat(f.wire()["ts"].replace("Z", "+00:00"))
             if prev is not None:
                 await asyncio.sleep(min(max((ts - prev).total_seconds(), 0), _MAX_REPLAY_GAP_S))
             prev = ts
-        yield body
+            yield [f]

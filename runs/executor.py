@@ -60,6 +60,7 @@ from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
 from memory.layers import MemoryLayers
 from runs import langsmith_runs
+from runs.coalesce import coalesce, drain
 from runs.event_log import Broker, EventLog, notify_cancel
 from runs.feedback import FeedbackStore, VariantRouter
 from runs.metrics import observe_event
@@ -443,13 +444,13 @@ class RunExecutor:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _emit(self, handle: RunHandle, ev: NodeEvent) -> None:
+        """Validate ``ev`` into an envelope now; the writer numbers it (seqs have no gaps)."""
         if handle.lost:
             return  # the run is another replica's now
-        handle.seq += 1
         handle.queue.put_nowait(
             envelope(
                 ev,
-                seq=handle.seq,
+                seq=handle.seq + 1,  # provisional: text deltas may still be joined
                 thread_id=handle.thread_id,
                 run_id=handle.run_id,
                 trace_id=handle.trace_id,
@@ -458,40 +459,52 @@ class RunExecutor:
         )
 
     async def _writer(self, handle: RunHandle) -> None:
-        """Drain the run's queue: persist each batch in one transaction, then publish it."""
+        """Drain the run's queue: join text deltas, number, persist and publish each batch.
+
+        The log group-commits the batch with other runs' batches; it is published (to live
+        readers) only once it is durable.
+        """
+        window = self.settings.streams.delta_window_ms / 1000
         done = False
         while not done:
-            batch: list[Event] = []
-            item = await handle.queue.get()
-            while True:
-                if item is None:
-                    done = True
-                    break
-                batch.append(item)
-                if len(batch) >= _BATCH or handle.queue.empty():
-                    break
-                item = handle.queue.get_nowait()
-            give_up = time.monotonic() + _WRITE_GIVE_UP_S
-            for attempt in itertools.count():
-                try:
-                    if time.monotonic() > handle.lease_until and not await self._renew([handle]):
-                        return  # the run is another replica's now: these events are not ours
-                    await self.log.append(batch)
-                    break
-                except psycopg.errors.UniqueViolation:
-                    # After a lost connection: the earlier attempt may have committed.
-                    if attempt > 0 and await self.log.holds(batch):
-                        break
-                    raise
-                except Exception as exc:
-                    if time.monotonic() > give_up or not _transient(exc):
-                        raise
-                    if attempt == 0:
-                        log.warning("event batch write failed; retrying", exc_info=True)
-                    await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
+            first = await handle.queue.get()
+            if window and first is not None and first.type == "text_delta":
+                await asyncio.sleep(window)  # the window's other pieces join this one
+            events, done = drain(handle.queue, first, _BATCH)
+            batch = coalesce(events, self.settings.streams.delta_max_chars) if window else events
+            for ev in batch:
+                handle.seq += 1
+                ev.seq = handle.seq
+            if not await self._persist(handle, batch):
+                return  # the run is another replica's now: these events are not ours
             for ev in batch:
                 observe_event(ev)
             self.broker.publish(handle.thread_id, batch)
+
+    async def _persist(self, handle: RunHandle, batch: list[Event]) -> bool:
+        """Append ``batch`` to the log under the run's lease, retrying through a database outage.
+
+        ``False`` when the lease is lost: the run is another replica's now.
+        """
+        give_up = time.monotonic() + _WRITE_GIVE_UP_S
+        for attempt in itertools.count():
+            try:
+                if time.monotonic() > handle.lease_until and not await self._renew([handle]):
+                    return False
+                await self.log.append(batch)
+                return True
+            except psycopg.errors.UniqueViolation:
+                # After a lost connection: the earlier attempt may have committed.
+                if attempt > 0 and await self.log.holds(batch):
+                    return True
+                raise
+            except Exception as exc:
+                if time.monotonic() > give_up or not _transient(exc):
+                    raise
+                if attempt == 0:
+                    log.warning("event batch write failed; retrying", exc_info=True)
+                await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable: every attempt returns or raises")
 
     async def _run(self, handle: RunHandle) -> None:
         trace_id_var.set(handle.trace_id)

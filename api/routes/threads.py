@@ -14,10 +14,11 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from api.deps import CurrentIdentity, Services, Svc, TraceId
+from api.sse import SseResponse, frames
 from api.text import StorableText
 from core.errors import Conflict, NotFound
 from core.identity import Identity
-from runs.event_log import paced, sse_item, tail
+from runs.event_log import Frame, LiveStream, paced
 from runs.metrics import OPEN_STREAMS
 from runs.scheduler import Ticket
 
@@ -148,10 +149,20 @@ def sse_response(
     )
 
 
-def _sse(
-    events: AsyncIterator[dict[str, Any]], trace_id: str, release: Release
-) -> EventSourceResponse:
-    return sse_response((sse_item(body) async for body in events), trace_id, release)
+def _sse(stream: LiveStream, trace_id: str, release: Release, *, pace: bool = False) -> SseResponse:
+    """The SSE response of ``stream``; its reader is cut off when the fan-out drops it."""
+    bursts: AsyncIterator[list[Frame]] = paced(aiter(stream)) if pace else aiter(stream)
+    return SseResponse(
+        _counted(frames(bursts), release),
+        dropped=stream.dropped,
+        headers={"X-Trace-Id": trace_id},
+        background=BackgroundTask(release),
+    )
+
+
+def _live(svc: Services, thread_id: str, after: int, **kw: Any) -> LiveStream:
+    quiet_s = svc.settings.streams.ping_s
+    return LiveStream(svc.event_log, svc.broker, thread_id, after, quiet_s=quiet_s, **kw)
 
 
 @router.post("/threads", status_code=201, response_model=ThreadOut)
@@ -178,7 +189,7 @@ async def list_threads(
 @router.post("/threads/{thread_id}/runs", responses=_SSE)
 async def create_run(
     thread_id: str, body: RunRequest, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
-) -> EventSourceResponse:
+) -> SseResponse:
     """Start a run and stream its events; the run goes on if the client disconnects."""
     await svc.store.thread(identity, thread_id)
     if body.agent not in svc.settings.agents:
@@ -190,7 +201,10 @@ async def create_run(
         if await svc.graph.checkpointer.aget_tuple(config) is None:  # type: ignore[union-attr]
             raise NotFound(f"checkpoint {body.checkpoint_id} not found in this thread")
     run_id = str(uuid.uuid4())
-    after = await svc.event_log.last_seq(thread_id)
+    # Subscribed before the run starts, the stream gets every event of it live (each one
+    # already durable), with no read of the log.
+    stream = _live(svc, thread_id, 0, until_run=run_id, run_id=run_id)
+    stream.subscribe()
 
     async def start(ticket: Ticket) -> str:
         await svc.executor.start(
@@ -206,14 +220,12 @@ async def create_run(
         )
         return run_id
 
-    release, _ = await admitted(svc, identity, start)
-    # Events are durable before they are published, so a stream that subscribes after the
-    # start still reads the first ones from the log; seqs dedupe the hand-over.
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id),
-        trace_id,
-        release,
-    )
+    try:
+        release, _ = await admitted(svc, identity, start)
+    except BaseException:
+        stream.close()
+        raise
+    return _sse(stream, trace_id, release)
 
 
 @router.get("/threads/{thread_id}/stream", responses=_SSE)
@@ -224,15 +236,13 @@ async def stream_thread(
     trace_id: TraceId,
     last_event_id: Annotated[int | None, Header(ge=0, le=MAX_SEQ)] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
-) -> EventSourceResponse:
+) -> SseResponse:
     """Events after ``Last-Event-ID`` (or ``?after=``), then live until the active run ends."""
     await svc.store.thread(identity, thread_id)
     start = last_event_id if last_event_id is not None else (after or 0)
     active = svc.executor.local_run(thread_id) or await svc.store.active_run(thread_id)
     release = await stream_slot(svc, identity)
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, start, until_run=active), trace_id, release
-    )
+    return _sse(_live(svc, thread_id, start, until_run=active), trace_id, release)
 
 
 @router.get("/replay/{thread_id}", responses=_SSE)
@@ -260,8 +270,7 @@ async def replay_thread(
             headers={"Cache-Control": "no-store", "X-Trace-Id": trace_id},
             background=BackgroundTask(release),
         )
-    events = tail(svc.event_log, svc.broker, thread_id, after, run_id=run_id)
-    return _sse(paced(events, pace), trace_id, release)
+    return _sse(_live(svc, thread_id, after, run_id=run_id), trace_id, release, pace=True)
 
 
 async def _counted(chunks: AsyncIterator[str], release: Release) -> AsyncIterator[str]:
@@ -348,7 +357,7 @@ async def confirm_run(
     svc: Svc,
     identity: CurrentIdentity,
     trace_id: TraceId,
-) -> EventSourceResponse:
+) -> SseResponse:
     """Approve or reject the tool call an ``interrupted`` run of the caller's is waiting on.
 
     Starts a new run on the same thread that resumes the graph with the decision and streams
@@ -359,15 +368,12 @@ async def confirm_run(
     """
     pending = await pending_decision(svc, identity, run_id, body.confirmation_id)
     thread_id: str = pending[0]["thread_id"]
+    # The resumed run's id is known once it starts: its stream reads the log from here.
     after = await svc.event_log.last_seq(thread_id)
     release, new_run = await admitted(
         svc, identity, lambda ticket: apply_decision(svc, identity, pending, body, trace_id, ticket)
     )
-    return _sse(
-        tail(svc.event_log, svc.broker, thread_id, after, until_run=new_run, run_id=new_run),
-        trace_id,
-        release,
-    )
+    return _sse(_live(svc, thread_id, after, until_run=new_run, run_id=new_run), trace_id, release)
 
 
 async def _resume(

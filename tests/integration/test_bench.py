@@ -87,7 +87,7 @@ def test_many_streams_and_local_model_figures_stay_bounded(tmp_path: Path) -> No
     env = {
         **os.environ,
         "BENCH_STREAMS": "8",
-        "BENCH_STREAMS_RAMP": "2",
+        "BENCH_STREAMS_RAMP": "5",
         "BENCH_STREAMS_WINDOW": "2",
         "BENCH_LOCAL_MODEL": "scripted",
     }
@@ -103,19 +103,29 @@ def test_many_streams_and_local_model_figures_stay_bounded(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {r["key"]: r for r in results["rows"]}
-    assert list(rows) == ["many_streams", "many_streams_answering", "local_model"]
+    assert list(rows) == [
+        "many_streams",
+        "many_streams_answering",
+        "many_streams_delay",
+        "many_streams_idle",
+        "local_model",
+    ]
     streams = rows["many_streams"]["extra"]
     assert streams["idle"] is True
     assert streams["refused"] == streams["dropped"] == 0
     # Every run was cut at the window: none streamed its whole answer.
     assert streams["words_per_run"] / 20 > streams["from_start_s"]
     assert streams["runs_by_status"] == {"cancelled": 8.0}
-    assert streams["window_opened_s"] <= 2.5
+    assert streams["window_opened_s"] <= 5.5
     assert 0 < streams["answering"] <= 8
     # The model offers 20 words a second: a stream cannot deliver more (+ one early word).
     assert 0 < streams["delivered_events"] <= streams["offered_events"] + streams["answering"]
     answering = rows["many_streams_answering"]
     assert math.isclose(answering["ratio"], answering["a"] / answering["b"])
+    # Every delivered token's delay was measured; at 8 streams it is well under a window.
+    assert streams["delay_samples"] == streams["delivered_events"]
+    assert 0 < streams["delay_p50_s"] <= streams["delay_p95_s"] < 2
+    assert rows["many_streams_idle"]["a"] == streams["drain_s"]
     local = rows["local_model"]
     assert local["table"] == "local" and local["n"] == 2
     assert local["extra"]["model"] == "scripted"

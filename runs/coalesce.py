@@ -1,0 +1,66 @@
+"""Text coalescing: a run's text deltas that arrive close together travel as one event.
+
+A model streams its answer a token at a time; sending each token as its own event makes the
+cost of a stream (encoding, the log's rows, SSE frames, the client's parsing) grow with the
+tokens rather than with what a reader can notice. The run's writer takes what the run emitted
+since its last write, after waiting ``streams.delta_window_ms`` when the first of it is a text
+delta, and joins neighbouring ``text_delta`` events of one node into one (at most
+``streams.delta_max_chars`` characters each). Events are numbered after joining, so ``seq``
+stays gap-free, and any other event (a status, a tool call, ``run_finished``) keeps its place:
+only deltas that were next to each other are joined. The joined text is exactly the pieces'
+text in order; the event's ``ts`` is its first piece's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.events import Event, TextDelta, TextDeltaData
+
+
+def drain(
+    queue: asyncio.Queue[Event | None], first: Event | None, limit: int
+) -> tuple[list[Event], bool]:
+    """``first`` and what is queued behind it (``limit`` at most); True once the end came.
+
+    ``None`` in the queue marks the run's end.
+    """
+    events: list[Event] = []
+    item = first
+    while True:
+        if item is None:
+            return events, True
+        events.append(item)
+        if len(events) >= limit or queue.empty():
+            return events, False
+        item = queue.get_nowait()
+
+
+def coalesce(events: list[Event], max_chars: int) -> list[Event]:
+    """``events`` with each run of neighbouring text deltas of one node joined."""
+    out: list[Event] = []
+    pieces: list[str] = []
+    chars = 0
+    for ev in events:
+        prev = out[-1] if out else None
+        if (
+            isinstance(ev, TextDelta)
+            and isinstance(prev, TextDelta)
+            and prev.node == ev.node
+            and chars + len(ev.data.text) <= max_chars
+        ):
+            pieces.append(ev.data.text)
+            chars += len(ev.data.text)
+            continue
+        _join(prev, pieces)
+        pieces = [ev.data.text] if isinstance(ev, TextDelta) else []
+        chars = len(pieces[0]) if pieces else 0
+        out.append(ev)
+    _join(out[-1] if out else None, pieces)
+    return out
+
+
+def _join(ev: Event | None, pieces: list[str]) -> None:
+    """Give the text delta ``ev`` the joined text of its ``pieces`` (when there are several)."""
+    if isinstance(ev, TextDelta) and len(pieces) > 1:
+        ev.data = TextDeltaData.model_construct(text="".join(pieces))
