@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from api import problems
 from api.deps import Services
 from api.middleware import BodyLimitMiddleware, HostCheckMiddleware, TraceMiddleware
-from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
+from api.routes import documents, feedback, memory, meta, threads, tools, traces, ui, usage
 from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.identity import TokenVerifier
@@ -187,10 +187,13 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         traces.router,
         traces.page,
         memory.router,
+        documents.router,
         ui.router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
+    # A multipart upload carries the file plus its part headers.
+    upload = {"/v1/documents": settings.documents.max_file_bytes + 65_536}
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes, uploads=upload)
     app.add_middleware(HostCheckMiddleware, allowed=settings.server.allowed_hosts)
     app.add_middleware(TraceMiddleware)
     if settings.tracing.enabled:
