@@ -281,3 +281,47 @@ async def test_documents_v2_finds_uploads_by_meaning_with_page_and_excerpt(
         stranger = Identity("eve", "globex", frozenset())
         nothing = await gw.call(spec, {"query": "paid vacation"}, identity=stranger)
         assert nothing.result["hits"] == []
+
+
+@pytest.mark.asyncio
+async def test_files_ingested_before_uploads_are_carried_over_for_indexing(
+    pg_server_url: str,
+) -> None:
+    import uuid as uuid_
+
+    import psycopg
+
+    from core.db import migrate
+
+    name = f"keel_t_{uuid_.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = pg_server_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(
+                "CREATE TABLE tool_documents (tenant text, source text, chunk int, sha256 text,"
+                " body text, PRIMARY KEY (tenant, source, chunk))"
+            )
+            await conn.execute(
+                "INSERT INTO tool_documents VALUES"
+                " ('acme', '/srv/docs/runbook.md', 0, 'h1', 'One'),"
+                " ('acme', '/srv/docs/runbook.md', 1, 'h1', 'Two'),"
+                " ('globex', '/srv/notes.txt', 0, 'h2', 'Three')"
+            )
+            await migrate(conn)
+            cur = await conn.execute(
+                "SELECT d.tenant, d.name, d.status, d.chunks, convert_from(d.content, 'UTF8'),"
+                " array_agg(c.body ORDER BY c.chunk) FROM documents d"
+                " JOIN document_chunks c ON c.document_id = d.id GROUP BY d.id ORDER BY d.tenant"
+            )
+            rows = await cur.fetchall()
+            gone = await (await conn.execute("SELECT to_regclass('tool_documents')")).fetchone()
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert [tuple(r) for r in rows] == [
+        ("acme", "runbook.md", "indexing", 2, "One\n\nTwo", ["One", "Two"]),
+        ("globex", "notes.txt", "indexing", 1, "Three", ["Three"]),
+    ]
+    assert gone is not None and gone[0] is None

@@ -253,7 +253,9 @@ async def full_text(
         f"WITH q AS (SELECT {_TSQUERY} AS q)"
         " SELECT c.document_id, c.chunk FROM document_chunks c, q"
         " WHERE c.tenant = %(t)s AND c.tsv @@ q.q"
-        " ORDER BY ts_rank(c.tsv, q.q) DESC, c.document_id, c.chunk LIMIT %(n)s",
+        # Chunks with every word first, then by rank (over 1 + log of the chunk's length).
+        " ORDER BY c.tsv @@ plainto_tsquery('english', %(q)s) DESC,"
+        " ts_rank(c.tsv, q.q, 1) DESC, c.document_id, c.chunk LIMIT %(n)s",
         {"q": query, "t": tenant, "n": limit},
     )
     return [(str(r[0]), int(r[1])) for r in await cur.fetchall()]
