@@ -14,6 +14,7 @@ reciprocal rank (``1 / (60 + rank)``). Hits carry the document's name, page and 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -331,10 +332,13 @@ async def search(
 ) -> list[Hit]:
     """The best chunks for ``query``: hybrid (RRF of full text and semantic) or either alone."""
     lists: list[list[tuple[str, int]]] = []
+    semantic = mode in ("hybrid", "semantic") and embedder is not None and index is not None
+    # The query is embedded (off the event loop) while Postgres runs the full-text query.
+    embedding = asyncio.ensure_future(embedder.embed([query])) if semantic and embedder else None
     if mode in ("hybrid", "full_text"):
         lists.append(await full_text(conn, tenant, query, CANDIDATES))
-    if mode in ("hybrid", "semantic") and embedder is not None and index is not None:
-        (vector,) = await embedder.embed([query])
+    if embedding is not None and index is not None:
+        (vector,) = await embedding
         lists.append(await index.search(conn, tenant, vector, CANDIDATES))
     ranked = fuse(*lists)[:limit]
     return await _hits(conn, query, ranked)
