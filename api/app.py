@@ -18,7 +18,7 @@ from api import problems
 from api.deps import Services
 from api.middleware import BodyLimitMiddleware, HostCheckMiddleware, TraceMiddleware
 from api.protocol import ROUTERS as PROTOCOL_ROUTERS
-from api.routes import feedback, memory, meta, threads, tools, traces, ui, usage
+from api.routes import documents, feedback, memory, meta, threads, tools, traces, ui, usage
 from core.db import migrate, open_pool
 from core.errors import Unavailable
 from core.identity import TokenVerifier
@@ -190,11 +190,14 @@ def create_app(settings: Settings, *, chat_model: BaseChatModel | None = None) -
         traces.router,
         traces.page,
         memory.router,
+        documents.router,
         ui.router,
         *PROTOCOL_ROUTERS,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes)
+    # A multipart upload carries the file plus its part headers.
+    upload = {"/v1/documents": settings.documents.max_file_bytes + 65_536}
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.runs.max_body_bytes, uploads=upload)
     if settings.server.cors_origins:
         # Inside the host check and the trace middleware: a preflight is answered with the
         # trace_id, and only for a served Host.

@@ -347,19 +347,30 @@ def _tools(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    """``keel ingest PATH...``: add files to a tenant's documents corpus."""
+    """``keel ingest PATH...``: add files to a tenant's documents and index them."""
     from pathlib import Path
 
-    from tools.servers.documents.v1.store import ingest
+    from core.db import migrate
+    from core.embeddings import embedder_for
+    from tools.servers.documents.corpus import ingest
 
     settings = get_settings()
-    with ExitStack() as stack:
-        stats = ingest(_database_url(settings, stack), args.tenant, [Path(p) for p in args.paths])
+
+    async def work(pool: AsyncConnectionPool[Any]) -> dict[str, Any]:
+        embedder = embedder_for(settings.memory.session)
+        async with pool.connection() as conn:
+            await migrate(conn)
+            paths = [Path(p) for p in args.paths]
+            return await ingest(conn, embedder, args.tenant, paths, settings.documents)
+
+    stats = _on_database(settings, work)
+    for path, reason in stats["refused"].items():
+        print(f"keel: skipped {path}: {reason}", file=sys.stderr)
     print(
         f"keel: ingested {stats['files']} files ({stats['chunks']} chunks),"
         f" {stats['unchanged']} unchanged, for tenant {args.tenant}"
     )
-    return 0
+    return 1 if stats["refused"] else 0
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -486,7 +497,9 @@ def _upkeep_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = sub.add_parser("memory", help="`keel memory rotate-key` re-encrypts long-term memory")
     p.add_argument("action", choices=["rotate-key"])
     p.set_defaults(fn=_memory)
-    p = sub.add_parser("ingest", help="add Markdown/text files to the documents corpus")
+    p = sub.add_parser(
+        "ingest", help="add Markdown, text, HTML and PDF files to a tenant's documents"
+    )
     p.add_argument("paths", nargs="+")
     p.add_argument("--tenant", default="default")
     p.set_defaults(fn=_ingest)

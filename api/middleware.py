@@ -50,13 +50,15 @@ class TraceMiddleware:
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 before anything reads them whole.
 
-    NULs in the path or query string are refused with 400.
+    NULs in the path or query string are refused with 400. ``uploads`` maps a path to its own
+    limit (file uploads are larger than any JSON body).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        """Wrap ``app`` with a limit of ``max_bytes``."""
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: dict[str, int] | None = None) -> None:
+        """Wrap ``app`` with a limit of ``max_bytes`` (``uploads[path]`` on those paths)."""
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check Content-Length, and count the bytes of chunked bodies."""
@@ -71,10 +73,11 @@ class BodyLimitMiddleware:
             )(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        limit = self.uploads.get(scope.get("path", ""), self.max_bytes)
         length = headers.get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if not length.isdigit() or int(length) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -90,8 +93,8 @@ class BodyLimitMiddleware:
             if message["type"] != "http.request":
                 return
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if seen > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             buffered.append(message)
             if not message.get("more_body", False):
@@ -102,8 +105,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        err = PayloadTooLarge(f"request bodies are limited to {self.max_bytes} bytes")
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        err = PayloadTooLarge(f"request bodies are limited to {limit} bytes")
         await problem(err.status, err.title, err.detail, err.code)(scope, receive, send)
 
 

@@ -245,6 +245,9 @@ class TierLimits(BaseModel):
     max_active_share: float = Field(default=1.0, gt=0, le=1)
     max_threads: int = Field(default=1000, ge=1)
     concurrent_streams: int = Field(default=8, ge=1)
+    # The tenant's uploaded documents: how many, and their bytes in all.
+    max_documents: int = Field(default=100, ge=0)
+    max_document_bytes: int = Field(default=200_000_000, ge=0)
 
 
 class QuotaSettings(BaseModel):
@@ -446,6 +449,25 @@ class FaultSettings(BaseModel):
     llm: Literal["timeout"] | None = None
 
 
+class DocumentSettings(BaseModel):
+    """Uploaded documents: limits that refuse a file before anything of it is stored.
+
+    ``max_file_bytes`` caps one upload; ``max_expanded_bytes`` caps what a PDF's compressed
+    streams expand to (a decompression bomb), ``max_text_chars`` the text taken from a file,
+    ``max_html_depth`` the element nesting of an HTML file. Chunks are ``chunk_chars`` long.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_file_bytes: int = Field(default=20_000_000, ge=1)
+    max_expanded_bytes: int = Field(default=200_000_000, ge=1)
+    max_text_chars: int = Field(default=5_000_000, ge=1)
+    max_pages: int = Field(default=2000, ge=1)
+    max_html_depth: int = Field(default=200, ge=1)
+    chunk_chars: int = Field(default=900, ge=200)
+    embed_batch: int = Field(default=32, ge=1)
+
+
 class SessionMemorySettings(BaseModel):
     """Session memory: Qdrant (local folder or server URL) and the embedding model.
 
@@ -509,6 +531,7 @@ class Settings(BaseSettings):
     faults: FaultSettings = Field(default_factory=FaultSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
 
     @classmethod
     def settings_customise_sources(

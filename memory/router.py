@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from memory.embeddings import Embedder
+from core.embeddings import Embedder
 
 _WORD = re.compile(r"[a-z0-9]+")
 _PERSONAL = re.compile(r"\b(i|me|my|mine|myself|i'm|i've|i'd|we|our|us)\b", re.I)

@@ -26,8 +26,8 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 from qdrant_client import AsyncQdrantClient, models
 
+from core.embeddings import Embedder, embedder_for
 from core.settings import SessionMemorySettings
-from memory.embeddings import Embedder, embedder_for
 
 FactKind = Literal["tool_result", "finding", "user_statement", "passage"]
 _NAMESPACE = uuid.UUID("6b1f5b0e-6d1e-4c55-9a57-6b65656c6d65")

@@ -173,3 +173,28 @@ def tool_invocations(data_dir: Path, pin: str) -> list[dict[str, Any]]:
     path = data_dir / "tools" / f"{pin}.log"
     lines = path.read_text().splitlines() if path.exists() else []
     return [r for r in map(json.loads, lines) if r["event"] == "invoke"]
+
+
+def ingest(url: str, tenant: str, paths: list[Path]) -> dict[str, Any]:
+    """``keel ingest`` from a test: add ``paths`` to ``tenant``'s documents, indexed."""
+    import asyncio
+
+    from core.db import migrate
+    from core.embeddings import MiniLMEmbedder
+    from core.settings import DocumentSettings
+    from tools.servers.documents import corpus
+
+    async def run() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await migrate(conn)
+            return await corpus.ingest(conn, _embedder(), tenant, paths, DocumentSettings())
+
+    def _embedder() -> MiniLMEmbedder:
+        global _MINILM
+        _MINILM = _MINILM or MiniLMEmbedder()
+        return _MINILM
+
+    return asyncio.run(run())
+
+
+_MINILM: Any = None

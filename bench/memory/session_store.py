@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from bench.memory.fixtures import PAIRS
+from core.embeddings import MiniLMEmbedder
 from core.settings import SessionMemorySettings
-from memory.embeddings import MiniLMEmbedder
 from memory.session import Fact, open_session_memory
 
 N = 96

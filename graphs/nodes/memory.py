@@ -36,13 +36,13 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 from langgraph.types import StreamWriter
 
+from core.embeddings import Embedder
 from core.events import MemoryData, WarningData
 from core.settings import MemorySettings, get_settings
 from graphs.context import RunContext
 from graphs.emit import emit, status
 from graphs.nodes import last_question
 from graphs.state import State
-from memory.embeddings import Embedder
 from memory.long_term import SCOPE, LongTermMemory, Profile
 from memory.router import (
     fields_named,

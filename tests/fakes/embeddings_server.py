@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.db import free_port
-from memory.embeddings import MiniLMEmbedder
+from core.embeddings import MiniLMEmbedder
 
 
 class EmbeddingsServer:

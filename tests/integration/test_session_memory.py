@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from qdrant_client import AsyncQdrantClient
 
+from core.embeddings import MiniLMEmbedder, OpenAIEmbedder
 from core.settings import SessionMemorySettings
-from memory.embeddings import MiniLMEmbedder, OpenAIEmbedder
 from memory.session import (
     Fact,
     FolderInUse,

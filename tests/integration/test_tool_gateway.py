@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import pytest_asyncio
 
@@ -71,6 +73,7 @@ async def test_every_pinned_server_starts_and_matches_the_committed_lock(
     assert {(t.pin, t.name) for t in gw.tools()} == {
         ("github-v2", "trending_repos"),
         ("github-v1", "trending_repos"),
+        ("documents-v2", "search_documents"),
         ("documents-v1", "search_documents"),
         ("python-v1", "run_python"),
         ("calendar-v1", "list_events"),
@@ -143,25 +146,37 @@ async def test_calendar_books_once_per_idempotency_key_and_per_tenant(gw: ToolGa
         await gw.call(book, args, identity=other)
 
 
-async def test_documents_search_finds_ingested_text_with_source_and_excerpt(
+async def test_documents_search_finds_ingested_text_with_document_page_and_excerpt(
     gw: ToolGateway, db_url: str, tmp_path: Path
 ) -> None:
-    from tools.servers.documents.v1.store import ingest
+    from core.db import migrate
+    from core.embeddings import MiniLMEmbedder
+    from core.settings import DocumentSettings
+    from tools.servers.documents import corpus
 
     (tmp_path / "budget.md").write_text(
         "# Q3 budget\n\nThe Q3 budget for infrastructure is 42000 euros.\n\nUnrelated."
     )
     (tmp_path / "notes.txt").write_text("Lunch with the team on Friday.")
-    stats = ingest(db_url, "acme", [tmp_path])
-    assert stats == {"files": 2, "chunks": 2, "unchanged": 0}
-    assert ingest(db_url, "acme", [tmp_path])["unchanged"] == 2
+    limits, embedder = DocumentSettings(), MiniLMEmbedder()
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await migrate(conn)
+        stats = await corpus.ingest(conn, embedder, "acme", [tmp_path], limits)
+        assert stats == {"files": 2, "chunks": 2, "unchanged": 0, "refused": {}}
+        again = await corpus.ingest(conn, embedder, "acme", [tmp_path], limits)
+        assert again["unchanged"] == 2
     spec = gw.resolve("research", "documents")
     out = await gw.call(spec, {"query": "infrastructure budget"}, identity=ALICE)
     hits = out.result["hits"]
-    assert [Path(h["source"]).name for h in hits] == ["budget.md"]
+    assert hits[0]["document"] == "budget.md"
+    assert hits[0]["page"] is None
     assert "infrastructure" in hits[0]["excerpt"]
     stranger = Identity("eve", "globex", frozenset())
     assert (await gw.call(spec, {"query": "budget"}, identity=stranger)).result["hits"] == []
+    legacy = gw.resolve("research_legacy", "documents")
+    assert legacy.version == "1.0.0"
+    old = (await gw.call(legacy, {"query": "infrastructure budget"}, identity=ALICE)).result
+    assert (old["mode"], [h["source"] for h in old["hits"]]) == ("full_text", ["budget.md"])
 
 
 def _fake_settings(tmp: Path, lock: Path) -> Settings:
@@ -235,7 +250,7 @@ async def test_gateway_close_leaves_no_server_process(db_url: str, tmp_path: Pat
     await gw.start()
     await gw.aclose()
     pids = [r["pid"] for pin in gw.pinned() for r in log_lines(gw, pin) if r["event"] == "start"]
-    assert len(pids) == 5
+    assert len(pids) == 6
     assert [p for p in pids if alive(p)] == []
 
 
@@ -253,14 +268,15 @@ async def test_keel_ingest_cli_adds_files_the_documents_server_finds(
     monkeypatch.setenv("DATABASE_URL", db_url)
     get_settings.cache_clear()
     try:
-        assert main(["ingest", str(tmp_path), "--tenant", "initech"]) == 0
+        # The command runs its own event loop: off this test's loop, as from a shell.
+        assert await asyncio.to_thread(main, ["ingest", str(tmp_path), "--tenant", "initech"]) == 0
     finally:
         get_settings.cache_clear()
     assert "ingested 1 files (1 chunks), 0 unchanged, for tenant initech" in capsys.readouterr().out
     spec = gw.resolve("research", "documents")
     who = Identity("peter", "initech", frozenset())
     hits = (await gw.call(spec, {"query": "promote standby"}, identity=who)).result["hits"]
-    assert [Path(h["source"]).name for h in hits] == ["runbook.md"]
+    assert [h["document"] for h in hits] == ["runbook.md"]
 
 
 async def test_a_sandbox_server_is_refused_where_the_sandbox_cannot_start(

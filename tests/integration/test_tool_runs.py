@@ -184,6 +184,7 @@ def test_get_tools_lists_servers_versions_permissions_and_schemas(live: LiveServ
     assert set(tools) == {
         ("github-v2", "trending_repos"),
         ("github-v1", "trending_repos"),
+        ("documents-v2", "search_documents"),
         ("documents-v1", "search_documents"),
         ("python-v1", "run_python"),
         ("calendar-v1", "list_events"),
@@ -197,6 +198,8 @@ def test_get_tools_lists_servers_versions_permissions_and_schemas(live: LiveServ
         True,
     )
     assert tools[("github-v1", "trending_repos")]["agents"] == ["research_legacy"]
+    assert tools[("documents-v2", "search_documents")]["agents"] == ["research"]
+    assert tools[("documents-v1", "search_documents")]["agents"] == ["research_legacy"]
     assert tools[("github-v2", "trending_repos")]["input_schema"]["required"] == ["language"]
 
 
@@ -253,6 +256,7 @@ def test_stopping_the_api_stops_every_tool_server(
     assert [p.name for p in logs if not p.name.endswith(".stderr.log")] == [
         "calendar-v1.log",
         "documents-v1.log",
+        "documents-v2.log",
         "github-v1.log",
         "github-v2.log",
         "python-v1.log",
@@ -263,7 +267,7 @@ def test_stopping_the_api_stops_every_tool_server(
         if not p.name.endswith(".stderr.log")
         for line in p.read_text().splitlines()
     ]
-    assert len(pids) == 5
+    assert len(pids) == 6
     assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memory.embeddings import MiniLMEmbedder
+from core.embeddings import MiniLMEmbedder
 from memory.router import fields_by_rule, is_personal, is_statement, select_fields
 
 PROFILE = {

@@ -1,15 +1,14 @@
-"""documents 1.0.0 (practice 16): full-text search over the tenant's ingested files."""
+"""documents 1.0.0 (practice 16): full-text search over the tenant's documents."""
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from mcp.server.fastmcp import Context
 from pydantic import Field
 
 from tools.servers.common import invoked, make_server
-from tools.servers.documents.v1 import store
+from tools.servers.documents import access, corpus
 
 server = make_server(
     "documents", "1.0.0", "Search the user's own files (added with `keel ingest PATH...`)."
@@ -24,8 +23,15 @@ async def search_documents(
 ) -> dict[str, Any]:
     """Full-text search of the tenant's documents; each hit has source and excerpt."""
     who = invoked(ctx, "search_documents", {"query": query, "limit": limit})
-    url = os.environ.get("KEEL_TOOLS_DATABASE_URL")
-    if not url:
-        raise RuntimeError("documents: no database configured")
-    hits = await store.search(url, who["tenant"], query, limit)
-    return {"query": query, "mode": "full_text", "hits": hits}
+    async with (await access.pool()).connection() as conn:
+        hits = await corpus.search(
+            conn, who["tenant"], query, limit, embedder=None, index=None, mode="full_text"
+        )
+    return {
+        "query": query,
+        "mode": "full_text",
+        "hits": [
+            {"source": h.document, "chunk": h.chunk, "score": h.score, "excerpt": h.excerpt}
+            for h in hits
+        ],
+    }

