@@ -217,6 +217,7 @@ def test_join_stream_after_a_disconnect_resumes_without_gap_or_duplicate(
         client.runs.join_stream(tid, run["run_id"], stream_mode=["custom"], last_event_id=last)
     )
     whole = list(client.runs.join_stream(tid, run["run_id"], stream_mode=["custom"]))
+    assert _ids(first) and len(_ids(rest)) > len(LONG_ANSWER.split())  # both halves carry ids
     assert _ids(first) + _ids(rest) == _ids(whole)
     assert _ids(whole) == list(range(1, len(_ids(whole)) + 1))
     assert whole[-1].data["type"] == "run_finished"
