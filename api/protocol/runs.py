@@ -424,3 +424,38 @@ async def cancel_run(
     return JSONResponse(
         run_out(await svc.store.run(identity, run_id)), headers=_links(thread_id, run_id, "join")
     )
+
+
+async def _new_thread(svc: Services, identity: Identity, body: RunCreate) -> str:
+    """A fresh thread of the caller's for a run that names none (kept, like every thread)."""
+    cap = svc.quotas.limits_for(identity).max_threads
+    row = await svc.store.create_thread(identity, str(uuid.uuid4()), cap, body.metadata)
+    thread_id: str = row["thread_id"]
+    return thread_id
+
+
+@router.post("/runs")
+async def create_stateless_run(
+    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> JSONResponse:
+    """A background run on a new thread of the caller's."""
+    body.modes()
+    return await create_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+
+
+@router.post("/runs/stream")
+async def stream_stateless_run(
+    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> EventSourceResponse:
+    """A streamed run on a new thread of the caller's."""
+    body.modes()
+    return await stream_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(
+    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> JSONResponse:
+    """A run on a new thread of the caller's; its final values."""
+    body.modes()
+    return await wait_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)

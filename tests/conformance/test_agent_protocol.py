@@ -112,6 +112,27 @@ def test_assistants_one_per_configured_agent(keel: LiveServer, sdk: Sdk) -> None
     assert problem_of(err.value)["code"] == "not_found"
 
 
+def test_a_changed_agent_configuration_is_a_new_assistant_version(
+    keel: LiveServer, sdk: Sdk
+) -> None:
+    client = sdk()
+    first = client.assistants.get("research")
+    assert first["version"] == 1
+    agents = dict(keel.settings.agents)
+    agents["research"] = agents["research"].model_copy(update={"tools": ["calendar-v1"]})
+    with (
+        LiveServer(keel.settings.model_copy(update={"agents": agents})) as changed,
+        get_sync_client(url=changed.url, api_key=keel.token(scopes=WRITE)) as there,
+    ):
+        now = there.assistants.get(first["assistant_id"])
+        assert now["version"] == 2
+        assert now["config"]["configurable"]["tools"] == ["calendar-v1"]
+        versions = there.assistants.get_versions(first["assistant_id"])
+        assert [v["version"] for v in versions] == [2, 1]
+        assert versions[1]["config"] == first["config"]
+    assert client.assistants.get("research")["version"] == 1  # a configuration seen before
+
+
 def test_threads_create_get_update_search_count_delete(sdk: Sdk) -> None:
     client = sdk()
     made = client.threads.create(metadata={"topic": "crud", "n": 1})
@@ -184,6 +205,18 @@ def test_stream_modes_values_updates_tokens_and_custom(sdk: Sdk) -> None:
     assert values["messages"][-1]["id"] == tokens[0][0]["id"]  # the streamed message is it
     assert updates[3]["summarizer"]["messages"] == [values["messages"][-1]]
     assert client.runs.get(tid, run_id)["status"] == "success"
+
+
+def test_threadless_runs_get_a_thread_of_the_callers(sdk: Sdk) -> None:
+    client, other = sdk(), sdk("bob", "other")
+    assert answer_of(client.runs.wait(None, "research", input=ASK)) == DEFAULT_ANSWER
+    parts = list(client.runs.stream(None, "research", input=ASK, stream_mode=["values"]))
+    assert answer_of(parts[-1].data) == DEFAULT_ANSWER
+    run = client.runs.create(None, "research", input=ASK)
+    assert answer_of(client.runs.join(run["thread_id"], run["run_id"])) == DEFAULT_ANSWER
+    mine = {t["thread_id"] for t in client.threads.search(limit=100)}
+    assert run["thread_id"] in mine
+    assert run["thread_id"] not in {t["thread_id"] for t in other.threads.search(limit=100)}
 
 
 def test_background_run_then_join(sdk: Sdk) -> None:

@@ -1,0 +1,16 @@
+-- Thread metadata: what LangGraph clients attach to a thread and search threads by (the Agent
+-- Protocol's threads.create/update/search), kept beside Keel's own columns.
+ALTER TABLE threads ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'::jsonb;
+ALTER TABLE threads ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX threads_metadata ON threads USING gin (metadata jsonb_path_ops);
+-- Agent Protocol assistants are the configured agents; each configuration of an agent gets a
+-- version number the first time it is served (a changed configuration, the next number).
+CREATE TABLE assistant_versions (
+    agent       text NOT NULL,
+    version     integer NOT NULL,
+    config_hash text NOT NULL,
+    config      jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (agent, version),
+    UNIQUE (agent, config_hash)
+);
