@@ -81,7 +81,29 @@ def run_out(row: dict[str, Any], strategy: str = "reject") -> dict[str, Any]:
 
 
 def _interrupt(intr: Interrupt) -> dict[str, Any]:
-    return {"value": jsonable(intr.value), "id": intr.id}
+    value = jsonable(intr.value)
+    if isinstance(value, dict) and "confirmation_id" in value:
+        value = {**value, **_inbox_view(value)}
+    return {"value": value, "id": intr.id}
+
+
+def _inbox_view(held: dict[str, Any]) -> dict[str, Any]:
+    """A held tool call in the Agent Inbox interrupt schema too, for Agent Chat UI's buttons.
+
+    Accept or ignore the call as it will be made: no edits, no replies (the confirmation
+    calls exactly the held arguments).
+    """
+    needs = ", ".join(held.get("permissions") or []) or "no special permissions"
+    return {
+        "action_request": {"action": held.get("tool_name"), "args": held.get("args", {})},
+        "config": {
+            "allow_accept": True,
+            "allow_ignore": True,
+            "allow_respond": False,
+            "allow_edit": False,
+        },
+        "description": f"{held.get('tool_name')} waits for your approval ({needs}).",
+    }
 
 
 def interrupts_of(snap: StateSnapshot) -> list[dict[str, Any]]:

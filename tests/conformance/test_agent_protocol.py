@@ -397,9 +397,14 @@ def _held(client: SyncLangGraphClient, fake_llm: FakeOpenAI, title: str) -> tupl
     return tid, held
 
 
-@pytest.mark.parametrize("approve", [True, False], ids=["approved", "rejected"])
+# Approved as Agent Chat UI answers an Agent Inbox interrupt; rejected with a plain False.
+@pytest.mark.parametrize(
+    ("approve", "resume"),
+    [(True, [{"type": "accept", "args": None}]), (False, False)],
+    ids=["approved", "rejected"],
+)
 def test_a_held_tool_call_is_an_interrupt_resumed_by_command(
-    keel: LiveServer, sdk: Sdk, fake_llm: FakeOpenAI, approve: bool
+    keel: LiveServer, sdk: Sdk, fake_llm: FakeOpenAI, approve: bool, resume: Any
 ) -> None:
     client = sdk()
     before = _invoked(keel)
@@ -407,12 +412,17 @@ def test_a_held_tool_call_is_an_interrupt_resumed_by_command(
     (intr,) = held
     assert intr["value"]["tool_name"] == "calendar.schedule_meeting"
     assert intr["value"]["args"]["title"] == f"protocol {approve}"
+    assert intr["value"]["action_request"] == {
+        "action": "calendar.schedule_meeting",
+        "args": intr["value"]["args"],
+    }
+    assert intr["value"]["config"]["allow_accept"] and not intr["value"]["config"]["allow_edit"]
     thread = client.threads.get(tid)
     assert thread["status"] == "interrupted"
     assert [i["id"] for i in thread["interrupts"][next(iter(thread["interrupts"]))]] == [intr["id"]]
     assert client.threads.get_state(tid)["interrupts"] == held
     fake_llm.script.extend(["Done.", "Your meeting is handled."])
-    values = client.runs.wait(tid, "research", command=Command(resume=approve))
+    values = client.runs.wait(tid, "research", command=Command(resume=resume))
     assert answer_of(values) == "Your meeting is handled."
     assert _invoked(keel) == before + (1 if approve else 0)
     assert client.threads.get(tid)["status"] == "idle"
