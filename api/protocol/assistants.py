@@ -89,6 +89,15 @@ async def _matching(svc: Services, body: AssistantSearch) -> list[dict[str, Any]
     ]
 
 
+@router.get("/info")
+async def info() -> dict[str, Any]:
+    """What this Agent Protocol server offers (clients such as Agent Chat UI probe it first)."""
+    return {
+        "version": "keel",
+        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": True},
+    }
+
+
 @router.post("/assistants/search")
 async def search_assistants(
     body: AssistantSearch, svc: Svc, _: CurrentIdentity

@@ -28,7 +28,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import CurrentIdentity, Services, Svc, TraceId
 from api.protocol.assistants import resolve
 from api.protocol.threads import CheckpointRef, config_of, snapshot
-from api.protocol.wire import event_parts, run_out, sse, updates_out, values_out
+from api.protocol.wire import assistant_id, event_parts, run_out, sse, updates_out, values_out
 from api.routes.threads import (
     MAX_SEQ,
     ConfirmRequest,
@@ -136,14 +136,22 @@ def decision(resume: Any) -> ConfirmRequest:
 
 
 async def _own_thread(svc: Services, identity: Identity, thread_id: str, body: RunCreate) -> None:
-    """The thread must be the caller's; with ``if_not_exists=create`` a missing one is made."""
+    """The thread must be the caller's; with ``if_not_exists=create`` a missing one is made.
+
+    Its metadata is given the run's ``graph_id`` and ``assistant_id`` (once), as LangGraph
+    Server does: clients list an assistant's threads by them (Agent Chat UI's history).
+    """
     try:
-        await svc.store.thread(identity, thread_id)
+        row = await svc.store.thread(identity, thread_id)
     except NotFound:
         if body.if_not_exists != "create":
             raise
         cap = svc.quotas.limits_for(identity).max_threads
-        await svc.store.create_thread(identity, thread_id, cap, body.metadata)
+        row = await svc.store.create_thread(identity, thread_id, cap, body.metadata)
+    agent = resolve(svc, body.assistant_id)
+    if row["metadata"].get("graph_id") != agent:
+        tags = {"graph_id": agent, "assistant_id": assistant_id(agent)}
+        await svc.store.update_thread(identity, thread_id, tags)
 
 
 async def _rollback_point(svc: Services, identity: Identity, thread_id: str) -> str | None:

@@ -107,6 +107,7 @@ def test_assistants_one_per_configured_agent(keel: LiveServer, sdk: Sdk) -> None
     schemas = client.assistants.get_schemas("research")
     assert schemas["graph_id"] == "research"
     assert "messages" in schemas["input_schema"]["properties"]
+    assert client.http.get("/info")["flags"]["assistants"] is True  # Agent Chat UI's probe
     with pytest.raises(NotFoundError) as err:
         client.assistants.get("no-such-agent")
     assert problem_of(err.value)["code"] == "not_found"
@@ -172,6 +173,14 @@ def test_wait_answers_the_final_values_and_state_and_history_follow(sdk: Sdk) ->
     assert history[0]["checkpoint"] == state["checkpoint"]
     (run,) = client.runs.list(tid)
     assert run["status"] == "success"
+    # as LangGraph Server tags it: clients list an assistant's threads by these
+    assert client.threads.get(tid)["metadata"] == {
+        "graph_id": "research",
+        "assistant_id": run["assistant_id"],
+    }
+    assert [t["thread_id"] for t in client.threads.search(metadata={"graph_id": "research"})][
+        0
+    ] == tid
     assert run["assistant_id"] == client.assistants.get("research")["assistant_id"]
     assert client.runs.get(tid, run["run_id"]) == run
 
@@ -369,7 +378,8 @@ def test_another_tenants_ids_are_404(sdk: Sdk) -> None:
         assert err.value.response.status_code == 404
         assert "alice" not in err.value.response.text
     assert mallory.threads.search(metadata={"secret": "alice"}) == []
-    assert alice.threads.get(tid)["metadata"] == {"secret": "alice"}
+    assert alice.threads.get(tid)["metadata"]["secret"] == "alice"  # mallory's update missed
+    assert "x" not in alice.threads.get(tid)["metadata"]
 
 
 def _book(fake_llm: FakeOpenAI, title: str) -> None:
