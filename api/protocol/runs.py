@@ -49,7 +49,9 @@ StreamMode = Literal["values", "updates", "messages-tuple", "messages", "custom"
 _SUPPORTED = {"values", "updates", "messages-tuple", "messages", "custom"}
 _ALL_MODES = ["values", "updates", "messages-tuple", "custom"]
 _MESSAGE = TypeAdapter(Message)
-_INBOX = ("accept", "ignore", "reject", "response")  # Agent Inbox's human response types
+# The answer types of LangChain's human-in-the-loop decisions and Agent Inbox's responses
+# that approve or reject a call as it is ("edit" would change the held arguments).
+_ANSWERS = ("approve", "reject", "accept", "ignore", "response")
 
 
 class RunCreate(BaseModel):
@@ -110,9 +112,12 @@ def decision(resume: Any) -> ConfirmRequest:
     """A ``Command(resume=...)`` value as a decision on the held tool call.
 
     Accepted: ``True``/``False``; ``"approve"``/``"accept"``/``"yes"`` or ``"reject"``/``"no"``;
-    ``{"approve": bool, "comment"?}``; an Agent Inbox response ``{"type": "accept" | "ignore"
-    | "reject" | "response", "args"?}`` or a list holding one.
+    ``{"approve": bool, "comment"?}``; LangChain's human-in-the-loop answer ``{"decisions":
+    [{"type": "approve" | "reject", "message"?}]}``; an Agent Inbox response ``{"type":
+    "accept" | "ignore" | "reject" | "response", "args"?}``, or a list holding one.
     """
+    if isinstance(resume, dict) and isinstance(resume.get("decisions"), list):
+        resume = resume["decisions"]
     if isinstance(resume, list) and len(resume) == 1:
         resume = resume[0]
     words = {"approve": True, "accept": True, "yes": True, "reject": False, "no": False}
@@ -122,15 +127,11 @@ def decision(resume: Any) -> ConfirmRequest:
         return ConfirmRequest(approve=words[resume.lower()])
     if isinstance(resume, dict) and isinstance(resume.get("approve"), bool):
         return ConfirmRequest(approve=resume["approve"], comment=resume.get("comment"))
-    if isinstance(resume, dict) and resume.get("type") in (
-        "accept",
-        "ignore",
-        "reject",
-        "response",
-    ):
-        args = resume.get("args")
+    if isinstance(resume, dict) and resume.get("type") in _ANSWERS:
+        note = resume.get("message", resume.get("args"))
         return ConfirmRequest(
-            approve=resume["type"] == "accept", comment=args if isinstance(args, str) else None
+            approve=resume["type"] in ("approve", "accept"),
+            comment=note if isinstance(note, str) else None,
         )
     raise Invalid("resume with true/false, 'approve'/'reject' or {'approve': bool}")
 

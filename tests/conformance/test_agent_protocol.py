@@ -407,26 +407,35 @@ def _held(client: SyncLangGraphClient, fake_llm: FakeOpenAI, title: str) -> tupl
     return tid, held
 
 
-# Approved as Agent Chat UI answers an Agent Inbox interrupt; rejected with a plain False.
+# As Agent Chat UI answers (LangChain's decisions), as Agent Inbox does, and a plain False.
 @pytest.mark.parametrize(
     ("approve", "resume"),
-    [(True, [{"type": "accept", "args": None}]), (False, False)],
-    ids=["approved", "rejected"],
+    [
+        (True, {"decisions": [{"type": "approve"}]}),
+        (True, [{"type": "accept", "args": None}]),
+        (False, {"decisions": [{"type": "reject", "message": "not now"}]}),
+        (False, False),
+    ],
+    ids=["approved", "accepted-inbox", "rejected", "rejected-false"],
 )
 def test_a_held_tool_call_is_an_interrupt_resumed_by_command(
     keel: LiveServer, sdk: Sdk, fake_llm: FakeOpenAI, approve: bool, resume: Any
 ) -> None:
     client = sdk()
     before = _invoked(keel)
-    tid, held = _held(client, fake_llm, f"protocol {approve}")
+    tid, held = _held(client, fake_llm, f"protocol {approve} {len(json.dumps(resume))}")
     (intr,) = held
     assert intr["value"]["tool_name"] == "calendar.schedule_meeting"
-    assert intr["value"]["args"]["title"] == f"protocol {approve}"
+    assert intr["value"]["args"]["title"].startswith(f"protocol {approve}")
     assert intr["value"]["action_request"] == {
         "action": "calendar.schedule_meeting",
         "args": intr["value"]["args"],
     }
     assert intr["value"]["config"]["allow_accept"] and not intr["value"]["config"]["allow_edit"]
+    assert intr["value"]["action_requests"][0]["name"] == "calendar.schedule_meeting"
+    assert intr["value"]["review_configs"] == [
+        {"action_name": "calendar.schedule_meeting", "allowed_decisions": ["approve", "reject"]}
+    ]
     thread = client.threads.get(tid)
     assert thread["status"] == "interrupted"
     assert [i["id"] for i in thread["interrupts"][next(iter(thread["interrupts"]))]] == [intr["id"]]
