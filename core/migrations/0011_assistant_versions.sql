@@ -1,8 +1,3 @@
--- Thread metadata: what LangGraph clients attach to a thread and search threads by (the Agent
--- Protocol's threads.create/update/search), kept beside Keel's own columns.
-ALTER TABLE threads ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'::jsonb;
-ALTER TABLE threads ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
-CREATE INDEX threads_metadata ON threads USING gin (metadata jsonb_path_ops);
 -- Agent Protocol assistants are the configured agents; each configuration of an agent gets a
 -- version number the first time it is served (a changed configuration, the next number).
 CREATE TABLE assistant_versions (
