@@ -17,6 +17,8 @@ run, which also lets whoever sees the event see the run's final status. Retentio
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import psycopg
@@ -99,6 +101,24 @@ RETURNING r.run_id, r.thread_id, r.trace_id, r.agent, r.agent_variant, r.status,
   (SELECT coalesce(max(seq), 0) FROM events e WHERE e.thread_id = r.thread_id) AS seq,
   EXISTS (SELECT 1 FROM events e WHERE e.thread_id = r.thread_id AND e.run_id = r.run_id
     AND e.type = 'run_started') AS started
+"""
+
+
+# Record a configuration of an agent (the next version number unless already known), then
+# list the agent's versions; a concurrent insert of the same number is skipped (the caller
+# retries, and finds its configuration numbered by the other or numbers it next).
+_ASSISTANT_VERSIONS = """
+WITH ins AS (
+  INSERT INTO assistant_versions (agent, version, config_hash, config)
+  SELECT %(agent)s, coalesce(max(version), 0) + 1, %(hash)s, %(config)s
+    FROM assistant_versions WHERE agent = %(agent)s
+  ON CONFLICT DO NOTHING
+  RETURNING version, config_hash, config, created_at
+)
+SELECT version, config_hash, config, created_at FROM ins
+UNION ALL
+SELECT version, config_hash, config, created_at FROM assistant_versions WHERE agent = %(agent)s
+ORDER BY version DESC
 """
 
 
@@ -271,6 +291,21 @@ class RunStore:
             " ORDER BY r.started_at DESC LIMIT %(limit)s OFFSET %(offset)s",
             {**_owner(identity), "thread_id": thread_id, "limit": limit, "offset": offset},
         )
+
+    async def assistant_versions(self, agent: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """The versions of ``agent``'s configuration, newest first, ``config`` recorded first.
+
+        ``config`` (the agent's configuration as served) gets the next version number the
+        first time it is seen; a configuration seen before keeps its number. Each row:
+        version, config, created_at.
+        """
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        params = {"agent": agent, "hash": digest, "config": Jsonb(config)}
+        for _ in range(3):  # two replicas numbering a new configuration at once: one retries
+            rows = await self._all(_ASSISTANT_VERSIONS, params)
+            if any(r["config_hash"] == digest for r in rows):
+                return rows
+        raise Conflict(f"could not number the configuration of agent {agent}")
 
     async def runs_of_trace(self, identity: Identity, trace_id: str) -> list[dict[str, Any]]:
         """The caller's runs recorded under ``trace_id`` (run_id, thread_id, status), oldest first.

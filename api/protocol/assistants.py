@@ -1,14 +1,15 @@
-"""Agent Protocol assistants: one per configured agent, read-only.
+"""Agent Protocol assistants: one per configured agent, read-only, versioned by configuration.
 
 An assistant's id is derived from its agent's name (``wire.assistant_id``); clients may also
 name it by the agent (its ``graph_id``), as LangGraph clients commonly do. Its ``config``
-is the agent's pinned tools and variants. Assistants are configuration, not data: creating,
-patching or deleting one over HTTP is not offered (405).
+is the agent's pinned tools, variants and routing; each configuration the agent is served
+with gets the next version number the first time (``RunStore.assistant_versions``), so a
+changed ``agents:`` entry shows as a new version. Assistants are configuration, not data:
+creating, patching or deleting one over HTTP is not offered (405).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -19,7 +20,6 @@ from api.protocol.wire import assistant_id
 from core.errors import NotFound
 
 router = APIRouter(tags=["agent protocol: assistants"])
-_STARTED = datetime.now(UTC)
 
 
 def resolve(svc: Services, assistant: str) -> str:
@@ -34,19 +34,35 @@ def resolve(svc: Services, assistant: str) -> str:
     raise NotFound(f"assistant {assistant} not found")
 
 
-def _assistant(svc: Services, agent: str) -> dict[str, Any]:
-    spec = svc.settings.agents[agent]
+async def _versions(svc: Services, agent: str) -> list[dict[str, Any]]:
+    """The agent's assistant versions, newest first, its current configuration recorded."""
+    config = {"configurable": svc.settings.agents[agent].model_dump(mode="json")}
+    rows = await svc.store.assistant_versions(agent, config)
+    return [
+        {
+            "assistant_id": assistant_id(agent),
+            "graph_id": agent,
+            "name": agent,
+            "description": None,
+            "config": row["config"],
+            "context": {},
+            "metadata": {"created_by": "system", "current": row["config"] == config},
+            "version": row["version"],
+            "created_at": row["created_at"].isoformat(),
+        }
+        for row in rows
+    ]
+
+
+async def _assistant(svc: Services, agent: str) -> dict[str, Any]:
+    """The assistant of ``agent`` at its current configuration's version."""
+    versions = await _versions(svc, agent)
+    current = next(v for v in versions if v["metadata"]["current"])
     return {
-        "assistant_id": assistant_id(agent),
-        "graph_id": agent,
-        "name": agent,
-        "description": None,
-        "config": {"configurable": spec.model_dump(mode="json")},
-        "context": {},
+        **current,
         "metadata": {"created_by": "system"},
-        "version": 1,
-        "created_at": _STARTED.isoformat(),
-        "updated_at": _STARTED.isoformat(),
+        "created_at": versions[-1]["created_at"],
+        "updated_at": current["created_at"],
     }
 
 
@@ -62,8 +78,8 @@ class AssistantSearch(BaseModel):
     offset: int = Field(default=0, ge=0)
 
 
-def _matching(svc: Services, body: AssistantSearch) -> list[dict[str, Any]]:
-    found = [_assistant(svc, agent) for agent in svc.settings.agents]
+async def _matching(svc: Services, body: AssistantSearch) -> list[dict[str, Any]]:
+    found = [await _assistant(svc, agent) for agent in svc.settings.agents]
     return [
         a
         for a in found
@@ -73,24 +89,51 @@ def _matching(svc: Services, body: AssistantSearch) -> list[dict[str, Any]]:
     ]
 
 
+@router.get("/info")
+async def info() -> dict[str, Any]:
+    """What this Agent Protocol server offers (clients such as Agent Chat UI probe it first)."""
+    return {
+        "version": "keel",
+        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": True},
+    }
+
+
 @router.post("/assistants/search")
 async def search_assistants(
     body: AssistantSearch, svc: Svc, _: CurrentIdentity
 ) -> list[dict[str, Any]]:
     """The assistants matching the filters."""
-    return _matching(svc, body)[body.offset : body.offset + body.limit]
+    return (await _matching(svc, body))[body.offset : body.offset + body.limit]
 
 
 @router.post("/assistants/count")
 async def count_assistants(body: AssistantSearch, svc: Svc, _: CurrentIdentity) -> int:
     """How many assistants match the filters."""
-    return len(_matching(svc, body))
+    return len(await _matching(svc, body))
 
 
 @router.get("/assistants/{assistant}")
 async def get_assistant(assistant: str, svc: Svc, _: CurrentIdentity) -> dict[str, Any]:
     """One assistant, by id or agent name."""
-    return _assistant(svc, resolve(svc, assistant))
+    return await _assistant(svc, resolve(svc, assistant))
+
+
+class VersionSearch(BaseModel):
+    """Body of ``POST /assistants/{assistant}/versions``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+@router.post("/assistants/{assistant}/versions")
+async def get_assistant_versions(
+    assistant: str, body: VersionSearch, svc: Svc, _: CurrentIdentity
+) -> list[dict[str, Any]]:
+    """The assistant's versions, newest first: one per configuration its agent has had."""
+    versions = await _versions(svc, resolve(svc, assistant))
+    return versions[body.offset : body.offset + body.limit]
 
 
 @router.get("/assistants/{assistant}/graph")

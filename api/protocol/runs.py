@@ -28,7 +28,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import CurrentIdentity, Services, Svc, TraceId
 from api.protocol.assistants import resolve
 from api.protocol.threads import CheckpointRef, config_of, snapshot
-from api.protocol.wire import event_parts, run_out, sse, updates_out, values_out
+from api.protocol.wire import assistant_id, event_parts, run_out, sse, updates_out, values_out
 from api.routes.threads import (
     MAX_SEQ,
     ConfirmRequest,
@@ -49,7 +49,9 @@ StreamMode = Literal["values", "updates", "messages-tuple", "messages", "custom"
 _SUPPORTED = {"values", "updates", "messages-tuple", "messages", "custom"}
 _ALL_MODES = ["values", "updates", "messages-tuple", "custom"]
 _MESSAGE = TypeAdapter(Message)
-_INBOX = ("accept", "ignore", "reject", "response")  # Agent Inbox's human response types
+# The answer types of LangChain's human-in-the-loop decisions and Agent Inbox's responses
+# that approve or reject a call as it is ("edit" would change the held arguments).
+_ANSWERS = ("approve", "reject", "accept", "ignore", "response")
 
 
 class RunCreate(BaseModel):
@@ -110,9 +112,12 @@ def decision(resume: Any) -> ConfirmRequest:
     """A ``Command(resume=...)`` value as a decision on the held tool call.
 
     Accepted: ``True``/``False``; ``"approve"``/``"accept"``/``"yes"`` or ``"reject"``/``"no"``;
-    ``{"approve": bool, "comment"?}``; an Agent Inbox response ``{"type": "accept" | "ignore"
-    | "reject" | "response", "args"?}`` or a list holding one.
+    ``{"approve": bool, "comment"?}``; LangChain's human-in-the-loop answer ``{"decisions":
+    [{"type": "approve" | "reject", "message"?}]}``; an Agent Inbox response ``{"type":
+    "accept" | "ignore" | "reject" | "response", "args"?}``, or a list holding one.
     """
+    if isinstance(resume, dict) and isinstance(resume.get("decisions"), list):
+        resume = resume["decisions"]
     if isinstance(resume, list) and len(resume) == 1:
         resume = resume[0]
     words = {"approve": True, "accept": True, "yes": True, "reject": False, "no": False}
@@ -122,28 +127,32 @@ def decision(resume: Any) -> ConfirmRequest:
         return ConfirmRequest(approve=words[resume.lower()])
     if isinstance(resume, dict) and isinstance(resume.get("approve"), bool):
         return ConfirmRequest(approve=resume["approve"], comment=resume.get("comment"))
-    if isinstance(resume, dict) and resume.get("type") in (
-        "accept",
-        "ignore",
-        "reject",
-        "response",
-    ):
-        args = resume.get("args")
+    if isinstance(resume, dict) and resume.get("type") in _ANSWERS:
+        note = resume.get("message", resume.get("args"))
         return ConfirmRequest(
-            approve=resume["type"] == "accept", comment=args if isinstance(args, str) else None
+            approve=resume["type"] in ("approve", "accept"),
+            comment=note if isinstance(note, str) else None,
         )
     raise Invalid("resume with true/false, 'approve'/'reject' or {'approve': bool}")
 
 
 async def _own_thread(svc: Services, identity: Identity, thread_id: str, body: RunCreate) -> None:
-    """The thread must be the caller's; with ``if_not_exists=create`` a missing one is made."""
+    """The thread must be the caller's; with ``if_not_exists=create`` a missing one is made.
+
+    Its metadata is given the run's ``graph_id`` and ``assistant_id`` (once), as LangGraph
+    Server does: clients list an assistant's threads by them (Agent Chat UI's history).
+    """
     try:
-        await svc.store.thread(identity, thread_id)
+        row = await svc.store.thread(identity, thread_id)
     except NotFound:
         if body.if_not_exists != "create":
             raise
         cap = svc.quotas.limits_for(identity).max_threads
-        await svc.store.create_thread(identity, thread_id, cap, body.metadata)
+        row = await svc.store.create_thread(identity, thread_id, cap, body.metadata)
+    agent = resolve(svc, body.assistant_id)
+    if row["metadata"].get("graph_id") != agent:
+        tags = {"graph_id": agent, "assistant_id": assistant_id(agent)}
+        await svc.store.update_thread(identity, thread_id, tags)
 
 
 async def _rollback_point(svc: Services, identity: Identity, thread_id: str) -> str | None:
@@ -424,3 +433,38 @@ async def cancel_run(
     return JSONResponse(
         run_out(await svc.store.run(identity, run_id)), headers=_links(thread_id, run_id, "join")
     )
+
+
+async def _new_thread(svc: Services, identity: Identity, body: RunCreate) -> str:
+    """A fresh thread of the caller's for a run that names none (kept, like every thread)."""
+    cap = svc.quotas.limits_for(identity).max_threads
+    row = await svc.store.create_thread(identity, str(uuid.uuid4()), cap, body.metadata)
+    thread_id: str = row["thread_id"]
+    return thread_id
+
+
+@router.post("/runs")
+async def create_stateless_run(
+    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> JSONResponse:
+    """A background run on a new thread of the caller's."""
+    body.modes()
+    return await create_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+
+
+@router.post("/runs/stream")
+async def stream_stateless_run(
+    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> EventSourceResponse:
+    """A streamed run on a new thread of the caller's."""
+    body.modes()
+    return await stream_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(
+    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+) -> JSONResponse:
+    """A run on a new thread of the caller's; its final values."""
+    body.modes()
+    return await wait_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)

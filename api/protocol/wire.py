@@ -81,7 +81,35 @@ def run_out(row: dict[str, Any], strategy: str = "reject") -> dict[str, Any]:
 
 
 def _interrupt(intr: Interrupt) -> dict[str, Any]:
-    return {"value": jsonable(intr.value), "id": intr.id}
+    value = jsonable(intr.value)
+    if isinstance(value, dict) and "confirmation_id" in value:
+        value = {**value, **_inbox_view(value)}
+    return {"value": value, "id": intr.id}
+
+
+def _inbox_view(held: dict[str, Any]) -> dict[str, Any]:
+    """A held tool call in the human-in-the-loop schemas UIs render as buttons.
+
+    LangChain's (``action_requests``/``review_configs``: Agent Chat UI's Approve / Reject)
+    and Agent Inbox's older one (``action_request``/``config``: Accept / Ignore). Only
+    approving or rejecting the call as it will be made: no edits, no replies (the
+    confirmation calls exactly the held arguments).
+    """
+    tool, args = held.get("tool_name"), held.get("args", {})
+    needs = ", ".join(held.get("permissions") or []) or "no special permissions"
+    description = f"{tool} waits for your approval ({needs})."
+    return {
+        "action_requests": [{"name": tool, "args": args, "description": description}],
+        "review_configs": [{"action_name": tool, "allowed_decisions": ["approve", "reject"]}],
+        "action_request": {"action": tool, "args": args},
+        "config": {
+            "allow_accept": True,
+            "allow_ignore": True,
+            "allow_respond": False,
+            "allow_edit": False,
+        },
+        "description": description,
+    }
 
 
 def interrupts_of(snap: StateSnapshot) -> list[dict[str, Any]]:

@@ -107,9 +107,31 @@ def test_assistants_one_per_configured_agent(keel: LiveServer, sdk: Sdk) -> None
     schemas = client.assistants.get_schemas("research")
     assert schemas["graph_id"] == "research"
     assert "messages" in schemas["input_schema"]["properties"]
+    assert client.http.get("/info")["flags"]["assistants"] is True  # Agent Chat UI's probe
     with pytest.raises(NotFoundError) as err:
         client.assistants.get("no-such-agent")
     assert problem_of(err.value)["code"] == "not_found"
+
+
+def test_a_changed_agent_configuration_is_a_new_assistant_version(
+    keel: LiveServer, sdk: Sdk
+) -> None:
+    client = sdk()
+    first = client.assistants.get("research")
+    assert first["version"] == 1
+    agents = dict(keel.settings.agents)
+    agents["research"] = agents["research"].model_copy(update={"tools": ["calendar-v1"]})
+    with (
+        LiveServer(keel.settings.model_copy(update={"agents": agents})) as changed,
+        get_sync_client(url=changed.url, api_key=keel.token(scopes=WRITE)) as there,
+    ):
+        now = there.assistants.get(first["assistant_id"])
+        assert now["version"] == 2
+        assert now["config"]["configurable"]["tools"] == ["calendar-v1"]
+        versions = there.assistants.get_versions(first["assistant_id"])
+        assert [v["version"] for v in versions] == [2, 1]
+        assert versions[1]["config"] == first["config"]
+    assert client.assistants.get("research")["version"] == 1  # a configuration seen before
 
 
 def test_threads_create_get_update_search_count_delete(sdk: Sdk) -> None:
@@ -151,6 +173,14 @@ def test_wait_answers_the_final_values_and_state_and_history_follow(sdk: Sdk) ->
     assert history[0]["checkpoint"] == state["checkpoint"]
     (run,) = client.runs.list(tid)
     assert run["status"] == "success"
+    # as LangGraph Server tags it: clients list an assistant's threads by these
+    assert client.threads.get(tid)["metadata"] == {
+        "graph_id": "research",
+        "assistant_id": run["assistant_id"],
+    }
+    assert [t["thread_id"] for t in client.threads.search(metadata={"graph_id": "research"})][
+        0
+    ] == tid
     assert run["assistant_id"] == client.assistants.get("research")["assistant_id"]
     assert client.runs.get(tid, run["run_id"]) == run
 
@@ -186,6 +216,18 @@ def test_stream_modes_values_updates_tokens_and_custom(sdk: Sdk) -> None:
     assert client.runs.get(tid, run_id)["status"] == "success"
 
 
+def test_threadless_runs_get_a_thread_of_the_callers(sdk: Sdk) -> None:
+    client, other = sdk(), sdk("bob", "other")
+    assert answer_of(client.runs.wait(None, "research", input=ASK)) == DEFAULT_ANSWER
+    parts = list(client.runs.stream(None, "research", input=ASK, stream_mode=["values"]))
+    assert answer_of(parts[-1].data) == DEFAULT_ANSWER
+    run = client.runs.create(None, "research", input=ASK)
+    assert answer_of(client.runs.join(run["thread_id"], run["run_id"])) == DEFAULT_ANSWER
+    mine = {t["thread_id"] for t in client.threads.search(limit=100)}
+    assert run["thread_id"] in mine
+    assert run["thread_id"] not in {t["thread_id"] for t in other.threads.search(limit=100)}
+
+
 def test_background_run_then_join(sdk: Sdk) -> None:
     client = sdk()
     tid = client.threads.create()["thread_id"]
@@ -217,6 +259,7 @@ def test_join_stream_after_a_disconnect_resumes_without_gap_or_duplicate(
         client.runs.join_stream(tid, run["run_id"], stream_mode=["custom"], last_event_id=last)
     )
     whole = list(client.runs.join_stream(tid, run["run_id"], stream_mode=["custom"]))
+    assert _ids(first) and len(_ids(rest)) > len(LONG_ANSWER.split())  # both halves carry ids
     assert _ids(first) + _ids(rest) == _ids(whole)
     assert _ids(whole) == list(range(1, len(_ids(whole)) + 1))
     assert whole[-1].data["type"] == "run_finished"
@@ -335,7 +378,8 @@ def test_another_tenants_ids_are_404(sdk: Sdk) -> None:
         assert err.value.response.status_code == 404
         assert "alice" not in err.value.response.text
     assert mallory.threads.search(metadata={"secret": "alice"}) == []
-    assert alice.threads.get(tid)["metadata"] == {"secret": "alice"}
+    assert alice.threads.get(tid)["metadata"]["secret"] == "alice"  # mallory's update missed
+    assert "x" not in alice.threads.get(tid)["metadata"]
 
 
 def _book(fake_llm: FakeOpenAI, title: str) -> None:
@@ -363,22 +407,41 @@ def _held(client: SyncLangGraphClient, fake_llm: FakeOpenAI, title: str) -> tupl
     return tid, held
 
 
-@pytest.mark.parametrize("approve", [True, False], ids=["approved", "rejected"])
+# As Agent Chat UI answers (LangChain's decisions), as Agent Inbox does, and a plain False.
+@pytest.mark.parametrize(
+    ("approve", "resume"),
+    [
+        (True, {"decisions": [{"type": "approve"}]}),
+        (True, [{"type": "accept", "args": None}]),
+        (False, {"decisions": [{"type": "reject", "message": "not now"}]}),
+        (False, False),
+    ],
+    ids=["approved", "accepted-inbox", "rejected", "rejected-false"],
+)
 def test_a_held_tool_call_is_an_interrupt_resumed_by_command(
-    keel: LiveServer, sdk: Sdk, fake_llm: FakeOpenAI, approve: bool
+    keel: LiveServer, sdk: Sdk, fake_llm: FakeOpenAI, approve: bool, resume: Any
 ) -> None:
     client = sdk()
     before = _invoked(keel)
-    tid, held = _held(client, fake_llm, f"protocol {approve}")
+    tid, held = _held(client, fake_llm, f"protocol {approve} {len(json.dumps(resume))}")
     (intr,) = held
     assert intr["value"]["tool_name"] == "calendar.schedule_meeting"
-    assert intr["value"]["args"]["title"] == f"protocol {approve}"
+    assert intr["value"]["args"]["title"].startswith(f"protocol {approve}")
+    assert intr["value"]["action_request"] == {
+        "action": "calendar.schedule_meeting",
+        "args": intr["value"]["args"],
+    }
+    assert intr["value"]["config"]["allow_accept"] and not intr["value"]["config"]["allow_edit"]
+    assert intr["value"]["action_requests"][0]["name"] == "calendar.schedule_meeting"
+    assert intr["value"]["review_configs"] == [
+        {"action_name": "calendar.schedule_meeting", "allowed_decisions": ["approve", "reject"]}
+    ]
     thread = client.threads.get(tid)
     assert thread["status"] == "interrupted"
     assert [i["id"] for i in thread["interrupts"][next(iter(thread["interrupts"]))]] == [intr["id"]]
     assert client.threads.get_state(tid)["interrupts"] == held
     fake_llm.script.extend(["Done.", "Your meeting is handled."])
-    values = client.runs.wait(tid, "research", command=Command(resume=approve))
+    values = client.runs.wait(tid, "research", command=Command(resume=resume))
     assert answer_of(values) == "Your meeting is handled."
     assert _invoked(keel) == before + (1 if approve else 0)
     assert client.threads.get(tid)["status"] == "idle"
