@@ -50,7 +50,7 @@ from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
 from memory.layers import MemoryLayers
 from runs import langsmith_runs
-from runs.coalesce import coalesce, drain
+from runs.coalesce import coalesce, take
 from runs.event_log import Broker, EventLog, notify_cancel
 from runs.feedback import FeedbackStore, VariantRouter
 from runs.metrics import observe_event
@@ -343,10 +343,7 @@ class RunExecutor:
         window = self.settings.streams.delta_window_ms / 1000
         done = False
         while not done:
-            first = await handle.queue.get()
-            if window and first is not None and first.type == "text_delta":
-                await asyncio.sleep(window)  # the window's other pieces join this one
-            events, done = drain(handle.queue, first, _BATCH)
+            events, done = await take(handle.queue, window, _BATCH)
             batch = coalesce(events, self.settings.streams.delta_max_chars) if window else events
             for ev in batch:
                 handle.seq += 1
