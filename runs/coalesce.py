@@ -6,7 +6,8 @@ tokens rather than with what a reader can notice. The run's writer takes what th
 since its last write; when the first of it is a text delta, it keeps taking text deltas for
 ``streams.delta_window_ms`` (any other event, or the run's end, closes the window at once), and
 joins neighbouring ``text_delta`` events of one node into one (at most
-``streams.delta_max_chars`` characters each). Events are numbered after joining, so ``seq``
+``streams.delta_max_chars`` characters each). A run's first text delta is sent without
+waiting: the window never delays the first token. Events are numbered after joining, so ``seq``
 stays gap-free, and any other event (a status, a tool call, ``run_finished``) keeps its place:
 only deltas that were next to each other are joined. The joined text is exactly the pieces'
 text in order; the event's ``ts`` is its first piece's.

@@ -341,10 +341,13 @@ class RunExecutor:
         readers) only once it is durable.
         """
         window = self.settings.streams.delta_window_ms / 1000
-        done = False
+        done, texted = False, False
         while not done:
-            events, done = await take(handle.queue, window, _BATCH)
+            # The run's first text goes out at once (time to first token); later text waits
+            # for the window's other pieces.
+            events, done = await take(handle.queue, window if texted else 0.0, _BATCH)
             batch = coalesce(events, self.settings.streams.delta_max_chars) if window else events
+            texted = texted or any(ev.type == "text_delta" for ev in batch)
             for ev in batch:
                 handle.seq += 1
                 ev.seq = handle.seq
