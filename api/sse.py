@@ -51,6 +51,7 @@ class SseResponse(Response):
         self.dropped = dropped or asyncio.Event()
         self.status_code = 200
         self.background = background
+        self.complete = False  # the response's last chunk was sent
         self.init_headers(
             {"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})}
         )
@@ -66,7 +67,7 @@ class SseResponse(Response):
             for task in (body, gone, dropped):
                 task.cancel()
             await asyncio.gather(body, gone, dropped, return_exceptions=True)
-        if self.dropped.is_set() and not gone.done():
+        if self.dropped.is_set() and not gone.done() and not self.complete:
             await _end(send)
         if self.background is not None:
             await self.background()
@@ -76,6 +77,7 @@ class SseResponse(Response):
         async for chunk in self.chunks:
             await _body(send, chunk, more=True)
         await _body(send, "", more=False)
+        self.complete = True
 
 
 async def _body(send: Send, chunk: str, *, more: bool) -> None:

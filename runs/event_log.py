@@ -257,16 +257,7 @@ class EventLog:
         self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 100_000
     ) -> list[dict[str, Any]]:
         """The thread's events with ``seq > after`` in order, as wire dicts."""
-        sql = "SELECT body FROM events WHERE thread_id = %s AND seq > %s"
-        args: list[Any] = [thread_id, after]
-        if run_id:
-            sql += " AND run_id = %s"
-            args.append(run_id)
-        sql += " ORDER BY seq LIMIT %s"
-        args.append(limit)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, args)
-            return [row["body"] for row in await cur.fetchall()]
+        return [f.wire() for f in await self.read_frames(thread_id, after, run_id, limit)]
 
     async def read_frames(
         self, thread_id: str, after: int = 0, run_id: str | None = None, limit: int = 100_000
@@ -650,22 +641,6 @@ class LiveStream:
             if f.type == "run_finished" and f.run_id == self.until_run:
                 return out, True
         return out, False
-
-
-async def tail(
-    log_: EventLog,
-    broker: Broker,
-    thread_id: str,
-    after: int,
-    *,
-    until_run: str | None = None,
-    run_id: str | None = None,
-) -> AsyncIterator[dict[str, Any]]:
-    """``LiveStream``'s events one at a time, as wire dicts."""
-    stream = LiveStream(log_, broker, thread_id, after, until_run=until_run, run_id=run_id)
-    async for frames in stream:
-        for f in frames:
-            yield f.wire()
 
 
 async def paced(stream: AsyncIterator[list[Frame]]) -> AsyncIterator[list[Frame]]:

@@ -60,7 +60,7 @@ from graphs.context import RunContext
 from graphs.spans import SpanCallbacks
 from memory.layers import MemoryLayers
 from runs import langsmith_runs
-from runs.coalesce import coalesce, drain
+from runs.coalesce import coalesce, take
 from runs.event_log import Broker, EventLog, notify_cancel
 from runs.feedback import FeedbackStore, VariantRouter
 from runs.metrics import observe_event
@@ -465,13 +465,13 @@ class RunExecutor:
         readers) only once it is durable.
         """
         window = self.settings.streams.delta_window_ms / 1000
-        done = False
+        done, texted = False, False
         while not done:
-            first = await handle.queue.get()
-            if window and first is not None and first.type == "text_delta":
-                await asyncio.sleep(window)  # the window's other pieces join this one
-            events, done = drain(handle.queue, first, _BATCH)
+            # The run's first text goes out at once (time to first token); later text waits
+            # for the window's other pieces.
+            events, done = await take(handle.queue, window if texted else 0.0, _BATCH)
             batch = coalesce(events, self.settings.streams.delta_max_chars) if window else events
+            texted = texted or any(ev.type == "text_delta" for ev in batch)
             for ev in batch:
                 handle.seq += 1
                 ev.seq = handle.seq

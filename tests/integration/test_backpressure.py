@@ -21,12 +21,12 @@ PLAN = json.dumps({"steps": [{"description": "s", "tool": "none"}]})
 def stream_server(
     db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """A server that joins text over 40 ms and drops readers 128 frames behind."""
+    """A server that joins text over 40 ms and drops readers 512 frames behind."""
     settings = make_settings(
         db_url,
         fake_llm.base_url,
         tmp_path_factory.mktemp("bp"),
-        streams={"delta_window_ms": 40, "subscriber_buffer": 128},
+        streams={"delta_window_ms": 40, "subscriber_buffer": 512},
     )
     with LiveServer(settings) as server:
         yield server
@@ -50,6 +50,14 @@ def _wait_finished(live: LiveServer, tid: str) -> None:
 def _log(c: httpx.Client, tid: str, after: int = 0) -> list[Frame]:
     with c.stream("GET", f"/v1/threads/{tid}/stream", headers={"Last-Event-ID": str(after)}) as r:
         return parse(r.iter_lines())
+
+
+def _follow(c: httpx.Client, tid: str) -> list[Frame]:
+    """Read the thread to its run's end as a client does: resume by Last-Event-ID if cut."""
+    frames: list[Frame] = []
+    while not frames or frames[-1].data["type"] != "run_finished":
+        frames += _log(c, tid, frames[-1].data["seq"] if frames else 0)
+    return frames
 
 
 def test_text_is_joined_into_fewer_events_and_resumes_gap_free(
@@ -121,7 +129,7 @@ def test_a_reader_that_falls_behind_is_dropped_and_resumes_while_others_get_ever
         tid = _thread(c)
         stalled = _stalled_reader(stream_server, tid)
         time.sleep(0.3)  # the run is under way
-        follower = _log(c, tid)  # another reader of the thread, reading at full speed
+        follower = _follow(c, tid)  # another reader of the thread, reading at full speed
         _wait_finished(stream_server, tid)  # the run ended while one reader read nothing
         full = [f.data for f in _log(c, tid)]
         got = [f.data for f in parse(_read_all(stalled).splitlines())]

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from core.events import Event, NodeEvent, envelope
-from runs.coalesce import coalesce, drain
+from runs.coalesce import coalesce, drain, take
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -67,3 +67,26 @@ def test_drain_takes_what_is_queued_up_to_the_limit_and_sees_the_end() -> None:
     assert ([e.data.text for e in got], done) == (["0", "1", "2"], False)  # type: ignore[union-attr]
     got, done = drain(queue, queue.get_nowait(), 3)
     assert ([e.data.text for e in got], done) == (["3", "4"], True)  # type: ignore[union-attr]
+
+
+def test_take_gathers_deltas_for_the_window_and_any_other_event_closes_it_at_once() -> None:
+    async def scenario() -> tuple[list[str], bool, bool]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        for i in range(3):
+            queue.put_nowait(_ev(i, "text_delta", text=str(i)))
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)  # inside the window: joins the same write
+            queue.put_nowait(_ev(3, "text_delta", text="3"))
+            queue.put_nowait(_ev(4, "agent_status", status="done"))
+            queue.put_nowait(None)
+
+        feeder = asyncio.create_task(later())
+        # A 30 s window: only the status event (and the end behind it) can close it in time.
+        async with asyncio.timeout(10):
+            got, done = await take(queue, 30.0, 256)
+        await feeder
+        return [e.type for e in got], done, queue.empty()
+
+    got, done, emptied = asyncio.run(scenario())
+    assert (got, done, emptied) == (["text_delta"] * 4 + ["agent_status"], True, True)
