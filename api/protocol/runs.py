@@ -41,7 +41,7 @@ from api.routes.threads import (
 )
 from core.errors import Conflict, Invalid, NotFound
 from core.identity import Identity
-from runs.event_log import tail
+from runs.event_log import LiveStream
 from runs.scheduler import Ticket
 
 router = APIRouter(tags=["agent protocol: runs"])
@@ -272,8 +272,7 @@ async def run_frames(
     yield sse("metadata", {"run_id": run_id, "attempt": 1})
     finished = False
     try:
-        events = tail(svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id)
-        async for body in events:
+        async for body in _events(svc, thread_id, run_id, after):
             if body["type"] == "run_finished":
                 for part in await _final_parts(svc, thread_id, run_id, modes):
                     yield part
@@ -285,12 +284,22 @@ async def run_frames(
             await svc.executor.cancel(run_id)
 
 
+async def _events(
+    svc: Services, thread_id: str, run_id: str, after: int
+) -> AsyncIterator[dict[str, Any]]:
+    """The run's events after ``after`` (log, then live) as wire dicts, until it finishes."""
+    stream = LiveStream(
+        svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id
+    )
+    async for frames in stream:
+        for frame in frames:
+            yield frame.wire()
+
+
 async def outcome(svc: Services, thread_id: str, run_id: str, after: int = 0) -> dict[str, Any]:
     """Wait for the run to finish: its final values, or ``__error__`` if it failed."""
     error: dict[str, Any] | None = None
-    async for body in tail(
-        svc.event_log, svc.broker, thread_id, after, until_run=run_id, run_id=run_id
-    ):
+    async for body in _events(svc, thread_id, run_id, after):
         if body["type"] == "error":
             error = body["data"]
     if error is not None:
