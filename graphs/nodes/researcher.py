@@ -3,7 +3,8 @@
 A step whose tool is not ``none`` first goes through the tool pipeline (``tools/pipeline.py``
 via ``graphs/tool_step.py``); the step's finding is the tool's result as text, names and
 numbers exactly as the tool gave them (``llm.step_findings: tool``, the default), or the model's
-restatement of it (``model``); a step without a tool is the model's answer. A call
+restatement of it (``model``); a step without a tool is the model's answer, given this turn's
+earlier steps' results (a plan may list, then pick from the list). A call
 that needs the caller's confirmation ends the visit with the call held in ``pending``; the graph
 goes to ``confirm`` (an interrupt) and back here, where the step finishes with the decision.
 """
@@ -71,6 +72,11 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     if used is not None and ctx.llm.step_findings == "tool":
         text, step_usage = used.note, {}  # the tool's data as given: nothing to mistype
     else:
+        if used is None and findings:  # a step on this turn's earlier results ("the fewest")
+            done = "\n".join(
+                f"{state['plan'][f['index']]['description']}: {f['text']}" for f in findings
+            )
+            prompt += f"\nEarlier steps' results:\n{prompts.data('research_notes', done)}"
         status(writer, NODE, "thinking", detail=step["description"])
         model = chat(ctx, ctx.llm.step_max_tokens)
         reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])

@@ -446,3 +446,27 @@ def test_follow_up_code_sees_the_earlier_answer_and_a_printed_table_is_a_table(
     assert "show_table(header, rows)" in code_prompt
     assert one(frames, "table")["rows"] == [["0", "0.0"], ["1", "296.0"], ["2", "592.0"]]
     assert frames[-1].data["data"]["status"] == "success"
+
+
+def test_a_model_step_after_a_tool_step_sees_its_result(
+    live: LiveServer, fake_llm: FakeOpenAI
+) -> None:
+    """A plan that lists, then picks ("the one with the fewest stars"): the picking step's
+    prompt carries the listing step's result, fenced as data."""
+    plan = json.dumps(
+        {
+            "steps": [
+                {"description": "List trending Go repositories", "tool": "github_trending"},
+                {"description": "Find the one with the fewest stars", "tool": "none"},
+            ]
+        }
+    )
+    fake_llm.script.extend([plan, "Listed: a/one 900, b/two 300.", "b/two", "b/two."])
+    with _client(live, []) as c:
+        _, frames = stream_run(c, _thread(c), "Which trending Go repository has the fewest stars?")
+    picking = json.dumps(fake_llm.requests[2]["messages"])
+    assert "Earlier steps' results" in picking
+    assert "List trending Go repositories: Listed: a/one 900, b/two 300." in picking
+    assert '<data kind=\\"research_notes\\">' in picking
+    assert "Earlier steps' results" not in json.dumps(fake_llm.requests[1]["messages"])
+    assert frames[-1].data["data"]["status"] == "success"

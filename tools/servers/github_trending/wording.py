@@ -87,7 +87,7 @@ def repos_note(result: Any) -> str | None:
     ]
     if not lines:
         return f"source: {result.get('source')}\nno repositories found"
-    return f"source: {result.get('source')}, ranked by stars\n" + "\n".join(
+    return f"source: {result.get('source')}, in trending order\n" + "\n".join(
         [*lines, *extremes(result["repos"])]
     )
 
