@@ -281,6 +281,23 @@ async def test_documents_v2_finds_uploads_by_meaning_with_page_and_excerpt(
         stranger = Identity("eve", "globex", frozenset())
         nothing = await gw.call(spec, {"query": "paid vacation"}, identity=stranger)
         assert nothing.result["hits"] == []
+        # The excerpt is one passage: what lies between the matched words is kept, not "...".
+        text = (
+            "# Travel and expense policy (Northwind Labs)\n\n## Meals\n\nOn business trips,"
+            " meals are reimbursed up to 52 euros per day. Alcohol is never reimbursed.\n\n"
+            "## Receipts and claims\n\nSubmit every receipt in the Ledgerly app within 21 days"
+            " of the expense. Claims submitted\nlater are paid only with the finance director's"
+            " approval.\n\n## Travel\n\nTrain is preferred for trips under 5 hours. Flights"
+            " longer than 8 hours may be booked in\npremium economy. Any single expense above"
+            " 750 euros needs the manager's approval in advance.\n"
+        )
+        md = upload(alice, "expenses.md", text)
+        ready(alice, md.json()["id"])
+        asked = "Within how many days must I submit expense receipts, and in which app?"
+        out = await gw.call(spec, {"query": asked}, identity=who)
+        found = [h["excerpt"] for h in out.result["hits"] if h["document"] == "expenses.md"]
+        assert found and "Ledgerly app within 21 days of the expense" in found[0]
+        assert "..." not in found[0]
 
 
 @pytest.mark.asyncio

@@ -353,8 +353,9 @@ async def _hits(
     await cur.execute(
         f"WITH q AS (SELECT {_TSQUERY} AS q)"
         " SELECT c.document_id, c.chunk, c.page, d.name,"
-        # Up to two passages around the matches (the chunk's start if none), without markup.
-        " ts_headline('english', c.body, q.q, 'MaxFragments=2, MaxWords=35, MinWords=15,"
+        # One contiguous passage around the matches (the chunk's start if none), without
+        # markup: fragments joined by "..." dropped the very number a question asked for.
+        " ts_headline('english', c.body, q.q, 'MaxWords=60, MinWords=30,"
         ' StartSel="", StopSel=""\') AS excerpt'
         " FROM document_chunks c JOIN documents d ON d.id = c.document_id, q"
         " WHERE (c.document_id, c.chunk) IN (SELECT * FROM unnest(%(ids)s::uuid[], %(ns)s::int[]))",

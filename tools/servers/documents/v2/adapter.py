@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.adapter import Ask, Step, Usage
+from tools.gateway import ToolSpec
 from tools.servers.documents.v1.adapter import DocumentsV1
+
+HITS = 3
+"""Hits per search: three passages of about 60 words fit the step's note whole."""
 
 
 def citation(hit: dict[str, Any]) -> str:
@@ -15,6 +20,11 @@ def citation(hit: dict[str, Any]) -> str:
 
 class DocumentsV2(DocumentsV1):
     """``search_documents(query, limit)`` with document, page and excerpt per hit."""
+
+    async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
+        """As 1.x, with ``HITS`` hits."""
+        args, usage = await super().arguments(spec, step, ask)
+        return {**args, "limit": HITS}, usage
 
     def note(self, result: Any) -> str:
         """Each hit's excerpt after its citation, so the answer can cite it; empty says so."""
