@@ -1,5 +1,5 @@
-"""Adapters hand the model data it need not compute: tables from printed rows, extremes named,
-empty searches said as such; and the summarizer answers "I don't know" when every search was
+"""Adapters hand the model data it need not compute: tables from printed rows, empty searches
+said as such; and the summarizer answers "I don't know" when every search was
 empty, without the model."""
 
 from __future__ import annotations
@@ -25,10 +25,14 @@ REPOS = {
 }
 
 
-def test_the_repository_note_names_the_extremes() -> None:
+def test_the_repository_note_lists_every_repository_in_trending_order() -> None:
     note = repos_note(REPOS) or ""
-    assert "Most stars: a/one (900). Fewest stars: b/two (300)." in note
-    assert "Most forks: b/two (70). Fewest forks: c/three (5)." in note
+    assert note.splitlines()[0] == "source: snapshot, in trending order"
+    assert [ln.split(":")[0] for ln in note.splitlines()[1:]] == [
+        "1. a/one",
+        "2. b/two",
+        "3. c/three",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -87,30 +87,7 @@ def repos_note(result: Any) -> str | None:
     ]
     if not lines:
         return f"source: {result.get('source')}\nno repositories found"
-    return f"source: {result.get('source')}, in trending order\n" + "\n".join(
-        [*lines, *extremes(result["repos"])]
-    )
-
-
-def extremes(repos: list[dict[str, Any]]) -> list[str]:
-    """The most and the fewest stars and forks, named.
-
-    Comparing numbers is where a small model slips, so the comparisons are made here.
-    """
-    if len(repos) < 2:
-        return []
-    out = []
-    for key in ("stars", "forks"):
-        counted = [r for r in repos if isinstance(r.get(key), int)]
-        if len(counted) < 2:
-            continue
-        top = max(counted, key=lambda r: r[key])
-        low = min(counted, key=lambda r: r[key])
-        out.append(
-            f"Most {key}: {top['full_name']} ({top[key]}). Fewest {key}: {low['full_name']}"
-            f" ({low[key]})."
-        )
-    return out
+    return f"source: {result.get('source')}, in trending order\n" + "\n".join(lines)
 
 
 def no_repos(result: Any) -> str | None:
