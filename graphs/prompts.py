@@ -24,9 +24,9 @@ PLANNER = (
 Each step has a short "description" and a "tool":
 - "github_trending": popular or trending code repositories on GitHub, in any language
 - "documents": the user's or company's own files: notes, policies, handbooks, PDFs, wiki
-- "python_exec": computing, plotting or transforming data (not facts, not repositories)
+- "python_exec": computing, plotting or transforming data (not finding repositories)
 - "calendar": meetings, schedules, availability
-- "none": general knowledge the model already has (science, history, language)
+- "none": general knowledge the model already has
 Examples:
 Q: What are the trending Rust repositories this week?
 {"steps":[{"description":"List trending Rust repositories this week","tool":"github_trending"}]}

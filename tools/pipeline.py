@@ -95,6 +95,8 @@ class Outcome:
     """The result as ``tool_result`` told it, for later steps (``None``: no result)."""
     empty: str | None = None
     """The tool answered and found nothing: what was looked for, in words for the user."""
+    refusal: str | None = None
+    """The tool was outside the caller's scopes: what to tell them, in words for the user."""
 
 
 @dataclass
@@ -166,7 +168,7 @@ class ToolPipeline:
             )
         except PermissionDenied as exc:
             self._tool_error(call_id, spec.qualified, exc, spec)
-            return Refused(_refused(spec, exc))
+            return Refused(_refused(spec, exc), refusal=_refusal(spec, exc))
         args = await self._arguments(spec, step)
         if args is None:
             err = ToolError(f"no valid arguments for {spec.qualified} from the model")
@@ -503,6 +505,14 @@ def _refused(spec: ToolSpec, exc: PermissionDenied) -> str:
     return (
         f"Not done: {spec.qualified} was not used because the user's token lacks the"
         f" permission it needs ({exc.detail}). Tell the user plainly; {exc.hint or ''}."
+    )
+
+
+def _refusal(spec: ToolSpec, exc: PermissionDenied) -> str:
+    """The refusal said to the user: which permission their token lacks, and what would do."""
+    return (
+        f"I can't do that: your token lacks the permission to use {spec.server}"
+        f" ({exc.detail}); {exc.hint or 'ask for a token with that scope'}."
     )
 
 

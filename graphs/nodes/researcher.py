@@ -88,6 +88,8 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         finding["degraded"] = degraded
     if used is not None and used.empty:
         finding["empty"] = used.empty
+    if used is not None and used.refusal:
+        finding["refused"] = used.refusal
     if used is not None and used.result is not None and _small(used.result):
         finding["data"] = used.result
     return {"findings": [*findings, finding], "usage": total, "pending": None}

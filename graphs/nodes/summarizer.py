@@ -3,10 +3,11 @@
 When a step's tool degraded (cache, fallback tool, skipped), the answer ends with a line
 naming the degraded sources, so a reader never takes a cached answer for a live one.
 
-Two answers are known exactly and are not left to the model: a request to remember or forget
+Some answers are known exactly and are not left to the model: a request to remember or forget
 (the memory router's note says what was done), and a plan whose every tool step came back
-empty (each adapter's ``empty`` says what was searched and found nothing): the answer is "I
-don't know", with why. A small model handed an empty search copies the note or answers from
+empty (each adapter's ``empty`` says what was searched and found nothing: "I don't know", with
+why) or was outside the caller's scopes (which permission is missing, and what would do). A
+small model handed an empty search copies the note or answers from
 elsewhere; handed a missing scope it says "I can't assist with that" and no more.
 """
 
@@ -80,6 +81,11 @@ def known_answer(state: State) -> str | None:
     if not state["plan"] and note:
         return str(note)
     findings = state.get("findings", [])
-    if state["plan"] and findings and all(f.get("empty") for f in findings):
-        return "I don't know: " + " ".join(f["empty"] for f in findings)
-    return None
+    if not state["plan"] or not findings:
+        return None
+    if not all(f.get("empty") or f.get("refused") for f in findings):
+        return None
+    said = [f["refused"] for f in findings if f.get("refused")]
+    if empty := [f["empty"] for f in findings if f.get("empty")]:
+        said.append("I don't know: " + " ".join(empty))
+    return " ".join(said)

@@ -118,3 +118,18 @@ def test_the_code_prompt_shows_rows_in_use_with_the_number_the_question_names() 
     assert "names = [r['full_name'] for r in rows]; values = [r['forks'] for r in rows]" in told
     _, told = _prelude(earlier, "Plot them")
     assert "values = [r['stars'] for r in rows]" in told
+
+
+def test_every_step_refused_or_empty_is_answered_with_why() -> None:
+    state: dict[str, Any] = {
+        "plan": [
+            {"description": "list", "tool": "calendar"},
+            {"description": "s", "tool": "documents"},
+        ],
+        "findings": [
+            {"index": 0, "text": "(not done)", "refused": "I can't do that: no read:calendar."},
+            {"index": 1, "text": "No document matched", "empty": "none of your documents."},
+        ],
+    }
+    answer = known_answer(state)  # type: ignore[arg-type]
+    assert answer == "I can't do that: no read:calendar. I don't know: none of your documents."
