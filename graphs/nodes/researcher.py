@@ -73,10 +73,7 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         text, step_usage = used.note, {}  # the tool's data as given: nothing to mistype
     else:
         if used is None and findings:  # a step on this turn's earlier results ("the fewest")
-            done = "\n".join(
-                f"{state['plan'][f['index']]['description']}: {f['text']}" for f in findings
-            )
-            prompt += f"\nEarlier steps' results:\n{prompts.data('research_notes', done)}"
+            prompt += _results_so_far(state["plan"], findings)
         status(writer, NODE, "thinking", detail=step["description"])
         model = chat(ctx, ctx.llm.step_max_tokens)
         reply = await model.ainvoke([SystemMessage(prompts.RESEARCHER), HumanMessage(prompt)])
@@ -93,6 +90,12 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
     if used is not None and used.result is not None and _small(used.result):
         finding["data"] = used.result
     return {"findings": [*findings, finding], "usage": total, "pending": None}
+
+
+def _results_so_far(plan: list[dict[str, Any]], findings: list[dict[str, Any]]) -> str:
+    """This turn's findings so far, fenced as data, for a model-only step that works on them."""
+    done = "\n".join(f"{plan[f['index']]['description']}: {f['text']}" for f in findings)
+    return f"\nEarlier steps' results:\n{prompts.data('research_notes', done)}"
 
 
 def _earlier(plan: list[dict[str, Any]], findings: list[dict[str, Any]]) -> tuple[Any, ...]:
