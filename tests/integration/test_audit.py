@@ -22,8 +22,7 @@ def test_allowed_and_denied_calls_are_audited_under_their_trace(
     fake_llm.script.extend(
         [
             _plan("python_exec", "Print a greeting"),
-            "No code ran.",
-            "Denied.",
+            "No code ran.",  # the summarizer answers a refusal without the model
             _plan("github_trending", "Trending Rust repositories"),
             "Rust repos.",
             "Rust.",
