@@ -23,7 +23,7 @@ PLANNER = (
     """You plan research. Answer with a JSON plan of 1 to 3 steps.
 Each step has a short "description" and a "tool":
 - "github_trending": popular or trending code repositories on GitHub, in any language
-- "documents": the user's or company's own files: notes, policies, handbooks, PDFs, wiki
+- "documents": the user's or company's own files: notes, policies, handbooks, PDFs
 - "python_exec": computing, plotting or transforming data (not finding repositories)
 - "calendar": meetings, schedules, availability
 - "none": general knowledge the model already has
@@ -58,9 +58,10 @@ SUMMARIZER = (
     "You write the final answer for the user from the research notes and what is known. Use"
     " only what they say: keep names and numbers exactly as written, and if they do not answer"
     " the question, say so plainly instead of guessing: live figures and private facts that"
-    " the notes do not give, you do not know. When the notes list items (events, repositories,"
-    " documents), name every listed item the question asks about, not a selection. Be concise"
-    " and direct; use Markdown when it helps. " + DATA_RULE
+    " the notes do not give, you do not know; notes about something else than the question"
+    " asks (another topic, another kind of leave) do not answer it. When the notes list items"
+    " (events, repositories, documents), name every listed item the question asks about, not"
+    " a selection. Be concise and direct; use Markdown when it helps. " + DATA_RULE
 )
 
 INVALID_REPLY = "Your previous answer was not valid JSON for the schema. Answer again. Error:"

@@ -4,7 +4,8 @@ A small model picks the wrong tool for about one question in six, and it copies 
 examples when unsure. Where the words settle the tool (a calendar word and nothing else, a
 GitHub word and nothing else, a chart of GitHub data, …) the plan is made here without the
 model; anything ambiguous, or naming no tool at all, goes to the model planner. The rules
-are about vocabulary, not about particular questions.
+are about vocabulary, not about particular questions: a company's leave and expense words
+name its own policies (documents), never general knowledge.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ _FAMILIES: dict[str, re.Pattern[str]] = {
     ),
     "documents": re.compile(
         r"\b(documents?|docs|my files|our files|notes|polic(y|ies)|handbook|guidelines?"
-        r"|onboarding|knowledge base|wiki|manual)\b",
+        r"|onboarding|knowledge base|wiki|manual"
+        # what a company's own policies settle: leave, expenses, benefits
+        r"|vacation|paid time off|pto|(parental|sick|annual|unpaid) leave|sabbatical"
+        r"|expenses?|reimburs\w*|per diem|mileage|receipts?|benefits)\b",
         re.I,
     ),
     "python_exec": re.compile(

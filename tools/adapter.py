@@ -75,6 +75,15 @@ class Adapter:
         """The result as the researcher's prompt shows it."""
         return result if isinstance(result, str) else json.dumps(result, default=str)
 
+    def answer(self, result: Any, step: Step) -> str | None:
+        """The answer itself when the result settles the step's question by rule, else ``None``.
+
+        A listing asked for as a list, the one row a question picks ("the fewest stars", "the
+        second one"), a value the code printed: a small model restating these drops items,
+        picks the wrong row or does its own arithmetic, so the summarizer says them as given.
+        """
+        return None
+
     def empty(self, result: Any) -> str | None:
         """What the call looked for and did not find, said to the user (``None``: it found some).
 

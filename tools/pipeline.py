@@ -97,6 +97,8 @@ class Outcome:
     """The tool answered and found nothing: what was looked for, in words for the user."""
     refusal: str | None = None
     """The tool was outside the caller's scopes: what to tell them, in words for the user."""
+    answer: str | None = None
+    """The answer to the step's question, settled by the adapter's rules (``Adapter.answer``)."""
 
 
 @dataclass
@@ -342,7 +344,7 @@ class ToolPipeline:
         """
         key = call_id if confirmed else _call_key(step)
         try:
-            return await self._call(spec, args, call_id, confirmed=confirmed, key=key)
+            return await self._call(spec, args, call_id, step, confirmed=confirmed, key=key)
         except OutcomeUnknown as exc:
             if self.gateway.needs_confirmation(spec):
                 self.warn("outcome_unknown", spec.qualified, exc.detail)
@@ -364,6 +366,7 @@ class ToolPipeline:
         spec: ToolSpec,
         args: dict[str, Any],
         call_id: str,
+        step: Step,
         *,
         confirmed: bool = False,
         key: str | None = None,
@@ -393,8 +396,13 @@ class ToolPipeline:
             err.hint = "simplify the code or the data: the sandbox limits CPU, memory and time"
             self._tool_error(call_id, spec.qualified, err, spec)
         self.caller.tell(ToolResultData(**about, result=result, duration_ms=outcome.duration_ms))
-        note = adapter.note(outcome.result)[:MAX_NOTE]
-        return Called(note, self.usage, result=result, empty=adapter.empty(outcome.result))
+        return Called(
+            adapter.note(outcome.result)[:MAX_NOTE],
+            self.usage,
+            result=result,
+            empty=adapter.empty(outcome.result),
+            answer=adapter.answer(outcome.result, step),
+        )
 
     async def _degrade(
         self, spec: ToolSpec, args: dict[str, Any], exc: ToolError, step: Step
@@ -454,7 +462,7 @@ class ToolPipeline:
             )
             self.warn("tool_fallback", failed.qualified, message)
             args = await self._repaired(spec, args, call_id)
-            used = await self._call(spec, args, call_id)
+            used = await self._call(spec, args, call_id, step)
         except KeelError as exc:
             self._tool_error(call_id, pin, exc, None)
             return None

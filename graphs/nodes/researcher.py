@@ -80,16 +80,22 @@ async def researcher(state: State, runtime: Runtime[RunContext]) -> dict[str, An
         text, step_usage = prompts.unfenced(reply.text).strip(), usage_of(reply)
     emit(writer, NODE, StepResultData(index=index, description=step["description"], text=text))
     total = {k: usage.get(k, 0) + step_usage.get(k, 0) for k in {*usage, *step_usage}}
+    finding = _finding(index, text, used, degraded)
+    return {"findings": [*findings, finding], "usage": total, "pending": None}
+
+
+def _finding(index: int, text: str, used: Outcome | None, degraded: str | None) -> dict[str, Any]:
+    """A step's finding: its text, and what the summarizer and later steps need of its tool."""
     finding: dict[str, Any] = {"index": index, "text": text}
     if degraded:
         finding["degraded"] = degraded
-    if used is not None and used.empty:
-        finding["empty"] = used.empty
-    if used is not None and used.refusal:
-        finding["refused"] = used.refusal
-    if used is not None and used.result is not None and _small(used.result):
+    if used is None:
+        return finding
+    said = {"empty": used.empty, "refused": used.refusal, "answer": used.answer}
+    finding.update({k: v for k, v in said.items() if v})
+    if used.result is not None and _small(used.result):
         finding["data"] = used.result
-    return {"findings": [*findings, finding], "usage": total, "pending": None}
+    return finding
 
 
 def _results_so_far(plan: list[dict[str, Any]], findings: list[dict[str, Any]]) -> str:

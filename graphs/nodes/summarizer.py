@@ -3,12 +3,16 @@
 When a step's tool degraded (cache, fallback tool, skipped), the answer ends with a line
 naming the degraded sources, so a reader never takes a cached answer for a live one.
 
-Some answers are known exactly and are not left to the model: a request to remember or forget
-(the memory router's note says what was done), and a plan whose every tool step came back
-empty (each adapter's ``empty`` says what was searched and found nothing: "I don't know", with
-why) or was outside the caller's scopes (which permission is missing, and what would do). A
-small model handed an empty search copies the note or answers from
-elsewhere; handed a missing scope it says "I can't assist with that" and no more.
+Some answers are known exactly and are not left to the model:
+- a request to remember or forget: the memory router's note says what was done;
+- a plan whose every step the tool's own data settles (``Adapter.answer``: the listing asked
+  for, the row the question picks, the value the code printed): a small model restating them
+  drops items, picks the wrong row or redoes the arithmetic;
+- a plan whose every tool step came back empty (each adapter's ``empty`` says what was
+  searched and found nothing: "I don't know", with why) or was outside the caller's scopes
+  (which permission is missing, and what would do). A small model handed an empty search
+  copies the note or answers from elsewhere; handed a missing scope it says "I can't assist
+  with that" and no more.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ def known_answer(state: State) -> str | None:
     findings = state.get("findings", [])
     if not state["plan"] or not findings:
         return None
+    if len(findings) == len(state["plan"]) and all(f.get("answer") for f in findings):
+        return "\n\n".join(str(f["answer"]) for f in findings)
     if not all(f.get("empty") or f.get("refused") for f in findings):
         return None
     said = [f["refused"] for f in findings if f.get("refused")]

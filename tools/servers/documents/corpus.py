@@ -9,7 +9,8 @@ again are recognised by their sha256; a file of the same name with other bytes r
 Search: full text (``websearch``-style OR over the query's words, ranked by ``ts_rank``),
 semantic (cosine similarity with each ready chunk's embedding, computed in numpy over a
 per-tenant matrix cached until the tenant's documents change), and hybrid: both lists fused by
-reciprocal rank (``1 / (60 + rank)``). Hits carry the document's name, page and an excerpt.
+reciprocal rank (``1 / (60 + rank)``). Hits carry the document's name, page and an excerpt:
+the whole sentences around the chunk's best match (``passage.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from core.embeddings import Embedder
 from core.errors import LimitReached
 from core.settings import DocumentSettings
 from tools.servers.documents.parse import KINDS, DocumentRejected, Parsed, chunks, parse
+from tools.servers.documents.passage import passage
 
 Mode = Literal["hybrid", "full_text", "semantic"]
 RRF_K = 60
@@ -351,23 +353,24 @@ async def _hits(
         return []
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
-        f"WITH q AS (SELECT {_TSQUERY} AS q)"
-        " SELECT c.document_id, c.chunk, c.page, d.name,"
-        # One contiguous passage around the matches (the chunk's start if none), without
-        # markup: fragments joined by "..." dropped the very number a question asked for.
-        " ts_headline('english', c.body, q.q, 'MaxWords=60, MinWords=30,"
-        ' StartSel="", StopSel=""\') AS excerpt'
-        " FROM document_chunks c JOIN documents d ON d.id = c.document_id, q"
+        "SELECT c.document_id, c.chunk, c.page, d.name, c.body"
+        " FROM document_chunks c JOIN documents d ON d.id = c.document_id"
         " WHERE (c.document_id, c.chunk) IN (SELECT * FROM unnest(%(ids)s::uuid[], %(ns)s::int[]))",
         {
-            "q": query,
             "ids": [uuid.UUID(k[0]) for k, _ in ranked],
             "ns": [k[1] for k, _ in ranked],
         },
     )
     found = {(str(r["document_id"]), r["chunk"]): r for r in await cur.fetchall()}
     return [
-        Hit(k[0], found[k]["name"], found[k]["page"], k[1], round(s, 5), found[k]["excerpt"])
+        Hit(
+            k[0],
+            found[k]["name"],
+            found[k]["page"],
+            k[1],
+            round(s, 5),
+            passage(found[k]["body"], query),
+        )
         for k, s in ranked
         if k in found
     ]

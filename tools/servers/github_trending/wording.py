@@ -95,3 +95,58 @@ def no_repos(result: Any) -> str | None:
     if not isinstance(result, dict) or result.get("repos"):
         return None
     return "no trending repositories matched on GitHub for this."
+
+
+_LOW = ("fewest", "least", "lowest", "smallest")
+_EXTREME = re.compile(
+    r"\b(most|highest|largest|biggest|greatest|fewest|least|lowest|smallest)\b"
+    r"(?:\s+\w+){0,2}?\s+(stars?|forks?|starred|forked)\b",
+    re.I,
+)
+_ORDINALS = {
+    "first": 1,
+    "top": 1,
+    "leading": 1,
+    "number one": 1,
+    "#1": 1,
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "fifth": 5,
+    "5th": 5,
+}
+_ORDINAL = re.compile(r"(?<![\w#])(" + "|".join(re.escape(w) for w in _ORDINALS) + r")(?!\w)", re.I)
+
+
+def picked(result: Any, text: str) -> str | None:
+    """The repository ``text`` singles out, said with its figures (``None``: it picks none).
+
+    "Which has the fewest stars?" picks by the figure; "the top one", "the second one on that
+    list", "the repository leading the list" by trending position. A question that asks for
+    several ("the top 3", "the first five") picks none: the list is the answer.
+    """
+    repos = result.get("repos") if isinstance(result, dict) else None
+    if not isinstance(repos, list) or not repos:
+        return None
+    if extreme := _EXTREME.search(text):
+        metric = "forks" if extreme[2].lower().startswith("fork") else "stars"
+        low = extreme[1].lower() in _LOW
+        pick = (min if low else max)(repos, key=lambda r: int(r.get(metric) or 0))
+        why = f"the {'fewest' if low else 'most'} {metric} of the {len(repos)} listed"
+    elif _COUNT.search(text) or not (ordinal := _ORDINAL.search(text)):
+        return None
+    else:
+        place = _ORDINALS[ordinal[1].lower()]
+        if place > len(repos):
+            return None
+        pick = repos[place - 1]
+        why = f"number {place} of the {len(repos)} in trending order"
+    described = f" ({pick['description']})" if pick.get("description") else ""
+    return (
+        f"**{pick['full_name']}**{described}: {pick['stars']} stars,"
+        f" {pick.get('forks', '?')} forks, {pick.get('url', '')}"
+        f" ({why}; GitHub trending, source: {result.get('source')})."
+    )

@@ -31,6 +31,12 @@ _TITLE = re.compile(
     r"|[\"“'](?P<q>[^\"”']{2,80})[\"”']",
     re.I,
 )
+_LISTING = re.compile(
+    r"\b(which|what)\b[^?]*\b(meetings|events|appointments)\b"
+    r"|\bwhat(?:'s| is)?\b[^?]*\bon my (calendar|agenda|schedule)\b"
+    r"|\b(list|show)\b[^?]*\b(meetings|events|appointments|calendar|agenda)\b",
+    re.I,
+)
 _DAY_AFTER = re.compile(r"\b(?:the\s+)?day\s+after\s+tomorrow\b", re.I)
 _WHEN_WORDS = re.compile(
     r"\d\s*(?:am|pm)\b|\d:\d\d|\b(?:today|tomorrow|tonight|monday|tuesday|wednesday|thursday|"
@@ -116,6 +122,22 @@ class CalendarV1(Adapter):
         if isinstance(result, dict) and isinstance(result.get("event"), dict):
             return "Booked:\n" + _event_line(result["event"])
         return super().note(result)
+
+    def answer(self, result: Any, step: Step) -> str | None:
+        """A listing asked for as one ("which meetings do I have tomorrow?"): every event found.
+
+        Asked "which meetings", a small model leaves out the dentist appointment; the calendar
+        does not know which entries the user calls meetings, so all of them are said.
+        """
+        if not _LISTING.search(step.question) or not isinstance(result, dict):
+            return None
+        if not isinstance(result.get("events"), list):
+            return None
+        events = [e for e in result["events"] if isinstance(e, dict)]
+        if not events:
+            return "Nothing is on your calendar in that window."
+        lines = "\n".join(_event_line(e) for e in events)
+        return f"You have {len(events)} event{'' if len(events) == 1 else 's'}:\n{lines}"
 
     def tool_for(self, text: str) -> str | None:
         """Booking words ask for ``schedule_meeting``; anything else lists events."""

@@ -6,7 +6,12 @@ from typing import Any
 
 from tools.adapter import Adapter, Ask, Step, Usage
 from tools.gateway import ToolSpec
-from tools.servers.github_trending.wording import language_of, no_repos, repos_note
+from tools.servers.github_trending.wording import (
+    language_of,
+    no_repos,
+    picked,
+    repos_note,
+)
 
 
 class GithubTrendingV1(Adapter):
@@ -19,6 +24,10 @@ class GithubTrendingV1(Adapter):
     def note(self, result: Any) -> str:
         """One line per repository."""
         return repos_note(result) or super().note(result)
+
+    def answer(self, result: Any, step: Step) -> str | None:
+        """The one repository the question picks (the fewest stars, the second one), if any."""
+        return picked(result, step.question)
 
     def empty(self, result: Any) -> str | None:
         """No repository matched."""

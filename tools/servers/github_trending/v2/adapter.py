@@ -11,6 +11,7 @@ from tools.servers.github_trending.wording import (
     language_of,
     no_repos,
     period_of,
+    picked,
     repos_note,
 )
 
@@ -30,6 +31,10 @@ class GithubTrendingV2(Adapter):
     def note(self, result: Any) -> str:
         """One line per repository."""
         return repos_note(result) or super().note(result)
+
+    def answer(self, result: Any, step: Step) -> str | None:
+        """The one repository the question picks (the fewest stars, the second one), if any."""
+        return picked(result, step.question)
 
     def empty(self, result: Any) -> str | None:
         """No repository matched."""

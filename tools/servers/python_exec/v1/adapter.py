@@ -39,10 +39,13 @@ The user wants a table: build `header` (a list of column names) and `rows` (a li
 then call show_table(header, rows), which is already defined. Do not print the table."""
 SHOW_TABLE = """import csv
 def show_table(header, rows):
+    rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in rows]
     with open('table.csv', 'w', newline='') as f:
-        csv.writer(f).writerows([list(header), *[list(r) for r in rows]])
+        csv.writer(f).writerows([list(header), *rows])
 """
 _TABLE_WORD = re.compile(r"\btables?\b", re.I)
+_SHOWN_WORDS = re.compile(r"\b(tables?|charts?|plots?|graphs?|draw|histograms?|diagrams?)\b", re.I)
+MAX_ANSWER = 300  # characters printed that are an answer as they stand
 
 
 class CodeArgs(BaseModel):
@@ -69,7 +72,28 @@ class PythonExecV1(Adapter):
         )
         if not isinstance(parsed, CodeArgs):
             return None, usage
-        return {"code": prelude + print_last(parsed.code)}, usage
+        code = print_last(parsed.code)
+        if prelude.startswith(SHOW_TABLE):
+            code = without_function(code, "show_table")
+        return {"code": prelude + code}, usage
+
+    def answer(self, result: Any, step: Step) -> str | None:
+        """A short printed result of code that ran, when no chart or table was asked for.
+
+        Handed "The code printed: 296.0", a small model may still answer "136.0".
+        """
+        if not isinstance(result, dict) or result.get("error") or result.get("killed"):
+            return None
+        if result.get("images") or result.get("tables") or _SHOWN_WORDS.search(step.text):
+            return None
+        printed = str(result.get("stdout", "")).strip()
+        if not printed or len(printed) > MAX_ANSWER or printed.count("\n") > 4:
+            return None
+        if re.search(r"[A-Za-z]{3}", printed):
+            return printed
+        if "\n" in printed:
+            return f"The code printed:\n```\n{printed}\n```"
+        return f"The result is {printed} (computed with Python)."
 
     def failed(self, result: Any) -> str | None:
         """Code that raised (not one stopped at a sandbox limit), or that ran and showed nothing.
@@ -164,6 +188,23 @@ def print_last(code: str) -> str:
     expr = ast.get_source_segment(code, last) or ""
     head = lines[start][: last.col_offset]
     return "\n".join([*lines[:start], f"{head}print({expr})", *lines[end:]])
+
+
+def without_function(code: str, name: str) -> str:
+    """``code`` without its own top-level ``def name`` (the prelude defines it already).
+
+    A small model asked to call ``show_table`` often writes its own, broken, one first.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines()
+    for node in reversed(tree.body):
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            del lines[first : node.end_lineno or node.lineno]
+    return "\n".join(lines)
 
 
 _RULE = re.compile(r"^[\s|+:=-]*$")
