@@ -124,7 +124,9 @@ async def serving(
     ):
         graph = build_graph(checkpointer)
         instance = uuid.uuid4().hex
-        event_log, store = EventLog(pool, instance), RunStore(pool, settings)
+        cache = int(settings.streams.replay_cache_mb * 2**20)
+        event_log = EventLog(pool, instance, page_cache_bytes=cache)
+        store = RunStore(pool, settings)
         broker = Broker(settings.streams.subscriber_buffer)
         async with (
             ToolGateway(settings, pool=pool) as gateway,

@@ -219,6 +219,9 @@ class StreamSettings(BaseModel):
     # Frames a live reader may fall behind before it is dropped (it resumes by Last-Event-ID).
     subscriber_buffer: int = Field(default=1024, ge=1)
     ping_s: float = Field(default=15.0, gt=0)  # an SSE comment after this long without frames
+    # Replay pages of finished runs kept in memory, in MiB (0: none). A full cache is part of
+    # the process's steady size: the larger it is, the longer RSS climbs before it levels.
+    replay_cache_mb: float = Field(default=8.0, ge=0)
 
 
 class RetentionSettings(BaseModel):

@@ -135,7 +135,7 @@ class EventLog:
         self,
         pool: AsyncConnectionPool[Any],
         instance: str = "",
-        page_cache_bytes: int = 64 * 2**20,
+        page_cache_bytes: int = 8 * 2**20,
         writers: int = 2,
     ) -> None:
         """Use ``pool``; ``instance`` names this process in notifications.
