@@ -58,3 +58,24 @@ def route(question: str) -> list[PlanStep] | None:
         return None
     (tool,) = found
     return [PlanStep(description=text, tool=tool)]
+
+
+_BACK = re.compile(
+    r"\b(of (them|those|these)|them|those|these|that (list|one|result|answer|number|value|table"
+    r"|chart|figure)|the (first|second|third|fourth|fifth|last|top|next) one)\b",
+    re.I,
+)
+
+
+def follow_up(question: str, earlier: list[dict[str, str]]) -> list[PlanStep] | None:
+    """The plan of a follow-up that points back and names no tool: the previous turn's tool.
+
+    "Which of them…", "divide that result…": the one tool the thread's previous turn used
+    (``None`` when it used none or several, or the question names a tool's words).
+
+    Asked "Which of them has the fewest stars?", a small model plans a document search.
+    """
+    tools = {s["tool"] for s in earlier if s.get("tool", "none") != "none"}
+    if families(question) or not _BACK.search(question) or len(tools) != 1:
+        return None
+    return [PlanStep(description=question.strip()[:160], tool=tools.pop())]

@@ -1,8 +1,11 @@
 """The planner: a typed plan by structured output (json_schema, so small models stay valid).
 
-It sees the question and the conversation window the memory router selected; a step for a tool
-whose result session memory already holds (``recalled["reuse_tools"]``) becomes a model-only
-step, so the tool is not called twice in a thread.
+Unambiguous questions are planned by rules (``graphs/routing.py``): by their tool words, or,
+for a follow-up that points back and names no tool, by the tool of the previous turn.
+The model planner sees the question and the conversation window the memory router selected.
+Either way, a step for a tool whose result session memory already holds
+(``recalled["reuse_tools"]``) becomes a model-only step, so the tool is not called twice in a
+thread.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import last_question, structured
-from graphs.routing import route
+from graphs.routing import follow_up, route
 from graphs.state import Plan, PlanStep, State
 
 NODE = "planner"
@@ -34,7 +37,9 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if recalled.get("memory_note"):  # a request to remember or forget, done by the router
         emit(writer, NODE, PlanData(steps=[]))
         return {"plan": [], "findings": [], "pending": None}
-    steps = route(question) if runtime.context.llm.rule_routing else None
+    steps = None
+    if runtime.context.llm.rule_routing:  # the previous turn's plan is still in the state
+        steps = route(question) or follow_up(question, state.get("plan", []))
     out: Any = {}
     if steps is None:
         out = await _model_plan(runtime.context, question, recalled)

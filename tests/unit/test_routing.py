@@ -11,7 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from core.settings import LLMSettings
 from graphs.context import RunContext
 from graphs.graph import build_graph
-from graphs.routing import route
+from graphs.routing import follow_up, route
 from tests.fakes.scripted import scripted
 
 
@@ -60,3 +60,26 @@ async def test_the_planner_asks_the_model_only_when_the_rules_do_not_settle_the_
     ]
     plan = next(e["data"]["steps"] for e in events if e["type"] == "plan")
     assert [s["tool"] for s in plan] == (["documents"] if rules else ["none"])
+
+
+@pytest.mark.parametrize(
+    ("question", "earlier", "tool"),
+    [
+        ("Which of them has the fewest stars?", ["github_trending"], "github_trending"),
+        ("Now divide that result by 6.", ["python_exec"], "python_exec"),
+        (
+            "How many stars does the second one have?",
+            ["none", "github_trending"],
+            "github_trending",
+        ),
+        ("Why is the sky blue?", ["github_trending"], None),  # points back to nothing
+        ("Which of them?", [], None),  # a first turn
+        ("Which of them?", ["github_trending", "python_exec"], None),  # two tools: ambiguous
+        ("Plot those.", ["github_trending"], None),  # names a tool: the word rules decide
+    ],
+)
+def test_a_follow_up_pointing_back_goes_to_the_previous_turns_one_tool(
+    question: str, earlier: list[str], tool: str | None
+) -> None:
+    plan = follow_up(question, [{"description": "x", "tool": t} for t in earlier])
+    assert (plan[0].tool if plan else None) == tool
