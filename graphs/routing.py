@@ -79,3 +79,19 @@ def follow_up(question: str, earlier: list[dict[str, str]]) -> list[PlanStep] | 
     if families(question) or not _BACK.search(question) or len(tools) != 1:
         return None
     return [PlanStep(description=question.strip()[:160], tool=tools.pop())]
+
+
+_COMPUTE = re.compile(
+    r"\d|\b(python|code|program|script|compute|calculate|plot|chart|graph|table|draw)\b", re.I
+)
+
+
+def grounded(step: PlanStep, question: str) -> PlanStep:
+    """``step``, unless it runs code for a question with nothing to compute: then model-only.
+
+    A small model plans Python for "Which planet is the largest?" or "At what temperature
+    does water boil?"; a question for code names numbers or the code tool's words.
+    """
+    if step.tool != "python_exec" or _COMPUTE.search(question):
+        return step
+    return PlanStep(description=step.description, tool="none")

@@ -2,7 +2,8 @@
 
 Unambiguous questions are planned by rules (``graphs/routing.py``): by their tool words, or,
 for a follow-up that points back and names no tool, by the tool of the previous turn.
-The model planner sees the question and the conversation window the memory router selected.
+The model planner sees the question and the conversation window the memory router selected;
+a code step it plans for a question with nothing to compute becomes model-only (``grounded``).
 Either way, a step for a tool whose result session memory already holds
 (``recalled["reuse_tools"]``) becomes a model-only step, so the tool is not called twice in a
 thread.
@@ -22,7 +23,7 @@ from graphs import prompts
 from graphs.context import RunContext
 from graphs.emit import emit, status, usage_of
 from graphs.nodes import last_question, structured
-from graphs.routing import follow_up, route
+from graphs.routing import follow_up, grounded, route
 from graphs.state import Plan, PlanStep, State
 
 NODE = "planner"
@@ -44,7 +45,7 @@ async def planner(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if steps is None:
         out = await _model_plan(runtime.context, question, recalled)
         plan: Plan | None = out.get("parsed")
-        steps = plan.steps if plan is not None else None
+        steps = [grounded(s, question) for s in plan.steps] if plan is not None else None
     if steps is None:
         emit(
             writer,

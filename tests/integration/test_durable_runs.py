@@ -50,6 +50,7 @@ def _orphan(
     attempts: int | None = None,
     until: str = "text_delta",
     settle_s: float = 0.0,
+    message: str = "go",
 ) -> tuple[str, list[dict[str, Any]]]:
     """Start a run; ``settle_s`` after its first ``until`` event, hand it to a dead replica.
 
@@ -57,7 +58,7 @@ def _orphan(
     """
     tid = c.post("/v1/threads").json()["thread_id"]
     seen: list[dict[str, Any]] = []
-    with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": "go"}}) as r:
+    with c.stream("POST", f"/v1/threads/{tid}/runs", json={"input": {"message": message}}) as r:
         for frame in iter_frames(r.iter_lines()):
             seen.append(frame.data)
             if frame.data["type"] == until:
@@ -138,7 +139,9 @@ def test_code_cut_off_by_a_crash_is_not_run_again_by_the_resumed_run(
     with httpx.Client(
         base_url=leased.url, timeout=60, headers={"Authorization": f"Bearer {token}"}
     ) as c:
-        tid, seen = _orphan(leased, c, until="tool_call", settle_s=1.0)  # the code runs
+        # a question with something to compute (else the planner's code step is model-only)
+        message = "Wait 20 seconds, then say done."
+        tid, seen = _orphan(leased, c, until="tool_call", settle_s=1.0, message=message)
         _ended(leased, seen[0]["run_id"])
         events = _log(c, tid)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -11,7 +11,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from core.settings import LLMSettings
 from graphs.context import RunContext
 from graphs.graph import build_graph
-from graphs.routing import follow_up, route
+from graphs.routing import follow_up, grounded, route
+from graphs.state import PlanStep
 from tests.fakes.scripted import scripted
 
 
@@ -83,3 +84,19 @@ def test_a_follow_up_pointing_back_goes_to_the_previous_turns_one_tool(
 ) -> None:
     plan = follow_up(question, [{"description": "x", "tool": t} for t in earlier])
     assert (plan[0].tool if plan else None) == tool
+
+
+@pytest.mark.parametrize(
+    ("question", "tool"),
+    [
+        ("Which planet is the largest in our solar system?", "none"),
+        ("At what temperature does water boil at sea level?", "none"),
+        ("How many primes are there below 10000?", "python_exec"),  # a number to compute with
+        ("Write a program that prints a haiku", "python_exec"),  # the code tool's words
+    ],
+)
+def test_a_code_step_for_a_question_with_nothing_to_compute_is_model_only(
+    question: str, tool: str
+) -> None:
+    assert grounded(PlanStep(description="x", tool="python_exec"), question).tool == tool
+    assert grounded(PlanStep(description="x", tool="calendar"), question).tool == "calendar"

@@ -103,6 +103,10 @@ def test_listing_window_follows_the_words() -> None:
         "start": "2026-12-04T00:00:00+00:00",
         "days": 1,
     }
+    assert window_of("Any events the day after tomorrow?", NOW) == {
+        "start": "2026-12-05T00:00:00+00:00",
+        "days": 1,
+    }
     assert window_of("Anything next week?", NOW)["start"].startswith("2026-12-07")
     assert window_of("my next 3 days", NOW)["days"] == 3
     assert window_of("When is the planning meeting?", NOW)["days"] == 31

@@ -84,7 +84,7 @@ def when_of(text: str, now: datetime) -> datetime | None:
 
 
 def window_of(text: str, now: datetime) -> dict[str, Any]:
-    """The listing window the words name: today, tomorrow, a weekday, next week, N days."""
+    """The listing window the words name: a day, a weekday, next week, N days."""
     lowered = text.lower()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if m := re.search(r"\b(?:next|coming)\s+(\d+)\s+days\b", lowered):
@@ -92,6 +92,8 @@ def window_of(text: str, now: datetime) -> dict[str, Any]:
     if "next week" in lowered:
         monday = midnight + timedelta(days=7 - midnight.weekday())
         return {"start": monday.isoformat(), "days": 7}
+    if _DAY_AFTER.search(lowered):
+        return {"start": (midnight + timedelta(days=2)).isoformat(), "days": 1}
     if "tomorrow" in lowered:
         return {"start": (midnight + timedelta(days=1)).isoformat(), "days": 1}
     if "today" in lowered or "tonight" in lowered:
