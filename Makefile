@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WEB    := web/dist/index.html
 FUZZ   := .venv-fuzz
 
-.PHONY: install web js-sdk chromium run test lint pytest chaos studio lock lock-fuzz clean up
+.PHONY: install web js-sdk assistant-ui chromium run test lint pytest chaos studio lock lock-fuzz clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ $(JSSDK): tests/conformance/js/package.json tests/conformance/js/package-lock.js
 
 js-sdk: $(JSSDK)
 
+# assistant-ui's LangGraph runtime (@assistant-ui/react + @assistant-ui/react-langgraph, pinned
+# with its lock): the chat page tests/e2e/test_assistant_ui.py bundles and drives in Chromium.
+AUI := tests/conformance/assistant-ui/node_modules/.package-lock.json
+$(AUI): tests/conformance/assistant-ui/package.json tests/conformance/assistant-ui/package-lock.json
+	cd tests/conformance/assistant-ui && npm ci --no-audit --no-fund --loglevel=error
+
+assistant-ui: $(AUI)
+
 # Debian's Chromium for the end-to-end UI tests (Playwright drives /usr/bin/chromium; it
 # never downloads a browser of its own).
 CHROMIUM := /usr/bin/chromium
@@ -60,7 +68,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: install web js-sdk
+pytest: install web js-sdk assistant-ui
 	$(BIN)/python -m pytest
 
 # The reliability and security suite at full size (crashes, outages, a 30-minute soak); the
@@ -78,7 +86,7 @@ lock-fuzz: $(STAMP)
 	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python fuzz/requirements.in -o fuzz/requirements.lock
 
 clean:
-	rm -rf $(VENV) $(FUZZ) web/node_modules tests/conformance/js/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
+	rm -rf $(VENV) $(FUZZ) web/node_modules tests/conformance/js/node_modules tests/conformance/assistant-ui/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
 
 up:
 	docker compose up --build

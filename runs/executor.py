@@ -92,6 +92,7 @@ class RunHandle:
     identity: Identity
     agent: str = "research"
     message: str = ""
+    message_id: str | None = None  # the id the client gave the question, if any
     checkpoint_id: str | None = None
     resumes_run_id: str | None = None
     seq: int = 0
@@ -125,6 +126,7 @@ class RunHandle:
                 "tz": ident.tz,
             },
             "message": self.message,
+            "message_id": self.message_id,
             "checkpoint_id": self.checkpoint_id,
             "resume": self.resume,
             "resumes_run_id": self.resumes_run_id,
@@ -143,6 +145,7 @@ class RunHandle:
             Identity(**{**ident, "scopes": frozenset(ident["scopes"])}),
             agent=row["agent"],
             message=req["message"],
+            message_id=req.get("message_id"),
             checkpoint_id=req["checkpoint_id"],
             resumes_run_id=req["resumes_run_id"],
             seq=int(row["seq"]),
@@ -346,6 +349,7 @@ class RunExecutor:
         trace_id: str,
         message: str,
         agent: str,
+        message_id: str | None = None,
         checkpoint_id: str | None = None,
         ticket: Ticket | None = None,
         max_duration_s: float | None = None,
@@ -361,7 +365,8 @@ class RunExecutor:
         With a quota ``ticket`` the run waits for its turn first (streaming ``queued``
         positions) and gives the ticket back when it ends; ``max_duration_s`` bounds the graph.
         With ``resume`` the run resumes the thread's interrupted graph (the run
-        ``resumes_run_id``) with that value; ``message`` only describes it.
+        ``resumes_run_id``) with that value; ``message`` only describes it. Otherwise the
+        question enters the state under ``message_id`` (the client's id for it) when given.
         """
         handle = RunHandle(
             run_id,
@@ -370,6 +375,7 @@ class RunExecutor:
             identity,
             agent=agent,
             message=message,
+            message_id=message_id,
             checkpoint_id=checkpoint_id,
             resumes_run_id=resumes_run_id,
             ticket=ticket,
@@ -727,7 +733,7 @@ class RunExecutor:
                 return None
         if handle.resume is not None:
             return Command(resume=handle.resume)
-        return {"messages": [HumanMessage(handle.message)]}
+        return {"messages": [HumanMessage(handle.message, id=handle.message_id)]}
 
     async def _stream_graph(self, handle: RunHandle) -> None:
         config, context = self._config(handle)

@@ -5,7 +5,7 @@ double-texting policy, tool gateway, event log), so it is seen by ``/v1`` too. W
 protocol adds is its input convention and its stream:
 
 - input ``{"messages": [..., {"role": "user", "content": ...}]}`` (or Keel's ``{"message"}``):
-  the last message, a user's, is the run's question;
+  the last message, a user's, is the run's question, under the ``id`` the client gave it;
 - ``command: {"resume": ...}`` decides the tool call the thread's graph holds, exactly as
   ``POST /v1/runs/{run_id}/confirm`` does (see ``decision``);
 - ``multitask_strategy`` is the run's double-texting policy; ``rollback`` cancels the live run
@@ -49,6 +49,7 @@ StreamMode = Literal["values", "updates", "messages-tuple", "messages", "custom"
 _SUPPORTED = {"values", "updates", "messages-tuple", "messages", "custom"}
 _ALL_MODES = ["values", "updates", "messages-tuple", "custom"]
 _MESSAGE = TypeAdapter(Message)
+MAX_ID = 128
 # The answer types of LangChain's human-in-the-loop decisions and Agent Inbox's responses
 # that approve or reject a call as it is ("edit" would change the held arguments).
 _ANSWERS = ("approve", "reject", "accept", "ignore", "response")
@@ -85,6 +86,22 @@ def checked_modes(modes: list[str]) -> list[str]:
     if unknown := [m for m in modes if m not in _SUPPORTED]:
         raise Invalid(f"stream modes {unknown} are not served (served: {sorted(_SUPPORTED)})")
     return modes
+
+
+def message_id(payload: dict[str, Any] | None) -> str | None:
+    """The id the client gave the question (its last message), or None when it gave none.
+
+    The question enters the state under it, as LangGraph's ``add_messages`` keeps a given id,
+    so a UI that drew the question under that id finds one message, not two.
+    """
+    messages = (payload or {}).get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    given = last.get("id") if isinstance(last, dict) else None
+    if given is None:
+        return None
+    if not isinstance(given, str) or not 0 < len(given) <= MAX_ID:
+        raise Invalid(f"a message id is a string of 1 to {MAX_ID} characters")
+    return given
 
 
 def user_message(payload: dict[str, Any] | None) -> str:
@@ -191,7 +208,7 @@ async def start_run(
         return await apply_decision(
             svc, identity, pending, decision(body.command["resume"]), trace_id, ticket
         )
-    message = user_message(body.input)
+    message, given_id = user_message(body.input), message_id(body.input)
     checkpoint_id = body.checkpoint_id or (
         body.checkpoint.checkpoint_id if body.checkpoint else None
     )
@@ -214,6 +231,7 @@ async def start_run(
         run_id=run_id,
         trace_id=trace_id,
         message=message,
+        message_id=given_id,
         agent=agent,
         checkpoint_id=checkpoint_id,
         ticket=ticket,

@@ -312,6 +312,21 @@ def test_update_state_writes_a_checkpoint(sdk: Sdk) -> None:
     assert at["values"]["summary"] == ""
 
 
+def test_the_question_keeps_the_id_the_client_gave_it(sdk: Sdk) -> None:
+    """As with LangGraph's ``add_messages``: a UI that drew the question under its own id
+    finds that message in the state, not a second copy."""
+    client = sdk()
+    tid = client.threads.create()["thread_id"]
+    asked = {"messages": [{"type": "human", "content": "What is the answer?", "id": "q-1"}]}
+    values = client.runs.wait(tid, "research", input=asked)
+    assert [(m["type"], m["id"]) for m in values["messages"]][0] == ("human", "q-1")
+    for bad in (7, "", "x" * 200):
+        asked["messages"][0]["id"] = bad
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            client.runs.wait(tid, "research", input=asked)
+        assert problem_of(err.value)["code"] == "invalid_request"
+
+
 def test_input_must_end_with_a_user_message(sdk: Sdk) -> None:
     client = sdk()
     tid = client.threads.create()["thread_id"]

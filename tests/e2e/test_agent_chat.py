@@ -8,6 +8,7 @@ its tokens into the page; a held booking shows as an interrupt, and Approve resu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -37,17 +38,24 @@ new MutationObserver(() => {
 """
 
 
-@pytest.fixture(scope="module")
-def chat_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The chat bundled into a temp dir, served on its own origin."""
-    esbuild = JS / "node_modules" / ".bin" / "esbuild"
-    assert esbuild.is_file(), "run `make test` (or `npm ci` in tests/conformance/js)"
-    site = tmp_path_factory.mktemp("chat")
-    (site / "index.html").write_text((JS / "chat" / "index.html").read_text())
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """No access log on the test's output."""
+
+
+@contextlib.contextmanager
+def bundled_site(package: Path, entry: str, site: Path) -> Iterator[str]:
+    """``package``'s page ``entry`` bundled by its pinned esbuild into ``site``, served there.
+
+    The page is ``entry`` with ``index.html`` beside it; the URL of ``site`` is yielded.
+    """
+    esbuild = package / "node_modules" / ".bin" / "esbuild"
+    assert esbuild.is_file(), f"run `make test` (or `npm ci` in {package})"
+    (site / "index.html").write_text((package / entry).with_name("index.html").read_text())
     subprocess.run(
         [
             str(esbuild),
-            "chat/chat.jsx",
+            entry,
             "--bundle",
             "--format=esm",
             "--jsx=automatic",
@@ -55,18 +63,38 @@ def chat_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"--outfile={site / 'chat.js'}",
             "--log-level=warning",
         ],
-        cwd=JS,
+        cwd=package,
         check=True,
         timeout=120,
     )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler = functools.partial(_QuietFiles, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def chat_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The chat bundled into a temp dir, served on its own origin."""
+    with bundled_site(JS, "chat/chat.jsx", tmp_path_factory.mktemp("chat")) as url:
+        yield url
+
+
+def keel_allowing(origin: str, db_url: str, fake_llm: FakeOpenAI, tmp: Path) -> LiveServer:
+    """Keel allowing a page's ``origin`` (CORS), with bookings held for confirmation."""
+    settings = make_settings(
+        db_url,
+        fake_llm.base_url,
+        tmp,
+        server={"cors_origins": [origin]},
+        tools={"confirm": ["calendar.schedule_meeting"]},
+    )
+    return LiveServer(settings)
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +102,8 @@ def keel_for_chat(
     db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory, chat_site: str
 ) -> Iterator[LiveServer]:
     """Keel allowing the chat's origin, with bookings held for confirmation."""
-    settings = make_settings(
-        db_url,
-        fake_llm.base_url,
-        tmp_path_factory.mktemp("keel-chat"),
-        server={"cors_origins": [chat_site]},
-        tools={"confirm": ["calendar.schedule_meeting"]},
-    )
-    with LiveServer(settings) as server:
-        yield server
+    with keel_allowing(chat_site, db_url, fake_llm, tmp_path_factory.mktemp("keel-chat")) as keel:
+        yield keel
 
 
 @pytest.fixture
