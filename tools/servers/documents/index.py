@@ -85,7 +85,7 @@ class TenantIndex:
         terms = np.concatenate([parts[d].terms for d in ids])
         rows = np.concatenate([parts[d].rows + o for d, o in zip(ids, offsets, strict=True)])
         counts = np.concatenate([parts[d].counts for d in ids])
-        order = np.argsort(terms, kind="stable")
+        order = np.argsort(terms)  # a chunk's place within a lexeme's postings does not matter
         out.terms, out.rows, counts = terms[order], rows[order], counts[order]
         lengths = np.bincount(out.rows, weights=counts, minlength=len(out.keys))
         norm = K1 * (1 - B + B * lengths / max(float(lengths.mean()), 1.0))
