@@ -14,8 +14,9 @@ as Postgres's ``english`` configuration made them for the stored ``tsv`` column 
 analysed by Postgres too, ``to_tsvector('english', query)``, so stemming and stop words agree),
 and the chunk vectors once the document is ``ready``. Per tenant: those concatenated, a float32
 matrix (rows without a vector masked) and postings sorted by lexeme id, rebuilt from the
-per-document parts when the tenant's set of documents changes. About ``4·dims + 12·lexemes``
-bytes per chunk: some 25 MB at 10,000 chunks of 384 dimensions.
+per-document parts when the tenant's set of documents changes (a full re-sort of the postings:
+0.3 s of CPU at 10,000 chunks). Both levels are kept, about ``8·dims + 32·lexemes`` bytes
+per chunk: some 80 MB at 10,000 chunks of 384 dimensions and 150 distinct lexemes each.
 
 When it changes: ``document_generations`` (migration 0012) holds a number per tenant that a
 trigger bumps on every insert, delete or status change of ``documents``, whichever process wrote
