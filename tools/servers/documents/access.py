@@ -1,7 +1,8 @@
-"""What the documents servers share: their database pool, the embedder and the vector cache.
+"""What the documents servers share: their database pool, the embedder and the search index.
 
-Each is made on the first call and kept for the life of the server process, so a search costs
-a query or two and one embedding, not a connection and a model load.
+The search index holds each tenant's chunks in memory (``index.py``). Each is made on the
+first call and kept for the life of the server process, so a search costs two queries and one
+embedding, not a connection, a model load and every chunk read again.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.embeddings import Embedder, embedder_for
 from core.settings import SessionMemorySettings
-from tools.servers.documents.corpus import VectorIndex
+from tools.servers.documents.index import SearchIndex
 
 _pool: AsyncConnectionPool[Any] | None = None
 _embedder: Embedder | None = None
-INDEX = VectorIndex()
+INDEX = SearchIndex()
 EMBEDDINGS_ENV = "KEEL_TOOLS_EMBEDDINGS"
 
 

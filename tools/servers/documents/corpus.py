@@ -6,11 +6,13 @@ are then embedded (``embed_document``) and the status becomes ``ready``; a proce
 half way leaves ``indexing`` and the next one finishes it (``pending``). The same bytes added
 again are recognised by their sha256; a file of the same name with other bytes replaces the old.
 
-Search: full text (``websearch``-style OR over the query's words, ranked by ``ts_rank``),
-semantic (cosine similarity with each ready chunk's embedding, computed in numpy over a
-per-tenant matrix cached until the tenant's documents change), and hybrid: both lists fused by
-reciprocal rank (``1 / (60 + rank)``). Hits carry the document's name, page and an excerpt:
-the whole sentences around the chunk's best match (``passage.py``).
+Search (``search``): full text (BM25 over the chunks holding any of the query's words) and
+semantic (cosine similarity with each ready chunk's embedding), each a top-50 computed in numpy
+over the tenant's chunks kept in memory (``index.SearchIndex``: lexemes as Postgres made them,
+and vectors, reloaded only when the tenant's documents change), and hybrid: both lists fused by
+reciprocal rank (``1 / (60 + rank)``). A search costs two queries: the query's lexemes with the
+tenant's generation, then the hits' names, pages and bodies. Hits carry the document's name,
+page and an excerpt: the whole sentences around the chunk's best match (``passage.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row, tuple_row
@@ -32,17 +34,14 @@ from core.settings import DocumentSettings
 from tools.servers.documents.parse import KINDS, DocumentRejected, Parsed, chunks, parse
 from tools.servers.documents.passage import passage
 
+if TYPE_CHECKING:
+    from tools.servers.documents.index import SearchIndex
+
 Mode = Literal["hybrid", "full_text", "semantic"]
 RRF_K = 60
 CANDIDATES = 50
 COLUMNS = (
     "id, name, kind, size, sha256, pages, chunks, status, error, uploaded_by, uploaded_at, ready_at"
-)
-# Any of the query's words (ranked by how many and how close), not all of them: a question's
-# filler words ("how many … per year") would otherwise match nothing.
-_TSQUERY = (
-    "coalesce(nullif(replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | '), '')"
-    "::tsquery, plainto_tsquery('english', ''))"
 )
 
 
@@ -247,72 +246,6 @@ async def mark_failed(conn: AsyncConnection[Any], doc_id: str, error: str) -> No
     )
 
 
-async def full_text(
-    conn: AsyncConnection[Any], tenant: str, query: str, limit: int
-) -> list[tuple[str, int]]:
-    """The best chunks for ``query`` by full text: ``(document_id, chunk)`` in rank order."""
-    cur = conn.cursor(row_factory=tuple_row)
-    await cur.execute(
-        f"WITH q AS (SELECT {_TSQUERY} AS q)"
-        " SELECT c.document_id, c.chunk FROM document_chunks c, q"
-        " WHERE c.tenant = %(t)s AND c.tsv @@ q.q"
-        # Chunks with every word first, then by rank (over 1 + log of the chunk's length).
-        " ORDER BY c.tsv @@ plainto_tsquery('english', %(q)s) DESC,"
-        " ts_rank(c.tsv, q.q, 1) DESC, c.document_id, c.chunk LIMIT %(n)s",
-        {"q": query, "t": tenant, "n": limit},
-    )
-    return [(str(r[0]), int(r[1])) for r in await cur.fetchall()]
-
-
-@dataclass
-class VectorIndex:
-    """Each tenant's ready chunk vectors as one matrix, reloaded when its documents change."""
-
-    tenants: dict[str, tuple[str, list[tuple[str, int]], Any]] = field(default_factory=dict)
-
-    async def matrix(
-        self, conn: AsyncConnection[Any], tenant: str
-    ) -> tuple[list[tuple[str, int]], Any]:
-        """The tenant's chunk keys and their vectors (rows of a float32 matrix)."""
-        import numpy as np
-
-        (stamp,) = await _one(
-            conn,
-            "SELECT coalesce(md5(string_agg(id::text || ready_at::text, ',' ORDER BY id)), '')"
-            " FROM documents WHERE tenant = %s AND status = 'ready'",
-            (tenant,),
-        )
-        cached = self.tenants.get(tenant)
-        if cached is not None and cached[0] == stamp:
-            return cached[1], cached[2]
-        cur = conn.cursor(row_factory=tuple_row)
-        await cur.execute(
-            "SELECT c.document_id, c.chunk, c.embedding FROM document_chunks c"
-            " JOIN documents d ON d.id = c.document_id"
-            " WHERE d.tenant = %s AND d.status = 'ready' AND c.embedding IS NOT NULL",
-            (tenant,),
-        )
-        rows = await cur.fetchall()
-        keys = [(str(r[0]), int(r[1])) for r in rows]
-        blobs = [bytes(r[2]) for r in rows]
-        mat = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), -1) if rows else None
-        self.tenants[tenant] = (stamp, keys, mat)
-        return keys, mat
-
-    async def search(
-        self, conn: AsyncConnection[Any], tenant: str, vector: list[float], limit: int
-    ) -> list[tuple[str, int]]:
-        """The ``limit`` chunks closest to ``vector`` (cosine; vectors are unit length)."""
-        import numpy as np
-
-        keys, mat = await self.matrix(conn, tenant)
-        if mat is None:
-            return []
-        scores = mat @ np.asarray(vector, dtype=np.float32)
-        top = np.argpartition(-scores, min(limit, len(keys) - 1))[:limit]
-        return [keys[i] for i in top[np.argsort(-scores[top])]]
-
-
 def fuse(*ranked: list[tuple[str, int]]) -> list[tuple[tuple[str, int], float]]:
     """Reciprocal-rank fusion of ranked lists: each key scores the sum of ``1/(60 + rank)``."""
     scores: dict[tuple[str, int], float] = {}
@@ -329,19 +262,25 @@ async def search(
     limit: int,
     *,
     embedder: Embedder | None,
-    index: VectorIndex | None,
+    index: SearchIndex,
     mode: Mode = "hybrid",
 ) -> list[Hit]:
     """The best chunks for ``query``: hybrid (RRF of full text and semantic) or either alone."""
-    lists: list[list[tuple[str, int]]] = []
-    semantic = mode in ("hybrid", "semantic") and embedder is not None and index is not None
-    # The query is embedded (off the event loop) while Postgres runs the full-text query.
+    semantic = mode in ("hybrid", "semantic") and embedder is not None
+    # The query is embedded (off the event loop) while Postgres analyses the query's words.
     embedding = asyncio.ensure_future(embedder.embed([query])) if semantic and embedder else None
+    try:
+        state, terms = await index.tenant(conn, tenant, query)
+    except BaseException:
+        if embedding is not None:
+            embedding.cancel()
+        raise
+    lists: list[list[tuple[str, int]]] = []
     if mode in ("hybrid", "full_text"):
-        lists.append(await full_text(conn, tenant, query, CANDIDATES))
-    if embedding is not None and index is not None:
+        lists.append(state.lexical(terms, CANDIDATES))
+    if embedding is not None:
         (vector,) = await embedding
-        lists.append(await index.search(conn, tenant, vector, CANDIDATES))
+        lists.append(state.semantic(vector, CANDIDATES))
     ranked = fuse(*lists)[:limit]
     return await _hits(conn, query, ranked)
 

@@ -25,7 +25,7 @@ async def search_documents(
     who = invoked(ctx, "search_documents", {"query": query, "limit": limit})
     async with (await access.pool()).connection() as conn:
         hits = await corpus.search(
-            conn, who["tenant"], query, limit, embedder=None, index=None, mode="full_text"
+            conn, who["tenant"], query, limit, embedder=None, index=access.INDEX, mode="full_text"
         )
     return {
         "query": query,
