@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,39 +61,40 @@ def documents() -> list[tuple[str, bytes]]:
     return out
 
 
-async def add_file(
-    conn: psycopg.AsyncConnection[Any],
-    embedder: MiniLMEmbedder,
-    tenant: str,
-    name: str,
-    data: bytes,
-) -> dict[str, Any]:
-    """Parse, store and embed one file, as an upload does."""
-    parsed = parse(name, data, LIMITS)
-    doc, _ = await corpus.add(
-        conn, tenant=tenant, name=name, data=data, parsed=parsed, uploaded_by="bench",
-        chunk_chars=LIMITS.chunk_chars,
-    )  # fmt: skip
-    await corpus.embed_document(conn, embedder, doc["id"], LIMITS.embed_batch)
-    return doc
+@dataclass
+class Tenant:
+    """One tenant's documents on a kept connection, searched as the documents-v2 server does."""
+
+    conn: psycopg.AsyncConnection[Any]
+    name: str
+    embedder: MiniLMEmbedder
+    index: corpus.VectorIndex = field(default_factory=corpus.VectorIndex)
+
+    async def add_file(self, name: str, data: bytes) -> dict[str, Any]:
+        """Parse, store and embed one file, as an upload does."""
+        parsed = parse(name, data, LIMITS)
+        doc, _ = await corpus.add(
+            self.conn, tenant=self.name, name=name, data=data, parsed=parsed,
+            uploaded_by="bench", chunk_chars=LIMITS.chunk_chars,
+        )  # fmt: skip
+        await corpus.embed_document(self.conn, self.embedder, doc["id"], LIMITS.embed_batch)
+        return doc
+
+    async def search(self, text: str, mode: corpus.Mode) -> list[corpus.Hit]:
+        """The top five hits for ``text`` in ``mode``."""
+        return await corpus.search(
+            self.conn, self.name, text, 5, embedder=self.embedder, index=self.index, mode=mode
+        )
 
 
-async def recall(
-    conn: psycopg.AsyncConnection[Any],
-    embedder: MiniLMEmbedder,
-    tenant: str,
-    questions: list[dict[str, str]],
-) -> dict[str, Any]:
+async def recall(tenant: Tenant, questions: list[dict[str, str]]) -> dict[str, Any]:
     """recall@5 per mode, with the questions each mode missed."""
-    index = corpus.VectorIndex()
     out: dict[str, Any] = {}
     for mode in MODES:
         found, missed = 0, []
         for q in questions:
-            hits = await corpus.search(
-                conn, tenant, q["q"], 5, embedder=embedder, index=index, mode=mode
-            )
-            bodies = await _bodies(conn, hits)
+            hits = await tenant.search(q["q"], mode)
+            bodies = await _bodies(tenant.conn, hits)
             pairs = zip(hits, bodies, strict=True)
             if any(h.document == q["doc"] and q["answer"] in b for h, b in pairs):
                 found += 1
@@ -215,16 +217,9 @@ async def fill(
     return spent
 
 
-async def latency(
-    conn: psycopg.AsyncConnection[Any],
-    embedder: MiniLMEmbedder,
-    tenant: str,
-    questions: list[dict[str, str]],
-    rounds: int,
-) -> dict[str, Any]:
+async def latency(tenant: Tenant, questions: list[dict[str, str]], rounds: int) -> dict[str, Any]:
     """p50/p95 of one search per mode (a warm vector cache, new questions' embeddings)."""
-    index = corpus.VectorIndex()
-    await index.matrix(conn, tenant)  # the server keeps it warm between searches
+    await tenant.index.matrix(tenant.conn, tenant.name)  # the server keeps it warm
     out: dict[str, Any] = {}
     for mode in MODES:
         times = []
@@ -232,9 +227,7 @@ async def latency(
             for q in questions:
                 text = q["q"] if r == 0 else f"{q['q']} ({r})"  # no embedding cache hits
                 t0 = time.perf_counter()
-                await corpus.search(
-                    conn, tenant, text, 5, embedder=embedder, index=index, mode=mode
-                )
+                await tenant.search(text, mode)
                 times.append((time.perf_counter() - t0) * 1000)
         times.sort()
         out[mode] = {
@@ -257,17 +250,19 @@ async def main_async(url: str, chunks: int, recall_chunks: int, rounds: int) -> 
         async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
             await migrate(conn)
             docs = documents()
+            evaluated = Tenant(conn, "eval", embedder)
+            noisy, scale = Tenant(conn, "noisy", embedder), Tenant(conn, "scale", embedder)
             for doc_name, data in docs:
-                await add_file(conn, embedder, "eval", doc_name, data)
-            quality = await recall(conn, embedder, "eval", questions)
+                await evaluated.add_file(doc_name, data)
+            quality = await recall(evaluated, questions)
             ingest = await upload_to_searchable(conn, embedder)
-            for tenant in ("noisy", "scale"):
+            for tenant in (noisy, scale):
                 for doc_name, data in docs:
-                    await add_file(conn, embedder, tenant, doc_name, data)
+                    await tenant.add_file(doc_name, data)
             await fill(conn, embedder, "noisy", recall_chunks)
-            noisy = await recall(conn, embedder, "noisy", questions)
+            with_filler = await recall(noisy, questions)
             await fill(conn, None, "scale", chunks)
-            speed = await latency(conn, embedder, "scale", questions, rounds)
+            speed = await latency(scale, questions, rounds)
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -279,7 +274,7 @@ async def main_async(url: str, chunks: int, recall_chunks: int, rounds: int) -> 
         "recall": quality,
         "upload_to_searchable_100_pages": ingest,
         "search_at_chunks": {"chunks": chunks, **speed},
-        "recall_with_filler": {"chunks": recall_chunks, **noisy},
+        "recall_with_filler": {"chunks": recall_chunks, **with_filler},
     }
 
 
