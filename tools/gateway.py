@@ -84,6 +84,14 @@ _START_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
+class Requester:
+    """Whom a tool call is for and the trace it belongs to: checked, audited, sent with it."""
+
+    identity: Identity
+    trace_id: str = ""
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     """One tool of one pinned server, as the graph and ``GET /v1/tools`` see it."""
 
@@ -488,8 +496,7 @@ class ToolGateway:
         spec: ToolSpec,
         args: dict[str, Any],
         *,
-        identity: Identity,
-        trace_id: str,
+        caller: Requester,
         confirmation_id: str,
     ) -> None:
         """Check a call that needs confirmation as ``call`` would, and audit it as ``held``.
@@ -502,15 +509,14 @@ class ToolGateway:
             PermissionDenied: a declared permission is missing.
         """
         try:
-            self._admit(spec, args, identity)
+            self._admit(spec, args, caller.identity)
         except KeelError as exc:
-            await self._audit(spec, args, identity, trace_id, "denied", exc.code)
+            await self._audit(spec, args, caller, "denied", exc.code)
             raise
         await self._audit(
             spec,
             args,
-            identity,
-            trace_id,
+            caller,
             "held",
             "confirmation_required",
             confirmation_id=confirmation_id,
@@ -521,25 +527,23 @@ class ToolGateway:
         spec: ToolSpec,
         args: dict[str, Any],
         *,
-        identity: Identity,
-        trace_id: str,
+        caller: Requester,
         confirmation_id: str,
         approve: bool,
         comment: str | None,
     ) -> None:
-        """Audit the caller's decision on a held call: who (``identity``), when, which way."""
+        """Audit the caller's decision on a held call: who (``caller``), when, which way."""
         await self._audit(
             spec,
             args,
-            identity,
-            trace_id,
+            caller,
             "approved" if approve else "rejected",
             "confirmed" if approve else "not_confirmed",
             confirmation_id=confirmation_id,
             comment=comment,
         )
 
-    async def admit_scopes(self, spec: ToolSpec, *, identity: Identity, trace_id: str) -> None:
+    async def admit_scopes(self, spec: ToolSpec, *, caller: Requester) -> None:
         """Refuse (and audit as ``denied``) a tool outside the caller's scopes, before any work.
 
         The checked call admits again; this spares writing arguments for a call that cannot
@@ -549,26 +553,25 @@ class ToolGateway:
             PermissionDenied: a declared permission is missing.
         """
         try:
-            self.check_permissions(spec, identity.scopes)
+            self.check_permissions(spec, caller.identity.scopes)
         except KeelError as exc:
-            await self._audit(spec, {}, identity, trace_id, "denied", exc.code)
+            await self._audit(spec, {}, caller, "denied", exc.code)
             raise
 
     async def _audit(
         self,
         spec: ToolSpec,
         args: dict[str, Any],
-        identity: Identity,
-        trace_id: str,
+        caller: Requester,
         decision: str,
         outcome: str,
         **extra: str | None,
     ) -> None:
         if self.audit is not None:
             await self.audit.record(
-                trace_id=trace_id,
-                tenant=identity.tenant,
-                user_id=identity.user_id,
+                trace_id=caller.trace_id,
+                tenant=caller.identity.tenant,
+                user_id=caller.identity.user_id,
                 tool=spec.qualified,
                 version=spec.version,
                 args=args,
@@ -582,8 +585,7 @@ class ToolGateway:
         spec: ToolSpec,
         args: dict[str, Any],
         *,
-        identity: Identity,
-        trace_id: str = "",
+        caller: Requester,
         timeout_s: float | None = None,
         confirmed: bool = False,
         key: str | None = None,
@@ -609,19 +611,18 @@ class ToolGateway:
         """
         decision, outcome = "denied", "internal_error"
         try:
-            self._admit(spec, args, identity)
+            self._admit(spec, args, caller.identity)
             if not confirmed and self.needs_confirmation(spec):
                 raise ConfirmationRequired(
                     f"{spec.qualified}@{spec.version} needs the caller's confirmation"
                 )
-            await check_tool_call(identity, self.settings)
+            await check_tool_call(caller.identity, self.settings)
             decision = "allowed"
             result = await self._recorded(
                 spec,
-                identity,
-                trace_id,
+                caller,
                 key,
-                lambda: self._resilient_call(spec, args, identity, trace_id, timeout_s),
+                lambda: self._resilient_call(spec, args, caller, timeout_s),
             )
             outcome = "ok"
             return result
@@ -631,13 +632,12 @@ class ToolGateway:
                 decision = "denied"
             raise
         finally:
-            await self._audit(spec, args, identity, trace_id, decision, outcome)
+            await self._audit(spec, args, caller, decision, outcome)
 
     async def _recorded(
         self,
         spec: ToolSpec,
-        identity: Identity,
-        trace_id: str,
+        caller: Requester,
         key: str | None,
         make_call: Callable[[], Awaitable[ToolOutcome]],
     ) -> ToolOutcome:
@@ -648,9 +648,9 @@ class ToolGateway:
         """
         if key is None or self.intents is None or not spec.side_effects:
             return await make_call()
-        where = {"tenant": identity.tenant, "key": key}
+        where = {"tenant": caller.identity.tenant, "key": key}
         prior = await self.intents.begin(
-            **where, trace_id=trace_id, tool=spec.qualified, version=spec.version
+            **where, trace_id=caller.trace_id, tool=spec.qualified, version=spec.version
         )
         if prior is not None and not spec.idempotent:
             if prior["outcome"] == "ok":
@@ -681,8 +681,7 @@ class ToolGateway:
         self,
         spec: ToolSpec,
         args: dict[str, Any],
-        identity: Identity,
-        trace_id: str,
+        caller: Requester,
         timeout_s: float | None,
     ) -> ToolOutcome:
         retry = self.settings.tools.retry
@@ -700,7 +699,7 @@ class ToolGateway:
             with attempt:
                 try:
                     async with breaker:
-                        outcome = await self._call_once(spec, args, identity, trace_id, timeout_s)
+                        outcome = await self._call_once(spec, args, caller, timeout_s)
                 except OpenedState as exc:
                     cooldown = self.settings.tools.breaker.cooldown_s
                     raise CircuitOpen(
@@ -710,8 +709,9 @@ class ToolGateway:
         assert outcome is not None
         rule = self.fallback_rule(spec.pin)
         if self.cache is not None and rule is not None and rule.use == "cache":
+            tenant = caller.identity.tenant
             await self.cache.put(
-                identity.tenant, spec.qualified, spec.version, args, outcome.result, outcome.text
+                tenant, spec.qualified, spec.version, args, outcome.result, outcome.text
             )
         return outcome
 
@@ -719,8 +719,7 @@ class ToolGateway:
         self,
         spec: ToolSpec,
         args: dict[str, Any],
-        identity: Identity,
-        trace_id: str,
+        caller: Requester,
         timeout_s: float | None,
     ) -> ToolOutcome:
         srv = await self._live_server(spec)
@@ -728,7 +727,8 @@ class ToolGateway:
         if session is None:
             raise ToolUnavailable(f"{spec.pin}: server is not running")
         timeout = timeout_s or self.settings.tools.call_timeout_s
-        meta = {TENANT_META: identity.tenant, USER_META: identity.user_id, TRACE_META: trace_id}
+        who = caller.identity
+        meta = {TENANT_META: who.tenant, USER_META: who.user_id, TRACE_META: caller.trace_id}
         started = time.perf_counter()
         span = _tracer.start_span(
             f"tool {spec.qualified}",
@@ -736,7 +736,7 @@ class ToolGateway:
                 "keel.tool": spec.qualified,
                 "keel.server": spec.server,
                 "keel.version": spec.version,
-                "keel.trace_id": trace_id,
+                "keel.trace_id": caller.trace_id,
             },
         )
         # The id call_tool's request takes: nothing awaits between this read and its send.

@@ -52,11 +52,10 @@ from core.events import (
     ToolResultData,
     WarningData,
 )
-from core.identity import Identity
 from tools.adapter import Adapter, Ask, Step, Tell, Usage
 from tools.errors import NotConfirmed, PermissionDenied, ToolError, failure_kind
 from tools.fallback import CachedResult
-from tools.gateway import ToolGateway, ToolSpec
+from tools.gateway import Requester, ToolGateway, ToolSpec
 from tools.intents import OutcomeUnknown
 from tools.servers.calendar.v1.adapter import CalendarV1
 from tools.servers.documents.v1.adapter import DocumentsV1
@@ -130,12 +129,10 @@ class Held(Outcome):
     held: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Caller:
+@dataclass(frozen=True, kw_only=True)
+class Caller(Requester):
     """What only the graph has: who runs, how to tell events, how to ask the model."""
 
-    identity: Identity
-    trace_id: str
     agent: str
     timezone: str
     tell: Tell
@@ -165,9 +162,7 @@ class ToolPipeline:
             return Refused(f"(tool {step.tool} unavailable: {exc.detail})")
         self._status("calling_tool", spec)
         try:
-            await self.gateway.admit_scopes(
-                spec, identity=self.caller.identity, trace_id=self.caller.trace_id
-            )
+            await self.gateway.admit_scopes(spec, caller=self.caller)
         except PermissionDenied as exc:
             self._tool_error(call_id, spec.qualified, exc, spec)
             return Refused(_refused(spec, exc), refusal=_refusal(spec, exc))
@@ -237,8 +232,7 @@ class ToolPipeline:
         await self.gateway.record_decision(
             spec,
             args,
-            identity=self.caller.identity,
-            trace_id=self.caller.trace_id,
+            caller=self.caller,
             confirmation_id=call_id,
             approve=approve,
             comment=comment,
@@ -297,13 +291,7 @@ class ToolPipeline:
     ) -> Outcome:
         """Offer the call for confirmation once the gateway admits it (never outside scopes)."""
         try:
-            await self.gateway.hold(
-                spec,
-                args,
-                identity=self.caller.identity,
-                trace_id=self.caller.trace_id,
-                confirmation_id=call_id,
-            )
+            await self.gateway.hold(spec, args, caller=self.caller, confirmation_id=call_id)
         except KeelError as exc:
             self._tool_error(call_id, spec.qualified, exc, spec)
             return Refused(f"(tool {spec.qualified} failed: {exc.detail})", self.usage)
@@ -375,12 +363,7 @@ class ToolPipeline:
         about = _about(call_id, spec)
         self.caller.tell(ToolCallData(**about, args=_shown(args)))
         outcome = await self.gateway.call(
-            spec,
-            args,
-            identity=self.caller.identity,
-            trace_id=self.caller.trace_id,
-            confirmed=confirmed,
-            key=key,
+            spec, args, caller=self.caller, confirmed=confirmed, key=key
         )
         adapter = adapter_for(spec)
         who = self.caller.identity

@@ -29,7 +29,7 @@ import sys
 import sysconfig
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,15 +139,7 @@ class SandboxResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "stdout": self.stdout,
-            "error": self.error,
-            "images": self.images,
-            "tables": self.tables,
-            "killed": self.killed,
-            "exit_code": self.exit_code,
-            "duration_ms": self.duration_ms,
-        }
+        return asdict(self)
 
 
 def bwrap_binary() -> str:

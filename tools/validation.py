@@ -96,6 +96,15 @@ class Repaired:
 # -- the model from the schema ------------------------------------------------------------
 
 
+_NUMBER = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
+# Strings and numbers: their Python type, and their JSON Schema bounds as ``Field`` constraints.
+_BOUNDED: dict[str, tuple[type, dict[str, str]]] = {
+    "string": (str, {"minLength": "min_length", "maxLength": "max_length", "pattern": "pattern"}),
+    "integer": (int, _NUMBER),
+    "number": (float, _NUMBER),
+}
+
+
 def _annotation(schema: dict[str, Any]) -> Any:
     if "enum" in schema:
         return Literal[tuple(schema["enum"])]
@@ -114,25 +123,10 @@ def _annotation(schema: dict[str, Any]) -> Any:
             return AwareDatetime
         if fmt == "date":
             return date
-        return Annotated[
-            str,
-            Field(
-                min_length=schema.get("minLength"),
-                max_length=schema.get("maxLength"),
-                pattern=schema.get("pattern"),
-            ),
-        ]
-    if kind in ("integer", "number"):
-        base: type = int if kind == "integer" else float
-        return Annotated[
-            base,
-            Field(
-                ge=schema.get("minimum"),
-                le=schema.get("maximum"),
-                gt=schema.get("exclusiveMinimum"),
-                lt=schema.get("exclusiveMaximum"),
-            ),
-        ]
+    if isinstance(kind, str) and kind in _BOUNDED:
+        base, bounds = _BOUNDED[kind]
+        constraints: dict[str, Any] = {f: schema.get(k) for k, f in bounds.items()}
+        return Annotated[base, Field(**constraints)]
     if kind == "boolean":
         return bool
     if kind == "null":

@@ -17,7 +17,7 @@ protocol adds is its input convention and its stream:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -53,6 +53,8 @@ MAX_ID = 128
 # The answer types of LangChain's human-in-the-loop decisions and Agent Inbox's responses
 # that approve or reject a call as it is ("edit" would change the held arguments).
 _ANSWERS = ("approve", "reject", "accept", "ignore", "response")
+# A run-creating route of a thread: (thread_id, body, svc, identity, trace_id) -> its answer.
+_Threaded = Callable[[str, "RunCreate", Services, Identity, str], Awaitable[Response]]
 
 
 class RunCreate(BaseModel):
@@ -470,28 +472,27 @@ async def _new_thread(svc: Services, identity: Identity, body: RunCreate) -> str
     return thread_id
 
 
-@router.post("/runs")
-async def create_stateless_run(
-    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
-) -> JSONResponse:
-    """A background run on a new thread of the caller's."""
-    body.modes()
-    return await create_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+def _stateless(threaded: _Threaded, doc: str) -> Callable[..., Awaitable[Response]]:
+    """The protocol's stateless form of ``threaded``: the run goes on a new thread."""
+
+    async def route(
+        body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
+    ) -> Response:
+        body.modes()
+        return await threaded(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+
+    route.__doc__ = doc
+    return route
 
 
-@router.post("/runs/stream")
-async def stream_stateless_run(
-    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
-) -> EventSourceResponse:
-    """A streamed run on a new thread of the caller's."""
-    body.modes()
-    return await stream_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
-
-
-@router.post("/runs/wait")
-async def wait_stateless_run(
-    body: RunCreate, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
-) -> JSONResponse:
-    """A run on a new thread of the caller's; its final values."""
-    body.modes()
-    return await wait_run(await _new_thread(svc, identity, body), body, svc, identity, trace_id)
+for _verb, _threaded, _doc in (
+    ("create", create_run, "A background run on a new thread of the caller's."),
+    ("stream", stream_run, "A streamed run on a new thread of the caller's."),
+    ("wait", wait_run, "A run on a new thread of the caller's; its final values."),
+):
+    router.add_api_route(
+        "/runs" if _verb == "create" else f"/runs/{_verb}",
+        _stateless(_threaded, _doc),
+        methods=["POST"],
+        name=f"{_verb}_stateless_run",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -44,16 +45,9 @@ async def list_tools(svc: Svc, identity: CurrentIdentity) -> ToolsOut:
     return ToolsOut(
         tools=[
             ToolOut(
-                name=t.name,
+                **asdict(t),
                 qualified_name=t.qualified,
-                server=t.server,
-                version=t.version,
-                pin=t.pin,
-                description=t.description,
-                permissions=list(t.permissions),
-                sandbox=t.sandbox,
                 agents=sorted(a for a, spec in agents.items() if t.pin in spec.tools),
-                input_schema=t.input_schema,
             )
             for t in svc.tools.tools()
         ],

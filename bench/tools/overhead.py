@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.identity import Identity
 from core.settings import Settings
-from tools.gateway import ToolGateway, write_lock_file
+from tools.gateway import Requester, ToolGateway, write_lock_file
 
 
 async def main(n: int, server: str) -> None:
@@ -42,12 +42,12 @@ async def main(n: int, server: str) -> None:
         session = gw._servers[spec.pin].session
         assert session is not None
         for _ in range(20):  # warm-up
-            await gw.call(spec, args, identity=ident)
+            await gw.call(spec, args, caller=Requester(ident))
             await session.call_tool(spec.name, args)
         via_gw, direct = [], []
         for _ in range(n):
             t = time.perf_counter()
-            await gw.call(spec, args, identity=ident)
+            await gw.call(spec, args, caller=Requester(ident))
             via_gw.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
             await session.call_tool(spec.name, args)

@@ -23,7 +23,7 @@ from tests.conftest import LiveServer, make_settings, stream_run, tool_invocatio
 from tests.fakes.openai_server import FakeOpenAI
 from tests.sse import Frame
 from tools.errors import CircuitOpen, ToolRateLimited
-from tools.gateway import ToolGateway
+from tools.gateway import Requester, ToolGateway
 
 FALLBACKS = {"github-v2": {"on": ["rate_limited", "timeout"], "use": "cache", "max_age": "1d"}}
 
@@ -188,17 +188,17 @@ async def test_open_breaker_keeps_calls_off_the_server_until_the_cool_down(
         gw.inject_fault("github-v2", "rate_limited")
         for _ in range(2):
             with pytest.raises(ToolRateLimited):
-                await gw.call(spec, args, identity=alice)
+                await gw.call(spec, args, caller=Requester(alice))
         assert _invocations(settings, "github-v2") == 2
         for _ in range(3):
             with pytest.raises(CircuitOpen):
-                await gw.call(spec, args, identity=alice)
+                await gw.call(spec, args, caller=Requester(alice))
         assert _invocations(settings, "github-v2") == 2
         gw.inject_fault("github-v2", None)
         await asyncio.sleep(1.2)
         # Half-open: one trial call reaches the server; its success closes the circuit.
-        assert (await gw.call(spec, args, identity=alice)).result["language"] == "go"
-        assert (await gw.call(spec, args, identity=alice)).result["language"] == "go"
+        assert (await gw.call(spec, args, caller=Requester(alice))).result["language"] == "go"
+        assert (await gw.call(spec, args, caller=Requester(alice))).result["language"] == "go"
         assert _invocations(settings, "github-v2") == 4
 
 

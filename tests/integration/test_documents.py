@@ -19,7 +19,7 @@ from core.settings import Settings
 from tests.conftest import LiveServer, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.pdfs import encrypted, pdf
-from tools.gateway import ToolGateway
+from tools.gateway import Requester, ToolGateway
 
 PROBLEM = "application/problem+json"
 WRITE = ["read:documents", "write:documents"]
@@ -274,12 +274,14 @@ async def test_documents_v2_finds_uploads_by_meaning_with_page_and_excerpt(
         spec = gw.resolve("research", "documents")
         assert spec.version == "2.0.0"
         who = Identity("alice", "acme", frozenset())
-        out = await gw.call(spec, {"query": "how much holiday do employees have"}, identity=who)
+        out = await gw.call(
+            spec, {"query": "how much holiday do employees have"}, caller=Requester(who)
+        )
         top = out.result["hits"][0]
         assert (top["document"], top["page"]) == ("benefits.pdf", 2)
         assert "28 days" in top["excerpt"]
         stranger = Identity("eve", "globex", frozenset())
-        nothing = await gw.call(spec, {"query": "paid vacation"}, identity=stranger)
+        nothing = await gw.call(spec, {"query": "paid vacation"}, caller=Requester(stranger))
         assert nothing.result["hits"] == []
         # The excerpt is one passage: what lies between the matched words is kept, not "...".
         text = (
@@ -294,7 +296,7 @@ async def test_documents_v2_finds_uploads_by_meaning_with_page_and_excerpt(
         md = upload(alice, "expenses.md", text)
         ready(alice, md.json()["id"])
         asked = "Within how many days must I submit expense receipts, and in which app?"
-        out = await gw.call(spec, {"query": asked}, identity=who)
+        out = await gw.call(spec, {"query": asked}, caller=Requester(who))
         found = [h["excerpt"] for h in out.result["hits"] if h["document"] == "expenses.md"]
         assert found and "Ledgerly app within 21 days of the expense" in found[0]
         assert "..." not in found[0]

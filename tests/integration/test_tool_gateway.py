@@ -24,7 +24,7 @@ from tools.errors import (
     UnknownTool,
     UnpinnedVersion,
 )
-from tools.gateway import ToolGateway, write_lock_file
+from tools.gateway import Requester, ToolGateway, write_lock_file
 
 ALICE = Identity("alice", "acme", frozenset())
 FAKE = [sys.executable, "-m", "tests.fakes.mcp_server"]
@@ -88,11 +88,11 @@ async def test_each_agent_reaches_only_the_version_it_pins(gw: ToolGateway) -> N
     v2 = gw.resolve("research", "github_trending")
     v1 = gw.resolve("research_legacy", "github_trending")
     assert (v2.version, v1.version) == ("2.0.0", "1.0.0")
-    out2 = await gw.call(v2, {"language": "python", "limit": 3}, identity=ALICE)
+    out2 = await gw.call(v2, {"language": "python", "limit": 3}, caller=Requester(ALICE))
     assert out2.result["source"] == "snapshot"
     assert [r["full_name"] for r in out2.result["repos"]][0] == "huggingface/transformers"
     assert len(out2.result["repos"]) == 3
-    out1 = await gw.call(v1, {"lang": "python"}, identity=ALICE)
+    out1 = await gw.call(v1, {"lang": "python"}, caller=Requester(ALICE))
     assert out1.result.startswith("source: snapshot\nhuggingface/transformers (")
     assert out1.duration_ms > 0
 
@@ -111,14 +111,14 @@ async def test_denied_call_never_reaches_the_server(gw: ToolGateway) -> None:
     spec = gw.resolve("research", "python_exec")
     before = [r for r in log_lines(gw, "python-v1") if r["event"] == "invoke"]
     with pytest.raises(PermissionDenied) as err:
-        await gw.call(spec, {"code": "print(1)"}, identity=ALICE)
+        await gw.call(spec, {"code": "print(1)"}, caller=Requester(ALICE))
     assert err.value.code == "permission_denied"
     assert "exec:code" in err.value.detail
     after = [r for r in log_lines(gw, "python-v1") if r["event"] == "invoke"]
     assert after == before == []
 
     bob = Identity("bob", "acme", frozenset({"exec:code"}))
-    out = await gw.call(spec, {"code": "print(6 * 7)"}, identity=bob, trace_id="t-1")
+    out = await gw.call(spec, {"code": "print(6 * 7)"}, caller=Requester(bob, "t-1"))
     assert out.result["stdout"] == "42\n"
     invokes = [r for r in log_lines(gw, "python-v1") if r["event"] == "invoke"]
     assert [(r["user"], r["tenant"], r["trace_id"]) for r in invokes] == [("bob", "acme", "t-1")]
@@ -133,17 +133,17 @@ async def test_calendar_books_once_per_idempotency_key_and_per_tenant(gw: ToolGa
         "starts_at": "2030-01-02T15:00:00+00:00",
         "idempotency_key": "booking-0001",
     }
-    first = await gw.call(book, args, identity=writer)
-    again = await gw.call(book, args, identity=writer)
+    first = await gw.call(book, args, caller=Requester(writer))
+    again = await gw.call(book, args, caller=Requester(writer))
     assert (first.result["created"], again.result["created"]) == (True, False)
     assert first.result["event"]["id"] == again.result["event"]["id"]
     window = {"start": "2030-01-01T00:00:00+00:00", "days": 7}
-    seen = await gw.call(listing, window, identity=writer)
+    seen = await gw.call(listing, window, caller=Requester(writer))
     assert [e["title"] for e in seen.result["events"]] == ["Design review"]
     other = Identity("eve", "globex", frozenset({"read:calendar"}))
-    assert (await gw.call(listing, window, identity=other)).result["events"] == []
+    assert (await gw.call(listing, window, caller=Requester(other))).result["events"] == []
     with pytest.raises(PermissionDenied):
-        await gw.call(book, args, identity=other)
+        await gw.call(book, args, caller=Requester(other))
 
 
 async def test_documents_search_finds_ingested_text_with_document_page_and_excerpt(
@@ -166,16 +166,20 @@ async def test_documents_search_finds_ingested_text_with_document_page_and_excer
         again = await corpus.ingest(conn, embedder, "acme", [tmp_path], limits)
         assert again["unchanged"] == 2
     spec = gw.resolve("research", "documents")
-    out = await gw.call(spec, {"query": "infrastructure budget"}, identity=ALICE)
+    out = await gw.call(spec, {"query": "infrastructure budget"}, caller=Requester(ALICE))
     hits = out.result["hits"]
     assert hits[0]["document"] == "budget.md"
     assert hits[0]["page"] is None
     assert "infrastructure" in hits[0]["excerpt"]
     stranger = Identity("eve", "globex", frozenset())
-    assert (await gw.call(spec, {"query": "budget"}, identity=stranger)).result["hits"] == []
+    assert (await gw.call(spec, {"query": "budget"}, caller=Requester(stranger))).result[
+        "hits"
+    ] == []
     legacy = gw.resolve("research_legacy", "documents")
     assert legacy.version == "1.0.0"
-    old = (await gw.call(legacy, {"query": "infrastructure budget"}, identity=ALICE)).result
+    old = (
+        await gw.call(legacy, {"query": "infrastructure budget"}, caller=Requester(ALICE))
+    ).result
     assert (old["mode"], [h["source"] for h in old["hits"]]) == ("full_text", ["budget.md"])
 
 
@@ -211,7 +215,7 @@ async def test_changed_schema_without_relock_refuses_the_server(tmp_path: Path) 
     await write_lock_file(drifted)
     async with ToolGateway(drifted) as gw:
         assert gw.refused == {}
-        out = await gw.call(gw.resolve("research", "fake"), {"text": "x"}, identity=ALICE)
+        out = await gw.call(gw.resolve("research", "fake"), {"text": "x"}, caller=Requester(ALICE))
         assert out.result == "x"
 
 
@@ -227,13 +231,13 @@ async def test_crash_mid_call_is_a_tool_error_then_the_server_restarts_and_nothi
         crash = gw.resolve("research", "fake", "crash")
         echo = gw.resolve("research", "fake", "echo")
         with pytest.raises(ToolUnavailable, match="crashed"):
-            await gw.call(crash, {}, identity=ALICE)
-        assert (await gw.call(echo, {"text": "back"}, identity=ALICE)).result == "back"
+            await gw.call(crash, {}, caller=Requester(ALICE))
+        assert (await gw.call(echo, {"text": "back"}, caller=Requester(ALICE))).result == "back"
         with pytest.raises(ToolTimeout):
             await gw.call(
                 gw.resolve("research", "fake", "slow"),
                 {"seconds": 5},
-                identity=ALICE,
+                caller=Requester(ALICE),
                 timeout_s=0.5,
             )
     finally:
@@ -275,7 +279,7 @@ async def test_keel_ingest_cli_adds_files_the_documents_server_finds(
     assert "ingested 1 files (1 chunks), 0 unchanged, for tenant initech" in capsys.readouterr().out
     spec = gw.resolve("research", "documents")
     who = Identity("peter", "initech", frozenset())
-    hits = (await gw.call(spec, {"query": "promote standby"}, identity=who)).result["hits"]
+    hits = (await gw.call(spec, {"query": "promote standby"}, caller=Requester(who))).result["hits"]
     assert [h["document"] for h in hits] == ["runbook.md"]
 
 

@@ -13,7 +13,7 @@ import pytest_asyncio
 from core.db import migrate, open_pool
 from core.identity import Identity
 from core.settings import Settings
-from tools.gateway import ToolGateway
+from tools.gateway import Requester, ToolGateway
 from tools.intents import OutcomeUnknown
 
 CODER = Identity("alice", "acme", frozenset({"exec:code", "write:calendar"}))
@@ -59,9 +59,9 @@ async def test_code_under_the_same_key_runs_once_and_its_result_is_answered_agai
     spec = gw.resolve("research", "python_exec")
     key = uuid.uuid4().hex
     before = len(_runs_of_code(gw))
-    first = await gw.call(spec, {"code": "print(6 * 7)"}, identity=CODER, key=key)
+    first = await gw.call(spec, {"code": "print(6 * 7)"}, caller=Requester(CODER), key=key)
     assert await _intent(gw, key) == {"outcome": "ok", "tool": spec.qualified, "kept": True}
-    again = await gw.call(spec, {"code": "print(6 * 7)"}, identity=CODER, key=key)
+    again = await gw.call(spec, {"code": "print(6 * 7)"}, caller=Requester(CODER), key=key)
     assert "42" in first.result["stdout"]
     assert again.result == first.result
     assert len(_runs_of_code(gw)) == before + 1  # the repeat did not reach the server
@@ -79,7 +79,7 @@ async def test_code_started_before_with_an_unknown_outcome_is_not_run_again(
     )
     before = len(_runs_of_code(gw))
     with pytest.raises(OutcomeUnknown):
-        await gw.call(spec, {"code": "print(1)"}, identity=CODER, key=key)
+        await gw.call(spec, {"code": "print(1)"}, caller=Requester(CODER), key=key)
     assert len(_runs_of_code(gw)) == before
     assert await _intent(gw, key) == {"outcome": None, "tool": spec.qualified, "kept": False}
 
@@ -94,8 +94,8 @@ async def test_a_booking_started_before_is_asked_again_by_its_idempotency_key(
     await gw.intents.begin(
         tenant="acme", key=key, trace_id="t", tool=spec.qualified, version=spec.version
     )
-    first = await gw.call(spec, args, identity=CODER)  # the call that died after booking
-    again = await gw.call(spec, args, identity=CODER, key=key)
+    first = await gw.call(spec, args, caller=Requester(CODER))  # the call that died after booking
+    again = await gw.call(spec, args, caller=Requester(CODER), key=key)
     assert (first.result["created"], again.result["created"]) == (True, False)
     assert again.result["event"]["id"] == first.result["event"]["id"]
     assert (await _intent(gw, key) or {}).get("outcome") == "ok"
@@ -114,5 +114,5 @@ async def test_only_tools_that_change_something_are_recorded(gw: ToolGateway) ->
     key = uuid.uuid4().hex
     window = {"start": "2031-01-01T00:00:00+00:00", "days": 1}
     reader = Identity("a", "acme", frozenset({"read:calendar"}))
-    await gw.call(spec, window, identity=reader, key=key)
+    await gw.call(spec, window, caller=Requester(reader), key=key)
     assert await _intent(gw, key) is None

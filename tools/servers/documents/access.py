@@ -10,18 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
+from mcp.server.fastmcp import Context
 from psycopg_pool import AsyncConnectionPool
+from pydantic import Field
 
 from core.embeddings import Embedder, embedder_for
 from core.settings import SessionMemorySettings
+from tools.servers.common import invoked
+from tools.servers.documents import corpus
+from tools.servers.documents.corpus import Hit, Mode
 from tools.servers.documents.index import SearchIndex
 
 _pool: AsyncConnectionPool[Any] | None = None
 _embedder: Embedder | None = None
 INDEX = SearchIndex()
 EMBEDDINGS_ENV = "KEEL_TOOLS_EMBEDDINGS"
+# The arguments of every version's ``search_documents`` (their schemas are pinned in tools.lock).
+Query = Annotated[str, Field(min_length=1, max_length=500)]
+Limit = Annotated[int, Field(ge=1, le=20)]
 
 
 async def pool() -> AsyncConnectionPool[Any]:
@@ -46,3 +54,13 @@ async def embedder() -> Embedder:
         settings = SessionMemorySettings.model_validate(json.loads(raw)) if raw else None
         _embedder = await asyncio.to_thread(embedder_for, settings or SessionMemorySettings())
     return _embedder
+
+
+async def search(ctx: Context[Any, Any, Any], query: str, limit: int, mode: Mode) -> list[Hit]:
+    """A ``search_documents`` call: logged as invoked, answered from the caller's tenant."""
+    who = invoked(ctx, "search_documents", {"query": query, "limit": limit})
+    semantic = await embedder() if mode != "full_text" else None
+    async with (await pool()).connection() as conn:
+        return await corpus.search(
+            conn, who["tenant"], query, limit, embedder=semantic, index=INDEX, mode=mode
+        )

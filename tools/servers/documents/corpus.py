@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,14 +66,7 @@ class Hit:
 
     def as_dict(self) -> dict[str, Any]:
         """The hit as tool output."""
-        return {
-            "document": self.document,
-            "document_id": self.document_id,
-            "page": self.page,
-            "chunk": self.chunk,
-            "score": self.score,
-            "excerpt": self.excerpt,
-        }
+        return asdict(self)
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
