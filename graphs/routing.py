@@ -82,7 +82,8 @@ def follow_up(question: str, earlier: list[dict[str, str]]) -> list[PlanStep] | 
 
 
 _COMPUTE = re.compile(
-    r"\d|\b(python|code|program|script|compute|calculate|plot|chart|graph|table|draw)\b", re.I
+    r"\d|[(=]|\b(python|code|program|script|compute|calculate|plot|chart|graph|table|draw|run)\b",
+    re.I,
 )
 
 
@@ -90,8 +91,11 @@ def grounded(step: PlanStep, question: str) -> PlanStep:
     """``step``, unless it runs code for a question with nothing to compute: then model-only.
 
     A small model plans Python for "Which planet is the largest?" or "At what temperature
-    does water boil?"; a question for code names numbers or the code tool's words.
+    does water boil?"; a question for code names numbers or the code tool's words. Only
+    questions (ending in "?") are judged: an instruction may be for code in any words.
     """
-    if step.tool != "python_exec" or _COMPUTE.search(question):
+    if step.tool != "python_exec" or not question.rstrip().endswith("?"):
+        return step  # an instruction ("run this", "wait") may well be for code
+    if _COMPUTE.search(question):
         return step
     return PlanStep(description=step.description, tool="none")

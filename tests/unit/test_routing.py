@@ -92,7 +92,8 @@ def test_a_follow_up_pointing_back_goes_to_the_previous_turns_one_tool(
         ("Which planet is the largest in our solar system?", "none"),
         ("At what temperature does water boil at sea level?", "none"),
         ("How many primes are there below 10000?", "python_exec"),  # a number to compute with
-        ("Write a program that prints a haiku", "python_exec"),  # the code tool's words
+        ("Can you write a program that prints a haiku?", "python_exec"),  # the code tool's words
+        ("Wait", "python_exec"),  # an instruction, not a question: not judged
     ],
 )
 def test_a_code_step_for_a_question_with_nothing_to_compute_is_model_only(
