@@ -190,8 +190,11 @@ async def list_threads(
 async def create_run(
     thread_id: str, body: RunRequest, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
 ) -> SseResponse:
-    """Start a run and stream its events; the run goes on if the client disconnects."""
-    await svc.store.thread(identity, thread_id)
+    """Start a run and stream its events; the run goes on if the client disconnects.
+
+    An untitled thread is named after this question.
+    """
+    thread = await svc.store.thread(identity, thread_id)
     if body.agent not in svc.settings.agents:
         raise NotFound(f"agent {body.agent!r} is not configured")
     if body.checkpoint_id is not None:
@@ -225,6 +228,8 @@ async def create_run(
     except BaseException:
         stream.close()
         raise
+    if thread["title"] is None:
+        await svc.store.name_thread(thread_id, body.input.message)
     return _sse(stream, trace_id, release)
 
 

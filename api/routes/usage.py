@@ -27,6 +27,8 @@ class UsageOut(BaseModel):
     """The caller's usage and limits; ``subject`` is whose quota it is (user or API key)."""
 
     subject: str
+    user: str
+    tenant: str
     tier: Literal["free", "pro", "enterprise"]
     limits: TierLimits
     usage: UsageNow
@@ -38,6 +40,8 @@ async def get_usage(svc: Svc, identity: CurrentIdentity) -> UsageOut:
     u = await svc.quotas.usage(identity)
     return UsageOut(
         subject=u.subject,
+        user=identity.user_id,
+        tenant=identity.tenant,
         tier=identity.tier,
         limits=u.limits,
         usage=UsageNow(
