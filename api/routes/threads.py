@@ -197,6 +197,8 @@ async def create_run(
     thread = await svc.store.thread(identity, thread_id)
     if body.agent not in svc.settings.agents:
         raise NotFound(f"agent {body.agent!r} is not configured")
+    if thread["title"] is None:
+        await svc.store.name_thread(thread_id, body.input.message)
     if body.checkpoint_id is not None:
         config: Any = {
             "configurable": {"thread_id": thread_id, "checkpoint_id": body.checkpoint_id}
@@ -228,8 +230,6 @@ async def create_run(
     except BaseException:
         stream.close()
         raise
-    if thread["title"] is None:
-        await svc.store.name_thread(thread_id, body.input.message)
     return _sse(stream, trace_id, release)
 
 

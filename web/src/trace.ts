@@ -44,11 +44,12 @@ function waterfall(run: Run): HTMLElement {
     row.dataset.status = s.status;
     const lane = el("div", "lane");
     lane.setAttribute("aria-hidden", "true");
-    const bar = el("div", `bar ${s.kind}${s.status === "ok" ? "" : " failed"}`);
+    const ok = s.status === "ok" || s.status === "success";
+    const bar = el("div", `bar ${s.kind}${ok ? "" : " failed"}`);
     bar.style.left = `${(100 * (Date.parse(s.start) - t0)) / total}%`;
     bar.style.width = `${Math.max(0.5, (100 * s.duration_ms) / total)}%`;
     lane.append(bar);
-    const status = s.status === "ok" ? "" : ` · ${s.status}`;
+    const status = ok ? "" : ` · ${s.status}`;
     row.append(el("span", "span-name", `${s.kind} ${s.name}`), lane, el("span", "ms", `${s.duration_ms.toFixed(1)} ms${status}`));
     list.append(row);
   }
