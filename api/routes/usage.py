@@ -29,6 +29,7 @@ class UsageOut(BaseModel):
     subject: str
     user: str
     tenant: str
+    scopes: list[str]
     tier: Literal["free", "pro", "enterprise"]
     limits: TierLimits
     usage: UsageNow
@@ -42,6 +43,7 @@ async def get_usage(svc: Svc, identity: CurrentIdentity) -> UsageOut:
         subject=u.subject,
         user=identity.user_id,
         tenant=identity.tenant,
+        scopes=sorted(identity.scopes),
         tier=identity.tier,
         limits=u.limits,
         usage=UsageNow(

@@ -56,6 +56,12 @@ function row(doc: Doc, onError: (err: unknown) => void): HTMLLIElement {
   return li;
 }
 
+/** The panel for an account without `read:documents`: no list, no upload. */
+export function unavailable(): void {
+  $("#doc-usage").textContent = "Your account cannot read documents.";
+  $(".dropzone").hidden = true;
+}
+
 /** Reload the list; keep polling while a document is still indexing. */
 export async function refresh(onError: (err: unknown) => void): Promise<void> {
   window.clearTimeout(poll);
@@ -64,11 +70,7 @@ export async function refresh(onError: (err: unknown) => void): Promise<void> {
     listing = await call<Listing>("GET", "/v1/documents");
   } catch (err) {
     // Without read:documents the panel says so instead of failing.
-    if (err instanceof ApiError && err.status === 403) {
-      $("#doc-usage").textContent = "Your account cannot read documents.";
-      $(".dropzone").hidden = true;
-      return;
-    }
+    if (err instanceof ApiError && err.status === 403) return unavailable();
     throw err;
   }
   docs = listing.documents;

@@ -342,10 +342,13 @@ function showUpTo(n: number) {
 interface Usage {
   user: string;
   tenant: string;
+  scopes: string[];
   tier: string;
   limits: { runs_per_minute: number; llm_tokens_per_day: number };
   usage: { runs_last_minute: number; llm_tokens_today: number };
 }
+
+let scopes: string[] = [];
 
 /** Who is signed in and their usage against the tier's limits; a refused token signs out. */
 async function showUsage(): Promise<boolean> {
@@ -361,6 +364,7 @@ async function showUsage(): Promise<boolean> {
     return true; // a passing outage: keep the session
   }
   $("#who").textContent = `${u.user} · ${u.tenant} · ${u.tier}`;
+  scopes = u.scopes;
   const tokens = `${u.usage.llm_tokens_today.toLocaleString()} / ${u.limits.llm_tokens_per_day.toLocaleString()} tokens today`;
   $("#usage").textContent = `${tokens} · ${u.usage.runs_last_minute}/${u.limits.runs_per_minute} runs a minute`;
   return true;
@@ -373,6 +377,7 @@ function signOut(why: string) {
   $("#whoami").hidden = true;
   $("#signin-error").textContent = why;
   $<HTMLInputElement>("#token").focus();
+  if ($("#dev-users").hidden) void devUsers();
 }
 
 async function signIn() {
@@ -389,6 +394,12 @@ async function signIn() {
     submit.disabled = true;
     await start();
   });
+  if (token.get()) return; // signed in: the dev users are asked for only on the sign-in page
+  await devUsers();
+}
+
+/** One button per dev user, where the server has them (a dev server). */
+async function devUsers() {
   try {
     const users = await call<{ user: string; tenant: string; tier: string }[]>("GET", "/v1/dev/users");
     $("#dev-buttons").replaceChildren(
@@ -419,7 +430,8 @@ async function start() {
   const opened = id ? openThread(id) : Promise.resolve();
   if (!(await showUsage())) return;
   await loadThreads().catch(showError);
-  await documents.refresh(showError).catch(showError);
+  if (scopes.includes("read:documents")) await documents.refresh(showError).catch(showError);
+  else documents.unavailable();
   await opened;
 }
 
