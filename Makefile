@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WEB    := web/dist/index.html
 FUZZ   := .venv-fuzz
 
-.PHONY: install web js-sdk assistant-ui chromium run test lint pytest chaos studio lock lock-fuzz clean up
+.PHONY: install web js-sdk assistant-ui chromium lighthouse run test lint pytest chaos studio lock lock-fuzz clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ $(FUZZ)/.installed: $(STAMP) fuzz/requirements.lock
 	touch $@
 
 # The browser UI: npm ci from web/package-lock.json, then type-check and build into web/dist.
-$(WEB): web/package.json web/package-lock.json web/index.html web/tsconfig.json $(wildcard web/src/*.ts web/src/*/*.ts web/src/*.css)
+$(WEB): web/package.json web/package-lock.json web/index.html web/trace.html web/vite.config.ts web/tsconfig.json $(wildcard web/src/*.ts web/src/*/*.ts web/src/*.css)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
 
 web: $(WEB)
@@ -57,6 +57,17 @@ $(CHROMIUM):
 
 chromium: $(CHROMIUM)
 
+# Lighthouse (pinned in web/lighthouse, a package of its own) on the signed-in page after a
+# finished run: tests/e2e/test_ui_lighthouse.py, which `make test` runs too. Goals:
+# accessibility >= 95, best practices >= 95, performance >= 90; the report goes to
+# $KEEL_ARTIFACTS/lighthouse.json.
+LIGHTHOUSE := web/lighthouse/node_modules/.package-lock.json
+$(LIGHTHOUSE): web/lighthouse/package.json web/lighthouse/package-lock.json
+	cd web/lighthouse && npm ci --no-audit --no-fund --loglevel=error
+
+lighthouse: install web chromium $(LIGHTHOUSE)
+	$(BIN)/python -m pytest -p no:cacheprovider -q -s tests/e2e/test_ui_lighthouse.py
+
 run: install web
 	$(BIN)/keel serve
 
@@ -68,7 +79,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: install web js-sdk assistant-ui
+pytest: install web js-sdk assistant-ui $(LIGHTHOUSE)
 	$(BIN)/python -m pytest
 
 # The reliability and security suite at full size (crashes, outages, a 30-minute soak); the

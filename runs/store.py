@@ -167,6 +167,17 @@ class RunStore:
             f"thread {thread_id}",
         )
 
+    async def name_thread(self, thread_id: str, question: str) -> None:
+        """Title an untitled thread after its first question (first line, at most 80 chars)."""
+        line = " ".join(question.split())
+        title = line if len(line) <= 80 else line[:79].rstrip() + "…"
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE threads SET title = %(title)s"
+                " WHERE thread_id = %(thread_id)s AND title IS NULL",
+                {"thread_id": thread_id, "title": title},
+            )
+
     async def threads(self, identity: Identity, limit: int) -> list[dict[str, Any]]:
         """The caller's newest ``limit`` threads, newest first."""
         return await self._all(

@@ -190,10 +190,15 @@ async def list_threads(
 async def create_run(
     thread_id: str, body: RunRequest, svc: Svc, identity: CurrentIdentity, trace_id: TraceId
 ) -> SseResponse:
-    """Start a run and stream its events; the run goes on if the client disconnects."""
-    await svc.store.thread(identity, thread_id)
+    """Start a run and stream its events; the run goes on if the client disconnects.
+
+    An untitled thread is named after this question.
+    """
+    thread = await svc.store.thread(identity, thread_id)
     if body.agent not in svc.settings.agents:
         raise NotFound(f"agent {body.agent!r} is not configured")
+    if thread["title"] is None:
+        await svc.store.name_thread(thread_id, body.input.message)
     if body.checkpoint_id is not None:
         config: Any = {
             "configurable": {"thread_id": thread_id, "checkpoint_id": body.checkpoint_id}

@@ -12,10 +12,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from api.deps import CurrentIdentity, Svc
+from api.routes.ui import DIST
+from core.errors import Unavailable
 
 router = APIRouter(prefix="/v1", tags=["traces"])
 
@@ -125,63 +127,14 @@ async def get_trace(
 
 page = APIRouter(tags=["traces"])
 
-_WATERFALL = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Keel trace</title>
-<style>
-body{font:14px system-ui,sans-serif;margin:2rem;color:#222}
-.row{display:flex;align-items:center;height:22px}
-.label{width:260px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
-.lane{position:relative;flex:1;height:14px;background:#f3f3f3}
-.bar{position:absolute;height:14px;background:#4a7bd0}
-.bar.tool{background:#d08a2c}.bar.run{background:#888}.bar.error{background:#c33}
-.ms{width:90px;text-align:right;color:#666}
-</style></head><body>
-<h1>Trace <code id="tid"></code></h1>
-<p><label>Bearer token <input id="token" size="60"></label> <button id="go">Show</button></p>
-<div id="out"></div>
-<script>
-const tid = location.pathname.split("/").pop();
-document.getElementById("tid").textContent = tid;
-const tok = document.getElementById("token");
-tok.value = localStorage.getItem("keel.token") || "";
-async function show() {
-  localStorage.setItem("keel.token", tok.value);
-  const r = await fetch(`/v1/traces/${tid}`, {headers: {Authorization: `Bearer ${tok.value}`}});
-  const out = document.getElementById("out");
-  out.textContent = "";
-  if (!r.ok) { out.textContent = `${r.status}: ${(await r.json()).detail}`; return; }
-  for (const run of (await r.json()).runs) {
-    const t0 = Math.min(...run.spans.map(s => Date.parse(s.start)));
-    const total = Math.max(1, ...run.spans.map(s => Date.parse(s.start) - t0 + s.duration_ms));
-    const h = document.createElement("h2");
-    h.textContent = `run ${run.run_id} (${run.status})`;
-    out.append(h);
-    for (const s of run.spans) {
-      const row = document.createElement("div"); row.className = "row";
-      const label = document.createElement("div"); label.className = "label";
-      label.textContent = `${s.kind} ${s.name}`;
-      const lane = document.createElement("div"); lane.className = "lane";
-      const bar = document.createElement("div");
-      bar.className = `bar ${s.kind} ${s.status === "error" ? "error" : ""}`;
-      bar.style.left = `${100 * (Date.parse(s.start) - t0) / total}%`;
-      bar.style.width = `${Math.max(0.3, 100 * s.duration_ms / total)}%`;
-      lane.append(bar);
-      const ms = document.createElement("div"); ms.className = "ms";
-      ms.textContent = `${s.duration_ms.toFixed(1)} ms`;
-      row.append(label, lane, ms); out.append(row);
-    }
-  }
-}
-document.getElementById("go").onclick = show;
-if (tok.value) show();
-</script></body></html>
-"""
 
+@page.get("/traces/{trace_id}", include_in_schema=False)
+async def trace_page(trace_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]) -> FileResponse:
+    """The trace as a waterfall, drawn by the web UI (web/trace.html) from ``GET /v1/traces/{id}``.
 
-@page.get("/traces/{trace_id}", response_class=HTMLResponse, include_in_schema=False)
-async def trace_page(trace_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]) -> HTMLResponse:
-    """A waterfall of the trace's runs, drawn in the browser from ``GET /v1/traces/{id}``.
-
-    The page asks for the bearer token and keeps it in the browser's localStorage.
+    The page uses the UI's sign-in (the bearer token in the browser's localStorage).
     """
-    return HTMLResponse(_WATERFALL)
+    built = DIST / "trace.html"
+    if not built.is_file():
+        raise Unavailable("the web UI is not built: run `make web`")
+    return FileResponse(built, headers={"Cache-Control": "no-cache"})

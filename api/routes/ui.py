@@ -41,9 +41,15 @@ DEV_USERS = [
         user="alice",
         tenant="default",
         tier="pro",
-        scopes=["exec:code", "read:calendar", "write:calendar"],
+        scopes=[
+            "exec:code",
+            "read:calendar",
+            "write:calendar",
+            "read:documents",
+            "write:documents",
+        ],
     ),
-    DevUser(user="bob", tenant="default", tier="free", scopes=[]),
+    DevUser(user="bob", tenant="default", tier="free", scopes=["read:documents"]),
 ]
 
 

@@ -27,6 +27,9 @@ class UsageOut(BaseModel):
     """The caller's usage and limits; ``subject`` is whose quota it is (user or API key)."""
 
     subject: str
+    user: str
+    tenant: str
+    scopes: list[str]
     tier: Literal["free", "pro", "enterprise"]
     limits: TierLimits
     usage: UsageNow
@@ -38,6 +41,9 @@ async def get_usage(svc: Svc, identity: CurrentIdentity) -> UsageOut:
     u = await svc.quotas.usage(identity)
     return UsageOut(
         subject=u.subject,
+        user=identity.user_id,
+        tenant=identity.tenant,
+        scopes=sorted(identity.scopes),
         tier=identity.tier,
         limits=u.limits,
         usage=UsageNow(

@@ -9,76 +9,20 @@ times of text deltas measured in the page with the Performance API.
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from api.routes.ui import DIST
 from tests.conftest import LiveServer, make_settings
+from tests.e2e.conftest import TIMEOUT_MS, TRAIL_SCRIPT
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.test_tool_runs import CHART_CODE
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Records every state the status line shows, from the first script on, before the app runs.
-TRAIL_SCRIPT = """
-window.__trail = [];
-new MutationObserver((changes) => {
-  for (const c of changes) {
-    if (c.target.id === "status") window.__trail.push(c.target.dataset.state);
-  }
-}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-state"]});
-"""
-TIMEOUT_MS = 30_000
-expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    path = Path(os.environ.get("KEEL_ARTIFACTS") or Path(tempfile.gettempdir()) / "keel-e2e")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert (DIST / "index.html").is_file(), "the UI is not built: run `make web`"
-    assert Path(CHROMIUM).is_file(), "Chromium is missing: `make chromium` installs it"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser, live: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=live.url)
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
-    p = context.new_page()
-    p.set_default_timeout(TIMEOUT_MS)
-    p.add_init_script(TRAIL_SCRIPT)
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert not errors, f"the page raised: {errors}"
-    context.close()
 
 
 def _sign_in(page: Page, live: LiveServer, scopes: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.conftest import LiveServer, stream_run
 from tests.fakes.openai_server import FakeOpenAI
@@ -66,6 +67,8 @@ def test_trace_page_draws_the_waterfall_from_the_trace_api(live: LiveServer) -> 
         page = c.get("/traces/" + "ab" * 16)
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
-        # The page reads the same JSON the API serves, with the user's token.
-        assert "fetch(`/v1/traces/${tid}`" in page.text and "Authorization" in page.text
+        # The UI's trace page, whose script reads the same JSON the API serves.
+        script = re.search(r'src="(/assets/trace-[^"]+\.js)"', page.text)
+        assert script, page.text
+        assert "/v1/traces/" in c.get(script[1]).text
         assert c.get("/traces/not-a-trace").status_code == 422

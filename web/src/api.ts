@@ -6,12 +6,13 @@ const TOKEN_KEY = "keel.token"; // shared with the trace page (/traces/{id})
 export const token = {
   get: (): string => localStorage.getItem(TOKEN_KEY) ?? "",
   set: (value: string) => localStorage.setItem(TOKEN_KEY, value),
+  clear: () => localStorage.removeItem(TOKEN_KEY),
 };
 
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly problem: { title?: string; detail?: string; trace_id?: string },
+    readonly problem: { title?: string; detail?: string; trace_id?: string; code?: string },
   ) {
     super(problem.detail ?? problem.title ?? `HTTP ${status}`);
   }
@@ -32,6 +33,15 @@ export async function call<T>(method: string, path: string, body?: unknown, keep
   });
   if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => ({})));
   return (resp.status === 204 ? undefined : await resp.json()) as T;
+}
+
+/** A file sent as multipart/form-data (the browser sets the boundary). */
+export async function upload<T>(path: string, file: File): Promise<T> {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const resp = await fetch(path, { method: "POST", headers: headers(), body: form });
+  if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => ({})));
+  return (await resp.json()) as T;
 }
 
 /** An artifact (a chart) as an object URL: <img src> can't carry the bearer token. */

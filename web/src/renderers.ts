@@ -3,19 +3,8 @@
  * looks a renderer up by `event.type`; a type with no renderer gets the generic one, so a
  * backend that learns a new event type never breaks the UI.
  */
-import hljs from "highlight.js/lib/core";
-import bash from "highlight.js/lib/languages/bash";
-import javascript from "highlight.js/lib/languages/javascript";
-import json from "highlight.js/lib/languages/json";
-import python from "highlight.js/lib/languages/python";
-import sql from "highlight.js/lib/languages/sql";
 import type { KeelEvent } from "./generated/events";
-
-hljs.registerLanguage("python", python);
-hljs.registerLanguage("javascript", javascript);
-hljs.registerLanguage("json", json);
-hljs.registerLanguage("bash", bash);
-hljs.registerLanguage("sql", sql);
+import { highlight, markdown } from "./markdown";
 
 export interface RenderContext {
   /** The element holding the run's messages (one per run, in order). */
@@ -28,6 +17,8 @@ export interface RenderContext {
   feedback(runId: string, traceId: string): HTMLElement;
   /** Approve or reject a held tool call; the view follows the resumed run's stream. */
   confirm(runId: string, confirmationId: string, approve: boolean): void;
+  /** What the user can do after a failed run (retry, rephrase, ask for a scope). */
+  recover(code: string, traceId: string): HTMLElement;
 }
 
 type Of<T extends KeelEvent["type"]> = Extract<KeelEvent, { type: T }>;
@@ -64,35 +55,6 @@ function card(ctx: RenderContext, event: KeelEvent, cls: string): HTMLElement {
   return node;
 }
 
-/** Markdown, the small part an answer uses: paragraphs, **bold**, `code`, lists. Escaped first. */
-export function markdown(text: string): string {
-  const esc = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  return esc
-    .split(/\n{2,}/)
-    .map((block) => {
-      const inline = (s: string) =>
-        s.replace(/\*\*(.+?)\*\*/g, "<strong>$1</strong>").replace(/`([^`]+)`/g, "<code>$1</code>");
-      const lines = block.split("\n");
-      if (lines.every((l) => /^\s*[-*] /.test(l)))
-        return `<ul>${lines.map((l) => `<li>${inline(l.replace(/^\s*[-*] /, ""))}</li>`).join("")}</ul>`;
-      return `<p>${inline(block).replace(/\n/g, "<br>")}</p>`;
-    })
-    .join("");
-}
-
-/**
- * Highlighted HTML for `code` by highlight.js (escaped by it: strings, comments and keywords
- * are tokenized, never matched by regexes over each other's markup). A language it does not
- * know is shown as plain escaped text.
- */
-function highlight(code: string, language: string): string {
-  const lang = hljs.getLanguage(language) ? language : null;
-  if (lang === null) {
-    return code.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
-  return hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
-}
-
 function copyButton(ctx: RenderContext, runId: string, text: () => string): HTMLButtonElement {
   const button = el("button", { type: "button", class: "copy" }, "Copy");
   button.addEventListener("click", () => {
@@ -124,18 +86,112 @@ register("text_delta", (e, ctx) => {
   text.append(el("span", { "data-seq": String(e.seq) }, e.data.text));
 });
 
+// --- the run's timeline: plan steps with their state --------------------------------------
+export type StepState = "pending" | "running" | "done" | "failed" | "degraded";
+interface Progress {
+  steps: HTMLLIElement[];
+  current: number;
+  flag: StepState | null; // failed or degraded, seen while the current step ran
+}
+const progress = new Map<string, Progress>();
+
+function setStep(li: HTMLLIElement | undefined, state: StepState) {
+  if (!li) return;
+  li.dataset.state = state;
+  li.querySelector(".step-state")!.textContent = state;
+}
+
+/** The current step of the run ends as done, or as failed / degraded if that was seen. */
+function finishStep(runId: string, index: number) {
+  const p = progress.get(runId);
+  if (!p) return;
+  setStep(p.steps[index], p.flag ?? "done");
+  p.flag = null;
+  p.current = index + 1;
+  setStep(p.steps[p.current], "running");
+}
+
+function flagStep(runId: string, state: "failed" | "degraded") {
+  const p = progress.get(runId);
+  if (!p || !p.steps[p.current]) return;
+  if (p.flag !== "failed") p.flag = state;
+  p.steps[p.current].dataset.flag = p.flag;
+}
+
 register("plan", (e, ctx) => {
   const c = card(ctx, e, "plan");
-  c.append(el("div", { class: "label" }, "Plan"));
-  const ol = el("ol");
-  for (const step of e.data.steps) ol.append(el("li", {}, `${step.description} (${step.tool})`));
+  c.append(el("h3", { class: "label" }, "Plan"));
+  const ol = el("ol", { class: "steps" });
+  const steps = e.data.steps.map((step) => {
+    const li = el("li", { "data-state": "pending" });
+    li.append(
+      el("span", { class: "step-state" }, "pending"),
+      el("span", { class: "step-text" }, step.description),
+      el("span", { class: "step-tool" }, step.tool === "none" ? "model" : step.tool),
+    );
+    ol.append(li);
+    return li;
+  });
   c.append(ol);
+  progress.set(e.run_id, { steps, current: 0, flag: null });
+  setStep(steps[0], "running");
 });
 
 register("step_result", (e, ctx) => {
+  finishStep(e.run_id, e.data.index);
   const c = card(ctx, e, "step");
-  c.append(el("div", { class: "label" }, `Step ${e.data.index + 1}: ${e.data.description}`), el("div", {}, e.data.text));
+  c.append(el("div", { class: "label" }, `Step ${e.data.index + 1}: ${e.data.description}`));
+  c.append(collapsible(e.data.text, "finding"));
 });
+
+/** Long text collapsed behind a one-line summary; short text shown as it is. */
+function collapsible(text: string, what: string, pre = false): HTMLElement {
+  const body = el(pre ? "pre" : "div", { class: "body" }, text);
+  if (text.length <= 280 && text.split("\n").length <= 6) return body;
+  const details = el("details");
+  const first = text.split("\n")[0].slice(0, 100);
+  details.append(el("summary", {}, `${what}: ${first}${first.length < text.length ? "…" : ""}`), body);
+  return details;
+}
+
+/** One line saying what a tool returned: hits, rows, items, or its size. */
+export function summarize(result: unknown): string {
+  if (Array.isArray(result)) return `${result.length} item${result.length === 1 ? "" : "s"}`;
+  if (result && typeof result === "object") {
+    for (const [key, value] of Object.entries(result)) {
+      if (Array.isArray(value)) return `${value.length} ${key}`;
+    }
+  }
+  const size = JSON.stringify(result)?.length ?? 0;
+  return size > 1024 ? `${(size / 1024).toFixed(1)} kB` : `${size} bytes`;
+}
+
+// --- document hits, for the citations of the answer --------------------------------------
+export interface Hit {
+  document: string;
+  document_id?: string;
+  page?: number | null;
+  excerpt?: string;
+}
+const hits = new Map<string, Hit[]>();
+
+/** The search hit of `runId` (or any run) for the document and page a citation names. */
+export function hitFor(runId: string, document: string, page: number | null): Hit | null {
+  const runs = [hits.get(runId) ?? [], ...hits.values()];
+  for (const list of runs) {
+    const found = list.find((h) => h.document === document && (page === null || h.page === page));
+    if (found) return found;
+  }
+  return null;
+}
+
+function rememberHits(runId: string, result: unknown) {
+  const list = (result as { hits?: unknown } | null)?.hits;
+  if (!Array.isArray(list)) return;
+  const own = hits.get(runId) ?? [];
+  own.push(...(list.filter((h) => h && typeof h.document === "string") as Hit[]));
+  hits.set(runId, own);
+}
 
 register("tool_call", (e, ctx) => {
   const c = card(ctx, e, "tool");
@@ -143,27 +199,31 @@ register("tool_call", (e, ctx) => {
   const version = e.data.version ? ` v${e.data.version}` : "";
   c.append(
     el("div", { class: "label" }, `${e.data.tool_name}${version}`),
-    el("pre", { class: "args" }, JSON.stringify(e.data.args, null, 2)),
-    el("div", { class: "tool-state" }, "running…"),
+    el("div", { class: "tool-state", "data-state": "running" }, "running…"),
+    collapsible(JSON.stringify(e.data.args, null, 2), "arguments", true),
   );
+  c.lastElementChild!.classList.add("args");
 });
 
 register("tool_result", (e, ctx) => {
   const run = ctx.run(e.run_id);
   const c = run.querySelector<HTMLElement>(`.tool[data-call-id="${CSS.escape(e.data.call_id)}"]`) ?? card(ctx, e, "tool");
   c.dataset.resultSeq = String(e.seq);
+  rememberHits(e.run_id, e.data.result);
   const took = e.data.duration_ms == null ? "" : ` in ${Math.round(e.data.duration_ms)} ms`;
   const cached = e.data.cached_at ? ` (cached ${e.data.cached_at})` : "";
   c.querySelector(".tool-state")?.remove();
-  c.append(el("div", { class: "tool-state done" }, `done${took}${cached}`));
-  const details = el("details");
-  details.append(el("summary", {}, "result"), el("pre", {}, JSON.stringify(e.data.result, null, 2)));
+  c.querySelector(".label")!.after(el("div", { class: "tool-state done", "data-state": "done" }, `done${took}${cached}`));
+  const details = el("details", { class: "result" });
+  details.append(el("summary", {}, `result: ${summarize(e.data.result)}`), el("pre", {}, JSON.stringify(e.data.result, null, 2)));
   c.append(details);
 });
 
 register("tool_error", (e, ctx) => {
+  flagStep(e.run_id, "failed");
   const c = card(ctx, e, "tool-error");
-  c.append(el("div", { class: "label" }, `${e.data.tool_name}: ${e.data.code}`), el("div", {}, e.data.error));
+  const version = e.data.version ? ` v${e.data.version}` : "";
+  c.append(el("div", { class: "label" }, `${e.data.tool_name}${version}: ${e.data.code}`), el("div", {}, e.data.error));
   if (e.data.expected) c.append(el("div", {}, `expected: ${e.data.expected}`));
   if (e.data.hint) c.append(el("div", {}, `hint: ${e.data.hint}`));
 });
@@ -208,8 +268,9 @@ register("repair", (e, ctx) => {
 });
 
 register("warning", (e, ctx) => {
+  flagStep(e.run_id, "degraded");
   const c = card(ctx, e, "warning");
-  c.setAttribute("role", "alert");
+  c.setAttribute("role", "note");
   c.textContent = `⚠ ${e.data.message}`;
 });
 
@@ -223,17 +284,31 @@ register("code_block", (e, ctx) => {
 });
 
 register("image_generated", (e, ctx) => {
-  const c = card(ctx, e, "image");
+  const c = card(ctx, e, "image wide");
   const img = el("img", { alt: e.data.alt || "generated image" });
-  c.append(img);
+  const save = el("a", { class: "download", download: "chart.png", hidden: "" }, "Download image");
+  c.append(img, save);
   ctx.blobUrl(e.data.url).then(
-    (url) => (img.src = url),
+    (url) => {
+      img.src = url;
+      save.setAttribute("href", url);
+      save.hidden = false;
+    },
     () => c.append(el("div", { class: "muted" }, "image unavailable")),
   );
 });
 
+/** The table as CSV (RFC 4180 quoting), for its download link. */
+export function csv(columns: string[], rows: unknown[][]): string {
+  const cell = (v: unknown) => {
+    const s = String(v ?? "");
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [columns, ...rows].map((r) => r.map(cell).join(",")).join("\r\n") + "\r\n";
+}
+
 register("table", (e, ctx) => {
-  const c = card(ctx, e, "table");
+  const c = card(ctx, e, "table wide");
   if (e.data.title) c.append(el("div", { class: "label" }, e.data.title));
   const table = el("table");
   const head = el("tr");
@@ -269,7 +344,11 @@ register("table", (e, ctx) => {
   thead.append(head);
   table.append(thead, body);
   fill();
-  c.append(table);
+  const wrap = el("div", { class: "table-wrap" });
+  wrap.append(table);
+  const url = URL.createObjectURL(new Blob([csv(e.data.columns, e.data.rows)], { type: "text/csv" }));
+  const name = `${(e.data.title || "table").replace(/[^\w-]+/g, "_")}.csv`;
+  c.append(wrap, el("a", { class: "download", href: url, download: name }, "Download CSV"));
 });
 
 register("memory", (e, ctx) => {
@@ -279,7 +358,8 @@ register("memory", (e, ctx) => {
 register("error", (e, ctx) => {
   const c = card(ctx, e, "error");
   c.setAttribute("role", "alert");
-  c.textContent = e.data.message;
+  c.dataset.code = e.data.code;
+  c.append(ctx.recover(e.data.code, e.trace_id));
 });
 
 register("run_finished", (e, ctx) => {
@@ -290,8 +370,15 @@ register("run_finished", (e, ctx) => {
     const raw = answer.parentElement!.dataset.raw ?? "";
     answer.innerHTML = markdown(raw);
   }
+  const p = progress.get(e.run_id);
+  if (p && e.data.status !== "success" && e.data.status !== "interrupted") {
+    for (const li of p.steps.slice(p.current)) setStep(li, li === p.steps[p.current] ? "failed" : "pending");
+  }
   const c = card(ctx, e, "finished muted");
-  c.textContent = `${e.data.status} · ${Math.round(e.data.duration_ms)} ms · ${e.data.usage.total_tokens} tokens`;
+  c.append(
+    el("span", {}, `${e.data.status} · ${Math.round(e.data.duration_ms)} ms · ${e.data.usage.total_tokens} tokens · `),
+    el("a", { class: "trace", href: `/traces/${e.trace_id}`, target: "_blank" }, "trace"),
+  );
   // An interrupted run has no answer yet: the run that resumes it gets the feedback buttons.
   if (e.data.status !== "interrupted") c.append(ctx.feedback(e.run_id, e.trace_id));
 });
