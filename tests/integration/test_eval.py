@@ -217,6 +217,11 @@ def test_the_shipped_set_is_valid_and_covers_every_category() -> None:
     examples = {q.lower() for q in planner_examples()}
     assert len(examples) >= 5
     assert not examples & {turn.message.lower() for t in tasks for turn in t.turns}
+    fresh = load(sorted((Path(__file__).parents[2] / "bench/eval/fresh").glob("*.yaml")))
+    assert validate(fresh) == [] and len(fresh) >= 15
+    assert not {t.id for t in fresh} & {t.id for t in tasks}
+    messages = {turn.message.lower() for t in tasks for turn in t.turns}
+    assert not (examples | messages) & {turn.message.lower() for t in fresh for turn in t.turns}
 
 
 def test_keel_eval_runs_bench_eval_from_the_checkout(tmp_path: Path) -> None:
