@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from core.db import free_port
 from tests.conformance.conftest import WRITE
 from tests.conftest import LiveServer, make_settings, tool_invocations
-from tests.e2e.test_ui import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.fakes.openai_server import FakeOpenAI
 
 JS = Path(__file__).parents[1] / "conformance" / "js"

@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from core.db import free_port
 from tests.conformance.conftest import WRITE
 from tests.conftest import LiveServer, make_settings, tool_invocations
-from tests.e2e.test_ui import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.fakes.openai_server import FakeOpenAI
 
 APP = os.environ.get("KEEL_AGENT_CHAT_UI")

@@ -21,8 +21,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conformance.conftest import WRITE
 from tests.conftest import LiveServer, tool_invocations
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.e2e.test_agent_chat import bundled_site, keel_allowing
-from tests.e2e.test_ui import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.fakes.openai_server import FakeOpenAI
 
 PAGE = Path(__file__).parents[1] / "conformance" / "assistant-ui"
