@@ -106,24 +106,33 @@ def keel_for_chat(
         yield keel
 
 
-@pytest.fixture
-def chat(keel_for_chat: LiveServer, chat_site: str) -> Iterator[Page]:
+@contextlib.contextmanager
+def opened_chat(site: str, keel: LiveServer, user: str, painted: str) -> Iterator[Page]:
+    """A chat page of ``site`` in Chromium, signed in to ``keel`` as ``user``, watched by
+    ``painted``; the page must raise no error."""
     assert Path(CHROMIUM).is_file(), "Chromium is missing: `make chromium` installs it"
     with sync_playwright() as pw:
         browser: Browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
-        page.add_init_script(PAINTED)
+        page.add_init_script(painted)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        key = keel_for_chat.token("carol", "acme", scopes=WRITE)
-        page.goto(f"{chat_site}/index.html?{urlencode({'api': keel_for_chat.url, 'key': key})}")
+        key = keel.token(user, "acme", scopes=WRITE)
+        page.goto(f"{site}/index.html?{urlencode({'api': keel.url, 'key': key})}")
         yield page
         browser.close()
         assert not errors, f"the page raised: {errors}"
 
 
-def _ask(page: Page, question: str) -> None:
+@pytest.fixture
+def chat(keel_for_chat: LiveServer, chat_site: str) -> Iterator[Page]:
+    with opened_chat(chat_site, keel_for_chat, "carol", PAINTED) as page:
+        yield page
+
+
+def ask(page: Page, question: str) -> None:
+    """Type ``question`` into a chat page's form and send it."""
     page.fill("#question", question)
     page.click("#send")
 
@@ -134,7 +143,7 @@ def test_a_question_streams_its_tokens_into_the_chat(chat: Page, fake_llm: FakeO
     fake_llm.script.extend(
         [json.dumps({"steps": [{"description": "Think", "tool": "none"}]}), "A fact.", answer]
     )
-    _ask(chat, "What is the answer?")
+    ask(chat, "What is the answer?")
     expect(chat.locator('.msg[data-type="human"]')).to_have_text(["What is the answer?"])
     expect(chat.locator('.msg[data-type="ai"]')).to_have_text([answer])
     expect(chat.locator("#state")).to_have_attribute("data-loading", "false")
@@ -158,7 +167,7 @@ def test_a_held_booking_shows_as_an_interrupt_and_approve_resumes_it(
             "Your meeting is booked.",
         ]
     )
-    _ask(chat, "Book ui sync on Dec 1 at 9")
+    ask(chat, "Book ui sync on Dec 1 at 9")
     expect(chat.locator("#held-tool")).to_have_text("calendar.schedule_meeting")
     calls = tool_invocations(keel_for_chat.settings.data_dir, "calendar-v1")
     assert sum(r["tool"] == "schedule_meeting" for r in calls) == before

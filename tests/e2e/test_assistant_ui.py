@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.conformance.conftest import WRITE
 from tests.conftest import LiveServer, tool_invocations
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
-from tests.e2e.test_agent_chat import bundled_site, keel_allowing
+from tests.e2e.test_agent_chat import ask, bundled_site, keel_allowing, opened_chat
 from tests.fakes.openai_server import FakeOpenAI
 
 PAGE = Path(__file__).parents[1] / "conformance" / "assistant-ui"
@@ -53,24 +50,8 @@ def keel_for_page(
 
 @pytest.fixture
 def chat(keel_for_page: LiveServer, site: str) -> Iterator[Page]:
-    assert Path(CHROMIUM).is_file(), "Chromium is missing: `make chromium` installs it"
-    with sync_playwright() as pw:
-        browser: Browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.add_init_script(PAINTED)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        key = keel_for_page.token("erin", "acme", scopes=WRITE)
-        page.goto(f"{site}/index.html?{urlencode({'api': keel_for_page.url, 'key': key})}")
+    with opened_chat(site, keel_for_page, "erin", PAINTED) as page:
         yield page
-        browser.close()
-        assert not errors, f"the page raised: {errors}"
-
-
-def _ask(page: Page, question: str) -> None:
-    page.fill("#question", question)
-    page.click("#send")
 
 
 def _thread(page: Page) -> list[tuple[str, str]]:
@@ -87,7 +68,7 @@ def test_a_question_streams_its_tokens_into_the_thread(chat: Page, fake_llm: Fak
     fake_llm.script.extend(
         [json.dumps({"steps": [{"description": "Think", "tool": "none"}]}), "A fact.", answer]
     )
-    _ask(chat, "What is the answer?")
+    ask(chat, "What is the answer?")
     expect(chat.locator(ANSWER)).to_have_text([answer])
     expect(chat.locator("#running")).to_have_count(0)
     assert _thread(chat) == [("user", "What is the answer?"), ("assistant", answer)]
@@ -113,7 +94,7 @@ def test_a_held_booking_shows_and_approve_resumes_it(
             "Your meeting is booked.",
         ]
     )
-    _ask(chat, "Book aui sync on Dec 1 at 9")
+    ask(chat, "Book aui sync on Dec 1 at 9")
     expect(chat.locator("#held-tool")).to_have_text("calendar.schedule_meeting")
     expect(chat.locator("#running")).to_have_count(0)
     assert booked() == before
