@@ -6,6 +6,9 @@ value fails in the node that wrote it, not one floor away when the run engine wr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from langchain_core.messages import AIMessage, BaseMessageChunk
 from langgraph.types import StreamWriter
 
@@ -32,5 +35,10 @@ def status(
 
 def usage_of(message: AIMessage | BaseMessageChunk | None) -> dict[str, int]:
     """Token usage reported with a model response, as a plain dict."""
-    meta = getattr(message, "usage_metadata", None) or {}
+    return usage_counts(getattr(message, "usage_metadata", None))
+
+
+def usage_counts(meta: Mapping[str, Any] | None) -> dict[str, int]:
+    """The input, output and total token counts of a ``usage_metadata``, 0 where absent."""
+    meta = meta or {}
     return {k: int(meta.get(k, 0)) for k in ("input_tokens", "output_tokens", "total_tokens")}

@@ -20,12 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.runtime import Runtime
 
 from core.events import TextDeltaData
 from graphs import prompts
 from graphs.context import RunContext
-from graphs.emit import emit, status, usage_of
+from graphs.emit import emit, status, usage_counts
 from graphs.nodes import chat, last_question, recalled_text, today_line
 from graphs.state import State
 
@@ -52,22 +53,28 @@ async def summarizer(state: State, runtime: Runtime[RunContext]) -> dict[str, An
             + recalled_text(state.get("recalled", {}))
         ),
     ]
-    full: AIMessageChunk | None = None
+    # The answer's pieces and token usage are kept as they come: adding the chunks up
+    # (``AIMessageChunk.__add__``) would build a new message per token.
+    parts: list[str] = []
+    usage: UsageMetadata | None = None
     fences = prompts.FenceFilter()  # a small model may copy the prompt's <data> fences
     async for chunk in model.astream(prompt):
         assert isinstance(chunk, AIMessageChunk)
-        if chunk.text and (text := fences.feed(chunk.text)):
-            emit(writer, NODE, TextDeltaData(text=text))
-        full = chunk if full is None else full + chunk
+        if piece := chunk.text:
+            parts.append(piece)
+            if text := fences.feed(piece):
+                emit(writer, NODE, TextDeltaData(text=text))
+        if chunk.usage_metadata:
+            usage = add_usage(usage, chunk.usage_metadata)
     if rest := fences.flush():
         emit(writer, NODE, TextDeltaData(text=rest))
-    answer = prompts.unfenced(full.text) if full is not None else ""
+    answer = prompts.unfenced("".join(parts))
     degraded = [f["degraded"] for f in state.get("findings", []) if f.get("degraded")]
     if degraded:
         note = "\n\nDegraded sources: " + "; ".join(degraded) + "."
         emit(writer, NODE, TextDeltaData(text=note))
         answer += note
-    return {"messages": [AIMessage(answer, id=_answer_id(runtime))], "usage": usage_of(full)}
+    return {"messages": [AIMessage(answer, id=_answer_id(runtime))], "usage": usage_counts(usage)}
 
 
 def _answer_id(runtime: Runtime[RunContext]) -> str | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.context import RunContext
@@ -82,3 +86,45 @@ async def test_tool_step_says_the_tool_is_not_available_yet() -> None:
     events, _ = await _run(json.dumps(plan), "from memory", "answer")
     warning = next(e for e in events if e["type"] == "warning")
     assert warning["data"]["code"] == "tool_unavailable"
+
+
+class _Metered(BaseChatModel):
+    """Streams its one reply word by word; the last chunk reports the tokens spent."""
+
+    reply: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "metered"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    async def _astream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        words = self.reply.split(" ")
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            meta = UsageMetadata(input_tokens=7, output_tokens=len(words), total_tokens=7 + 3)
+            text = word if last else word + " "
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=text, usage_metadata=meta if last else None)
+            )
+
+
+@pytest.mark.asyncio
+async def test_streamed_answer_is_whole_and_its_usage_counted_once() -> None:
+    g = build_graph(InMemorySaver())
+    ctx = RunContext(chat_model=_Metered(reply="the sky is blue"), thread_id="t")
+    config: Any = {"configurable": {"thread_id": "t"}}
+    state = {"messages": [HumanMessage("Why?")], "plan": [], "findings": []}
+    await g.aupdate_state(config, state, as_node="researcher")
+    deltas = [
+        e["data"]["text"]
+        async for e in g.astream(None, config, context=ctx, stream_mode="custom")
+        if e["type"] == "text_delta"
+    ]
+    values = (await g.aget_state(config)).values
+    assert "".join(deltas) == "the sky is blue" == values["messages"][-1].content
+    assert values["usage"] == {"input_tokens": 7, "output_tokens": 4, "total_tokens": 10}
