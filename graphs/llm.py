@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from core.db import free_port
 from core.errors import Unavailable
 from core.settings import LLMSettings, LocalModelSettings
+from graphs.openai_stream import StreamingChatOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def silent_endpoint() -> str:
 def _build(llm: LLMSettings) -> ChatOpenAI:
     if not llm.base_url:
         raise Unavailable("llm.base_url is not set: start the local model or set OPENAI_BASE_URL")
-    return ChatOpenAI(
+    return StreamingChatOpenAI(  # ChatOpenAI with a lean token stream
         base_url=llm.base_url,
         model=llm.model,
         api_key=SecretStr(llm.api_key),
