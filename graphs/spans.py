@@ -22,7 +22,13 @@ _tracer = tracer("keel.graph")
 
 
 class SpanCallbacks(AsyncCallbackHandler):
-    """Opens and closes node and LLM spans as LangGraph reports them."""
+    """Opens and closes node and LLM spans as LangGraph reports them.
+
+    Run inline: each callback only starts or ends a span, so awaiting it in place is cheaper
+    than the task LangChain would otherwise make for it on every event (every token).
+    """
+
+    run_inline = True
 
     def __init__(self, parent: Context) -> None:
         """Nest every span under ``parent`` (the run's span context)."""
