@@ -13,6 +13,8 @@ are raised before the first chunk as the same ``openai`` exceptions, so fallback
 breakers see no difference. Anything else (the Responses API, ``response_format`` streams,
 response headers) goes through ``ChatOpenAI`` unchanged. The per-chunk wall-clock limit
 (``stream_chunk_timeout``) is kept, with one rescheduled deadline instead of a task per chunk.
+The reader yields to the event loop after each chunk: the SDK's parsing was slow enough that
+the socket ran dry between chunks, and this one is not.
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ class StreamingChatOpenAI(ChatOpenAI):
                     got += 1
                     deadline.reschedule(None)
                     yield event
+                    # Lines already buffered are read without suspending: let the loop run the
+                    # run's other tasks (the event log, the readers) between chunks, or a fast
+                    # model's whole answer would reach them as one late burst.
+                    await asyncio.sleep(0)
                     deadline.reschedule(limit and loop.time() + limit)
         except TimeoutError as e:
             raise StreamChunkTimeoutError(

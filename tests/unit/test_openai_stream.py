@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -85,3 +86,26 @@ async def test_an_error_event_mid_stream_is_an_api_error() -> None:
     lines = _lines('data: {"choices": []}', "", 'data: {"error": {"message": "overloaded"}}', "")
     with pytest.raises(openai.APIError, match="overloaded"):
         [e async for e in model._chunks(lines)]
+
+
+@pytest.mark.asyncio
+async def test_the_loop_runs_other_tasks_between_chunks(fake_llm: FakeOpenAI) -> None:
+    """A fast model's buffered lines must not starve the run's other tasks (its readers)."""
+    fake_llm.script.append(" ".join(f"w{i}" for i in range(300)))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    seen = []
+    try:
+        async for _ in _model(StreamingChatOpenAI, fake_llm).astream("hi"):
+            seen.append(ticks)
+    finally:
+        task.cancel()
+    assert len(seen) > 300
+    assert all(b > a for a, b in zip(seen, seen[1:], strict=False))
