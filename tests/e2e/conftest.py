@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from api.routes.ui import DIST
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, make_settings
+from tests.fakes.openai_server import FakeOpenAI
 
 AXE = DIST.parent / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = "/usr/bin/chromium"
@@ -61,6 +62,16 @@ def browser() -> Iterator[Browser]:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def dev_live(
+    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A live server in the dev environment, where the one-click dev sign-in is served."""
+    settings = make_settings(db_url, fake_llm.base_url, tmp_path_factory.mktemp("keel-dev"))
+    with LiveServer(settings.model_copy(update={"env": "dev"})) as server:
+        yield server
 
 
 @pytest.fixture

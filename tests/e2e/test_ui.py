@@ -252,15 +252,6 @@ def test_code_blocks_keep_their_text_and_tokenize_strings_and_comments(
     assert "def" in code.locator(".hljs-keyword").all_text_contents()
 
 
-@pytest.fixture(scope="module")
-def dev_live(
-    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    settings = make_settings(db_url, fake_llm.base_url, tmp_path_factory.mktemp("keel-dev"))
-    with LiveServer(settings.model_copy(update={"env": "dev"})) as server:
-        yield server
-
-
 def test_dev_sign_in_only_in_dev(live: LiveServer, dev_live: LiveServer) -> None:
     assert httpx.get(f"{live.url}/v1/dev/users").status_code == 404
     r = httpx.post(f"{live.url}/v1/dev/token", json={"user": "alice"})

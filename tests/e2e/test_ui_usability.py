@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer
 from tests.e2e.conftest import PHONE, TIMEOUT_MS, axe
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -29,15 +27,6 @@ HOSTILE = (
     '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script>'
     "[click](javascript:window.__pwned=3)\n\n```python\ndef f():\n    return 'x'  # note\n```\n"
 )
-
-
-@pytest.fixture(scope="module")
-def dev_live(
-    db_url: str, fake_llm: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    settings = make_settings(db_url, fake_llm.base_url, tmp_path_factory.mktemp("keel-dev"))
-    with LiveServer(settings.model_copy(update={"env": "dev"})) as server:
-        yield server
 
 
 def _sign_in(page: Page, live: LiveServer, scopes: list[str] | None = None) -> None:

@@ -1,22 +1,16 @@
-"""github_trending 2.x: language, period and limit, read from the step's words."""
+"""github_trending 2.x: language, period and limit, read from the step's words; notes as 1.x."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tools.adapter import Adapter, Ask, Step, Usage
+from tools.adapter import Ask, Step, Usage
 from tools.gateway import ToolSpec
-from tools.servers.github_trending.wording import (
-    count_of,
-    language_of,
-    no_repos,
-    period_of,
-    picked,
-    repos_note,
-)
+from tools.servers.github_trending.v1.adapter import GithubTrendingV1
+from tools.servers.github_trending.wording import count_of, language_of, period_of
 
 
-class GithubTrendingV2(Adapter):
+class GithubTrendingV2(GithubTrendingV1):
     """``trending_repos(language, since, limit)``."""
 
     async def arguments(self, spec: ToolSpec, step: Step, ask: Ask) -> tuple[Any, Usage]:
@@ -27,15 +21,3 @@ class GithubTrendingV2(Adapter):
             "since": period_of(text, step.conversation),
             "limit": count_of(text),
         }, {}
-
-    def note(self, result: Any) -> str:
-        """One line per repository."""
-        return repos_note(result) or super().note(result)
-
-    def answer(self, result: Any, step: Step) -> str | None:
-        """The one repository the question picks (the fewest stars, the second one), if any."""
-        return picked(result, step.question)
-
-    def empty(self, result: Any) -> str | None:
-        """No repository matched."""
-        return no_repos(result)
