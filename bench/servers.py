@@ -40,6 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 AEGRA_PYTHON = ROOT / ".venv-aegra" / "bin" / "python"
 
 
+def aegra_python() -> Path:
+    """The Python of Aegra's venv: ``BENCH_AEGRA_PYTHON`` or ``AEGRA_PYTHON``."""
+    return Path(os.environ.get("BENCH_AEGRA_PYTHON") or AEGRA_PYTHON)
+
+
 class Proc:
     """A server child process and its URL; ``stop`` ends it (only this process)."""
 
@@ -243,9 +248,10 @@ def aegra_version() -> str:
 
 def aegra_missing() -> str:
     """Why Aegra cannot be started here, as a line to print ("" when it can)."""
-    if AEGRA_PYTHON.exists():
+    python = aegra_python()
+    if python.exists():
         return ""
-    return f"Aegra rows skipped: no {AEGRA_PYTHON} (build its venv with `make aegra`)"
+    return f"Aegra rows skipped: no {python} (build its venv with `make aegra`)"
 
 
 def start_aegra(db_url: str, model_url: str, work: Path) -> Proc:
@@ -256,7 +262,7 @@ def start_aegra(db_url: str, model_url: str, work: Path) -> Proc:
     """
     port = free_port()
     args, env = aegra_launch(
-        str(AEGRA_PYTHON),
+        str(aegra_python()),
         ["research"],
         db_url,
         model_url,

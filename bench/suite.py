@@ -137,7 +137,7 @@ class Stack:
 
     @property
     def aegra(self) -> str:
-        """Aegra's URL (``servers.AEGRA_PYTHON`` must exist: see ``aegra_missing``)."""
+        """Aegra's URL (its venv must exist: see ``servers.aegra_missing``)."""
 
         def start() -> Proc:
             db = servers.aegra_database(self.pg_url)
