@@ -409,6 +409,10 @@ async def fig_first_event(s: Stack, a: Args) -> list[Row]:
             tids = {p.key: await p.thread() for p in ps}
             for p in rotated(ps, i):
                 times.setdefault(p.key, []).append(await p.run(tids[p.key]))
+    # A run without a text_delta would count 0 s as its first token.
+    for key, ts in times.items():
+        if not all(t.deltas for t in ts):
+            raise RuntimeError(f"{key}: a run streamed no text_delta")
 
     def med(key: str, mark: str) -> float:
         return median([getattr(t, mark) for t in times[key]])
