@@ -6,8 +6,9 @@ UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 WEB    := web/dist/index.html
 FUZZ   := .venv-fuzz
+AEGRA  := .venv-aegra
 
-.PHONY: install web js-sdk assistant-ui chromium lighthouse run test lint pytest chaos studio lock lock-fuzz clean up
+.PHONY: install web js-sdk assistant-ui chromium lighthouse run test lint pytest chaos studio lock lock-fuzz aegra lock-aegra clean up
 
 $(STAMP): pyproject.toml requirements.lock models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,17 @@ $(FUZZ)/.installed: $(STAMP) fuzz/requirements.lock
 	test -x $(FUZZ)/bin/python || $(UV) venv --quiet --python $(BIN)/python $(FUZZ)
 	$(UV) pip sync --quiet --python $(FUZZ)/bin/python --require-hashes fuzz/requirements.lock
 	touch $@
+
+# Aegra (aegra-api, an open Agent Protocol server), the peer `keel bench` runs beside
+# `langgraph dev`, in a venv of its own: its pins conflict with the project's. Keel goes in
+# with --no-deps so Aegra can import its graph. Not part of `make test`.
+$(AEGRA)/.installed: $(STAMP) bench/aegra/requirements.lock pyproject.toml
+	test -x $(AEGRA)/bin/python || $(UV) venv --quiet --python $(BIN)/python $(AEGRA)
+	$(UV) pip sync --quiet --python $(AEGRA)/bin/python --require-hashes bench/aegra/requirements.lock
+	$(UV) pip install --quiet --python $(AEGRA)/bin/python --no-deps -e .
+	touch $@
+
+aegra: $(AEGRA)/.installed
 
 # The browser UI: npm ci from web/package-lock.json, then type-check and build into web/dist.
 $(WEB): web/package.json web/package-lock.json web/index.html web/trace.html web/vite.config.ts web/tsconfig.json $(wildcard web/src/*.ts web/src/*/*.ts web/src/*.css)
@@ -96,8 +108,11 @@ lock: $(VENV)
 lock-fuzz: $(STAMP)
 	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python fuzz/requirements.in -o fuzz/requirements.lock
 
+lock-aegra: $(STAMP)
+	$(UV) pip compile --quiet --generate-hashes --python $(BIN)/python bench/aegra/requirements.in -o bench/aegra/requirements.lock
+
 clean:
-	rm -rf $(VENV) $(FUZZ) web/node_modules tests/conformance/js/node_modules tests/conformance/assistant-ui/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
+	rm -rf $(VENV) $(FUZZ) $(AEGRA) web/node_modules tests/conformance/js/node_modules tests/conformance/assistant-ui/node_modules web/dist .keel .pytest_cache .mypy_cache .ruff_cache .langgraph_api
 
 up:
 	docker compose up --build

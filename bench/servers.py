@@ -6,6 +6,8 @@
 - ``keel``: Keel's API (uvicorn, one process) on a Postgres URL;
 - ``langgraph``: ``langgraph dev`` (LangGraph's API server, in-memory runtime) on the same
   ``langgraph.json`` graph and the same model, analytics and version checks off;
+- ``aegra``: Aegra (``aegra-api`` in ``.venv-aegra``, ``make aegra``), an open Postgres-backed
+  Agent Protocol server, on the same graph, model and Postgres server (a database of its own);
 - ``raw``: a bare Starlette ``StreamingResponse`` of SSE frames (the physical limit of a stream);
 - ``relay``: a pass-through to another OpenAI-compatible server that records each chat request's
   body, so a request Keel made can be replayed against the model directly (``local_model``);
@@ -34,6 +36,13 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# Aegra's venv (`make aegra`): aegra-api's pins conflict with the project's venv.
+AEGRA_PYTHON = ROOT / ".venv-aegra" / "bin" / "python"
+
+
+def aegra_python() -> Path:
+    """The Python of Aegra's venv: ``BENCH_AEGRA_PYTHON`` or ``AEGRA_PYTHON``."""
+    return Path(os.environ.get("BENCH_AEGRA_PYTHON") or AEGRA_PYTHON)
 
 
 class Proc:
@@ -177,6 +186,93 @@ def start_langgraph(llm_url: str, work: Path) -> Proc:
     langgraph = str(Path(sys.executable).parent / "langgraph")
     args = [langgraph, "dev", "--port", str(port), "--no-browser", "--no-reload"]
     return Proc("langgraph", args, f"http://127.0.0.1:{port}", "/ok", env=env, cwd=work)
+
+
+def aegra_database(server_url: str) -> str:
+    """Create the database ``aegra`` on the Postgres server of ``server_url``; its URL.
+
+    Aegra's schema asks for the ``uuid-ossp`` extension (its ``uuid_generate_v4()``), which the
+    embedded Postgres build does not ship: the database also looks for extensions under
+    ``bench/aegra`` (``extension_control_path``, Postgres 18), where ``uuid-ossp`` defines
+    ``uuid_generate_v4()`` on the built-in ``gen_random_uuid()``. A server that has its own
+    uuid-ossp uses that one (``$system`` comes first).
+    """
+    import psycopg
+
+    path = f"$system:{ROOT / 'bench' / 'aegra'}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "aegra"')
+        conn.execute(f"ALTER DATABASE aegra SET extension_control_path = '{path}'")
+    return server_url.rsplit("/", 1)[0] + "/aegra"
+
+
+def aegra_launch(
+    python: str, agents: list[str], db_url: str, model_url: str, port: int, work: Path, **env: str
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start Aegra serving Keel's graph as each of ``agents``.
+
+    ``uvicorn aegra_api.main:app`` from the venv of ``python`` (one holding aegra-api and Keel)
+    on 127.0.0.1:``port``, with an ``aegra.json`` written to ``work`` naming
+    ``graphs/graph.py:graph``, the database ``db_url``, the OpenAI-compatible model at
+    ``model_url``, no auth (``AUTH_TYPE=noop``); ``env`` adds variables (Aegra's pool sizes,
+    log level). Its health URL is ``/health``.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "aegra.json"
+    graph = f"{ROOT}/graphs/graph.py:graph"
+    config.write_text(json.dumps({"graphs": {agent: graph for agent in agents}}))
+    drop = ("KEEL_", "DATABASE", "OPENAI_")
+    full = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    full |= {
+        "KEEL_ENV": "test",
+        "KEEL_LLM__PROVIDER": "openai",
+        "KEEL_LLM__BASE_URL": model_url,
+        "KEEL_LLM__MODEL": "fake",
+        "KEEL_LLM__API_KEY": "x",
+        "AUTH_TYPE": "noop",
+        "AEGRA_CONFIG": str(config),
+        "DATABASE_URL": db_url,
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    args = [python, "-m", "uvicorn", "aegra_api.main:app", "--host", "127.0.0.1"]
+    return [*args, "--port", str(port)], full
+
+
+def aegra_version() -> str:
+    """The aegra-api version ``bench/aegra/requirements.lock`` pins."""
+    lock = (ROOT / "bench" / "aegra" / "requirements.lock").read_text()
+    found = re.search(r"^aegra-api==(\S+)", lock, re.M)
+    return found.group(1) if found else "?"
+
+
+def aegra_missing() -> str:
+    """Why Aegra cannot be started here, as a line to print ("" when it can)."""
+    python = aegra_python()
+    if python.exists():
+        return ""
+    return f"Aegra rows skipped: no {python} (build its venv with `make aegra`)"
+
+
+def start_aegra(db_url: str, model_url: str, work: Path) -> Proc:
+    """Aegra on the research graph, the database ``db_url`` and the model at ``model_url``.
+
+    Aegra gets the room for load Keel gets (a pool of 20 connections; its defaults are 2 for
+    SQLAlchemy and 6 for LangGraph's checkpointer) and logs warnings only, as Keel does.
+    """
+    port = free_port()
+    args, env = aegra_launch(
+        str(aegra_python()),
+        ["research"],
+        db_url,
+        model_url,
+        port,
+        work,
+        LOG_LEVEL="WARNING",
+        SQLALCHEMY_POOL_SIZE="20",
+        LANGGRAPH_MAX_POOL_SIZE="20",
+    )
+    return Proc("aegra", args, f"http://127.0.0.1:{port}", "/health", env=env, cwd=work)
 
 
 def start_raw(events: int, frame_bytes: int) -> Proc:

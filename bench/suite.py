@@ -1,13 +1,14 @@
-"""Keel against LangGraph Server and the physical limits: issue 12's figures in one process tree.
+"""Keel against LangGraph servers and the physical limits: the figures in one process tree.
 
     .venv/bin/keel bench [--quick] [--n 20] [--only first_event,quota] [--out bench]
 
 Starts embedded Postgres, the scripted model (bench/servers.py: fixed latency per request,
-fixed plan, answers of a set length and pace), Keel's API and ``langgraph dev`` on the same
-graph and model, each in its own process, then runs each figure with A and B interleaved and
-reports medians. Writes ``<out>/results.json`` (one row per figure) and ``<out>/RESULTS.md``
-(the table for the README). Absolute times on a shared 2-core machine move; ratios taken
-side by side in one run are what to read.
+fixed plan, answers of a set length and pace), Keel's API, ``langgraph dev`` and Aegra (when
+``.venv-aegra`` is built: ``make aegra``) on the same graph and model, each in its own
+process, then runs each figure with the parties interleaved and reports medians. Writes
+``<out>/results.json`` (one row per figure) and ``<out>/RESULTS.md`` (the table for the
+README). Absolute times on a shared 2-core machine move; ratios taken side by side in one run
+are what to read.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
 
 from bench import servers
 from bench.host import load_average, machine
@@ -130,6 +135,16 @@ class Stack:
         model = self.model
         return self._proc("langgraph", lambda: servers.start_langgraph(model, self.work / "lg")).url
 
+    @property
+    def aegra(self) -> str:
+        """Aegra's URL (its venv must exist: see ``servers.aegra_missing``)."""
+
+        def start() -> Proc:
+            db = servers.aegra_database(self.pg_url)
+            return servers.start_aegra(db, self.model, self.work / "aegra")
+
+        return self._proc("aegra", start).url
+
     def restart(self, name: str) -> None:
         """Stop ``name``'s process; the next use starts a fresh one."""
         proc = self._procs.pop(name, None)
@@ -164,12 +179,9 @@ class Stack:
             **kw,
         )
 
-    def langgraph_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.langgraph,
-            timeout=300,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
-        )
+    def sdk_client(self, url: str) -> LangGraphClient:
+        """The official LangGraph SDK client on an Agent Protocol server (langgraph dev, Aegra)."""
+        return get_client(url=url, timeout=300)
 
     def stop(self) -> None:
         for proc in reversed(list(self._procs.values())):
@@ -192,12 +204,18 @@ class RunTimes:
     answering: float = 0.0  # Keel's agent_status summarizing: the answer's model call begins
 
 
-def _delta_text(data: str) -> str | None:
+def _delta_text(body: Any) -> str | None:
     """The text of a text_delta (Keel's envelope or LangGraph's custom event), else None."""
-    body = json.loads(data)
-    if body.get("type") != "text_delta":
+    if not isinstance(body, dict) or body.get("type") != "text_delta":
         return None
     return str(body["data"]["text"])
+
+
+def _mark_delta(t: RunTimes, text: str, now: float) -> None:
+    t.deltas += 1
+    t.tokens += len(text.split())
+    t.first_delta = t.first_delta or now
+    t.last_delta = now
 
 
 async def _read_stream(r: httpx.Response, t0: float) -> RunTimes:
@@ -211,14 +229,9 @@ async def _read_stream(r: httpx.Response, t0: float) -> RunTimes:
                 t.first_event = time.perf_counter() - t0
             t.events += 1
         elif event in ("text_delta", "custom") and line.startswith("data: "):
-            text = _delta_text(line[6:])
-            if text is None:
-                continue
-            now = time.perf_counter() - t0
-            t.deltas += 1
-            t.tokens += len(text.split())
-            t.first_delta = t.first_delta or now
-            t.last_delta = now
+            text = _delta_text(json.loads(line[6:]))
+            if text is not None:
+                _mark_delta(t, text, time.perf_counter() - t0)
         elif event == "agent_status" and '"summarizing"' in line and not t.answering:
             t.answering = time.perf_counter() - t0
     t.finished = time.perf_counter() - t0
@@ -239,23 +252,36 @@ async def keel_run(c: httpx.AsyncClient, message: str = MESSAGE, tid: str = "") 
         return await _read_stream(r, t0)
 
 
-async def langgraph_thread(c: httpx.AsyncClient) -> str:
-    r = await c.post("/threads", json={})
-    r.raise_for_status()
-    return str(r.json()["thread_id"])
+async def sdk_thread(c: LangGraphClient) -> str:
+    return str((await c.threads.create())["thread_id"])
 
 
-async def langgraph_run(c: httpx.AsyncClient, message: str = MESSAGE, tid: str = "") -> RunTimes:
-    tid = tid or await langgraph_thread(c)
-    body = {
-        "assistant_id": "research",
-        "input": {"messages": [{"role": "user", "content": message}]},
-        "stream_mode": ["custom"],
-    }
+async def sdk_run(c: LangGraphClient, message: str = MESSAGE, tid: str = "") -> RunTimes:
+    """A streamed run of ``research`` through the LangGraph SDK (``stream_mode=["custom"]``).
+
+    The first event is the server's first part (``metadata``); the first token is the first
+    custom part whose data is a text_delta.
+    """
+    tid = tid or await sdk_thread(c)
+    t = RunTimes(0.0, 0.0, 0)
     t0 = time.perf_counter()
-    async with c.stream("POST", f"/threads/{tid}/runs/stream", json=body) as r:
-        times = await _read_stream(r, t0)
-    return times
+    async for part in c.runs.stream(
+        tid,
+        "research",
+        input={"messages": [{"role": "user", "content": message}]},
+        stream_mode=["custom"],
+    ):
+        now = time.perf_counter() - t0
+        if not t.events:
+            t.first_event = now
+        t.events += 1
+        if part.event == "error":
+            raise RuntimeError(f"run failed: {part.data}")
+        text = _delta_text(part.data) if part.event.startswith("custom") else None
+        if text is not None:
+            _mark_delta(t, text, now)
+    t.finished = time.perf_counter() - t0
+    return t
 
 
 async def bare_astream(message: str = MESSAGE) -> float:
@@ -321,65 +347,122 @@ async def fig_sse_vs_astream(s: Stack, a: Args) -> list[Row]:
     ]
 
 
+@dataclass
+class Peer:
+    """A server a figure runs the research graph on: Keel over httpx, the others over the SDK."""
+
+    key: str  # "keel", "langgraph" or "aegra"
+    thread: Callable[[], Awaitable[str]]
+    run: Callable[[str], Awaitable[RunTimes]]  # a run on the thread given ("": a new one)
+
+
+def peer_label(key: str) -> str:
+    """How a table names the peer ``key``."""
+    if key == "aegra":
+        return f"Aegra {servers.aegra_version()} (Postgres)"
+    return "langgraph dev (in-memory runtime)"
+
+
+@asynccontextmanager
+async def peers(s: Stack) -> AsyncIterator[list[Peer]]:
+    """Keel, ``langgraph dev`` and Aegra (unless its venv is missing), each warmed by a run."""
+    async with AsyncExitStack() as stack:
+        kc = await stack.enter_async_context(s.keel_client())
+        found = [Peer("keel", partial(keel_thread, kc), partial(keel_run, kc, MESSAGE))]
+        urls = {"langgraph": s.langgraph}
+        if missing := servers.aegra_missing():
+            print(missing, flush=True)
+        else:
+            urls["aegra"] = s.aegra
+        for key, url in urls.items():
+            c = await stack.enter_async_context(s.sdk_client(url))
+            found.append(Peer(key, partial(sdk_thread, c), partial(sdk_run, c, MESSAGE)))
+        for peer in found:
+            await peer.run("")
+        yield found
+
+
+def rotated(ps: list[Peer], i: int) -> list[Peer]:
+    """The order of repetition ``i``: each party goes first in turn."""
+    k = i % len(ps)
+    return ps[k:] + ps[:k]
+
+
+# Per peer: the keys of its time-to-first-token, whole-run and concurrent rows.
+ROW_KEYS = {
+    "langgraph": ("first_token", "run_vs_langgraph", "concurrent"),
+    "aegra": ("first_token_aegra", "run_vs_aegra", "concurrent_aegra"),
+}
+WHOLE_RUN_NOTES = {
+    "langgraph": "informative: Keel writes checkpoints and events to Postgres, langgraph dev"
+    " keeps them in memory",
+    "aegra": "informative: both write checkpoints to Postgres (Aegra with LangGraph's Postgres"
+    " checkpointer, its runs in tables of its own in a database of its own on the same server)",
+}
+
+
 async def fig_first_event(s: Stack, a: Args) -> list[Row]:
-    """Time to first event and whole run: Keel ÷ ``langgraph dev``, interleaved."""
-    kf, lf, kr, lr, kt, lt = [], [], [], [], [], []
-    async with s.keel_client() as kc, s.langgraph_client() as lc:
-        await keel_run(kc)
-        await langgraph_run(lc)
+    """Time to first event, first token and whole run: Keel ÷ each peer, interleaved."""
+    times: dict[str, list[RunTimes]] = {}
+    async with peers(s) as ps:
         for i in range(a.n):
-            ktid, ltid = await keel_thread(kc), await langgraph_thread(lc)
-            for side in ("keel", "lg") if i % 2 else ("lg", "keel"):
-                if side == "keel":
-                    t = await keel_run(kc, tid=ktid)
-                    kf.append(t.first_event)
-                    kr.append(t.finished)
-                    kt.append(t.first_delta)
-                else:
-                    t = await langgraph_run(lc, tid=ltid)
-                    lf.append(t.first_event)
-                    lr.append(t.finished)
-                    lt.append(t.first_delta)
-    return [
+            tids = {p.key: await p.thread() for p in ps}
+            for p in rotated(ps, i):
+                times.setdefault(p.key, []).append(await p.run(tids[p.key]))
+    # A run without a text_delta would count 0 s as its first token.
+    for key, ts in times.items():
+        if not all(t.deltas for t in ts):
+            raise RuntimeError(f"{key}: a run streamed no text_delta")
+
+    def med(key: str, mark: str) -> float:
+        return median([getattr(t, mark) for t in times[key]])
+
+    rows = [
         Row(
             "time to first event: Keel ÷ langgraph dev",
             "first_event",
-            median(kf),
-            median(lf),
+            med("keel", "first_event"),
+            med("langgraph", "first_event"),
             a.n,
             "<= 0.5",
-            b_label="langgraph dev (in-memory runtime)",
+            b_label=peer_label("langgraph"),
             note="from the POST of the run to its first SSE event; Keel's first event is"
             " run_started after the run is recorded in Postgres, LangGraph's is `metadata`",
-        ),
-        Row(
-            "time to first token: Keel ÷ langgraph dev",
-            "first_token",
-            median(kt),
-            median(lt),
-            a.n,
-            "<= 0.5",
-            b_label="langgraph dev (in-memory runtime)",
-            note="from the POST of the run to its first text_delta (LangGraph: the first custom"
-            " event of type text_delta), after the plan and research steps",
-        ),
-        Row(
-            "whole run over HTTP: Keel ÷ langgraph dev",
-            "run_vs_langgraph",
-            median(kr),
-            median(lr),
-            a.n,
-            "",
-            b_label="langgraph dev (in-memory runtime)",
-            note="informative: Keel writes checkpoints and events to Postgres, langgraph dev"
-            " keeps them in memory",
-        ),
+        )
     ]
+    for key in [k for k in times if k != "keel"]:
+        name = "langgraph dev" if key == "langgraph" else "Aegra"
+        token_key, run_key, _ = ROW_KEYS[key]
+        rows.append(
+            Row(
+                f"time to first token: Keel ÷ {name}",
+                token_key,
+                med("keel", "first_delta"),
+                med(key, "first_delta"),
+                a.n,
+                "<= 0.5",
+                b_label=peer_label(key),
+                note="from the POST of the run to its first text_delta (LangGraph servers: the"
+                " first custom event of type text_delta, read with langgraph-sdk), after the"
+                " plan and research steps",
+            )
+        )
+        rows.append(
+            Row(
+                f"whole run over HTTP: Keel ÷ {name}",
+                run_key,
+                med("keel", "finished"),
+                med(key, "finished"),
+                a.n,
+                "",
+                b_label=peer_label(key),
+                note=WHOLE_RUN_NOTES[key],
+            )
+        )
+    return rows
 
 
-async def _throughput(
-    run: Callable[[], Coroutine[Any, Any, RunTimes]], total: int, inflight: int
-) -> float:
+async def _throughput(run: Callable[[], Awaitable[RunTimes]], total: int, inflight: int) -> float:
     sem = asyncio.Semaphore(inflight)
 
     async def one() -> None:
@@ -392,36 +475,35 @@ async def _throughput(
 
 
 async def fig_concurrent(s: Stack, a: Args) -> list[Row]:
-    """Runs per second with 50 in flight: Keel ÷ ``langgraph dev``."""
+    """Runs per second with 50 in flight: Keel ÷ each peer, interleaved."""
     inflight = 10 if a.quick else 50
     # One burst of `inflight` runs per repetition (two bursts before: 2.7 min of a 12.8-min
-    # run); both sides get the same burst, so the ratio keeps its meaning.
+    # run); every side gets the same burst, so the ratio keeps its meaning.
     total = inflight
     reps = max(1, min(a.n, 3))
-    kr, lr = [], []
-    async with s.keel_client() as kc, s.langgraph_client() as lc:
-        await keel_run(kc)
-        await langgraph_run(lc)
+    rates: dict[str, list[float]] = {}
+    async with peers(s) as ps:
         for i in range(reps):
-            for side in ("keel", "lg") if i % 2 else ("lg", "keel"):
-                if side == "keel":
-                    kr.append(await _throughput(lambda: keel_run(kc), total, inflight))
-                else:
-                    lr.append(await _throughput(lambda: langgraph_run(lc), total, inflight))
+            for p in rotated(ps, i):
+                rate = await _throughput(partial(p.run, ""), total, inflight)
+                rates.setdefault(p.key, []).append(rate)
     return [
         Row(
-            f"concurrent runs/s ({inflight} in flight): Keel ÷ langgraph dev",
-            "concurrent",
-            median(kr),
-            median(lr),
+            f"concurrent runs/s ({inflight} in flight): Keel ÷"
+            f" {'langgraph dev' if key == 'langgraph' else 'Aegra'}",
+            ROW_KEYS[key][2],
+            median(rates["keel"]),
+            median(rates[key]),
             reps,
             ">= 2",
             unit="runs/s",
-            b_label="langgraph dev (in-memory runtime)",
+            b_label=peer_label(key),
             note=f"{total} runs started at once per repetition (runs/s = {total} ÷ the time until"
             " the last one ended), each on a new thread, read to the end; 3 repetitions, not"
             " 20: each is tens of seconds at this load",
         )
+        for key in rates
+        if key != "keel"
     ]
 
 

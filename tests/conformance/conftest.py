@@ -1,24 +1,23 @@
 """The server the Agent Protocol conformance suites drive: Keel with bookings held.
 
 With ``KEEL_CONFORMANCE_AEGRA`` set to the Python of a venv holding ``aegra-api`` (and Keel,
-for its graph), the same suites drive Aegra instead, an open Agent Protocol server, serving
-Keel's graph on the same scripted model and Postgres: the comparison in docs/agent-protocol.md.
+for its graph; `make aegra` builds one, ``.venv-aegra/bin/python``), the same suites drive
+Aegra instead, an open Agent Protocol server, serving Keel's graph on the same scripted model
+and Postgres (``bench.servers.aegra_launch`` starts it, as for ``keel bench``): the comparison
+in docs/agent-protocol.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bench.servers import Proc, aegra_launch
 from core.db import free_port
-from core.settings import ROOT, Settings
+from core.settings import Settings
 from tests.conftest import LiveServer, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -34,41 +33,18 @@ class AegraServer(LiveServer):
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        graph = f"{ROOT}/graphs/graph.py:graph"
-        config = tmp / "aegra.json"
-        config.write_text(json.dumps({"graphs": {a: graph for a in settings.agents}}))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "DATABASE"))}
-        env |= {
-            "KEEL_ENV": "test",
-            "KEEL_LLM__PROVIDER": "openai",
-            "KEEL_LLM__BASE_URL": fake_url,
-            "KEEL_LLM__MODEL": "fake",
-            "KEEL_LLM__API_KEY": "test",
-            "AUTH_TYPE": "noop",
-            "AEGRA_CONFIG": str(config),
-            "DATABASE_URL": settings.database.url or "",
-            "PYTHONPATH": str(ROOT),
-        }
-        self._cmd = [python, "-m", "uvicorn", "aegra_api.main:app", "--port", str(self.port)]
-        self._env, self._log = env, tmp / "aegra.log"
+        self._args, self._env = aegra_launch(
+            python, list(settings.agents), settings.database.url or "", fake_url, self.port, tmp
+        )
+        self._work = tmp
 
     def __enter__(self) -> AegraServer:
-        with self._log.open("w") as log:
-            self._proc = subprocess.Popen(
-                self._cmd, env=self._env, cwd=self._log.parent, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError(f"Aegra did not start: {self._log.read_text()[-2000:]}")
+        self._proc = Proc("aegra", self._args, self.url, "/health", env=self._env, cwd=self._work)
+        self._proc.wait(60)
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self._proc.terminate()
-        self._proc.wait(30)
+        self._proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -134,3 +134,50 @@ def test_many_streams_and_local_model_figures_stay_bounded(tmp_path: Path) -> No
     table = (tmp_path / "RESULTS.md").read_text()
     assert table.index("Scripted model") < table.index("Packaged local model")
     assert f"| {local['figure']} |" in table
+
+
+def test_first_event_and_concurrent_skip_aegra_without_its_venv(tmp_path: Path) -> None:
+    """Without .venv-aegra the peer figures run Keel and langgraph dev and say how to add Aegra.
+
+    langgraph dev is driven through the official langgraph-sdk client: its first token is the
+    first custom event of type text_delta, after its first event and before the run ends.
+    """
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BENCH_AEGRA_PYTHON": str(tmp_path / "no-aegra" / "python")}
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.suite", "--quick", "--n", "2"]
+        + ["--only", "first_event,concurrent", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert out.stdout.count("Aegra rows skipped") == 2
+    assert "make aegra" in out.stdout
+    rows = {r["key"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    assert list(rows) == ["first_event", "first_token", "run_vs_langgraph", "concurrent"]
+    for row in rows.values():
+        assert row["a"] > 0 and row["b"] > 0
+        assert row["b_label"] == "langgraph dev (in-memory runtime)"
+    assert rows["first_event"]["b"] < rows["first_token"]["b"] <= rows["run_vs_langgraph"]["b"]
+    assert rows["first_event"]["a"] < rows["first_token"]["a"] <= rows["run_vs_langgraph"]["a"]
+    assert rows["concurrent"]["n"] == 2
+
+
+def test_each_party_goes_first_in_turn() -> None:
+    from bench.suite import Peer, RunTimes, rotated
+
+    async def thread() -> str:
+        return ""
+
+    async def run(tid: str) -> RunTimes:
+        return RunTimes(0.0, 0.0, 0)
+
+    ps = [Peer(k, thread, run) for k in ("keel", "langgraph", "aegra")]
+    firsts = [rotated(ps, i)[0].key for i in range(6)]
+    assert firsts == ["keel", "langgraph", "aegra", "keel", "langgraph", "aegra"]
+    assert all(sorted(p.key for p in rotated(ps, i)) == sorted(firsts[:3]) for i in range(3))
