@@ -776,7 +776,7 @@ async def fig_write_per_step(s: Stack, a: Args) -> list[Row]:
             res["per_step"],
             res["raw_commit"],
             res["n"],
-            "<= 1.5",
+            "<= 2",
             b_label="INSERT of one row + commit",
             note="aput_writes + aput of a real research-graph step's checkpoint, plus the"
             " event-log append of that step's events, on embedded Postgres",
